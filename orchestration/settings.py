@@ -1,0 +1,287 @@
+"""One typed settings object: defaults < config file (TOML) < environment (MAGEAGENT_*) < explicit overrides.
+
+Built once at the edge (CLI, server) by :func:`load_settings` and passed down; nothing deeper reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ROLES",
+    "Role",
+    "RoleConfig",
+    "PromptOverrides",
+    "Settings",
+    "PROFILES",
+    "load_settings",
+    "default_cache_dir",
+    "default_memory_budget_gb",
+]
+
+Role = Literal["primary", "competitor", "validator", "tools"]
+ROLES: tuple[Role, ...] = ("primary", "competitor", "validator", "tools")
+ENV_PREFIX = "MAGEAGENT_"
+EMBEDDED_DENSE = "embedded"
+EMBEDDED_Q4 = "embedded-q4"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RoleConfig(_Strict):
+    """Which model plays a role, and that role's own sampling and system prompt."""
+
+    model: str = Field(description="'embedded', 'embedded-q4', an mlx-lm model id, or a local mlx-lm directory")
+    backend: Literal["mlx"] = "mlx"
+    quantization: str | None = Field(None, description="informational label for reports (e.g. '8-bit')")
+    temperature: float | None = Field(None, ge=0, le=2, description="overrides the request's temperature")
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+    system: str | None = Field(None, description="role system prompt, used when the request gives none")
+    pinned: bool = False
+
+
+def _embedded_roles() -> dict[str, RoleConfig]:
+    # One dense float32 copy serves every role (it loads once). The competitor gets its own system
+    # prompt and sampling so compete's A and B differ even at temperature 0, as the seed's
+    # reasoning-vs-coding models do; the 4-bit copy ('embedded-q4') can stand in any role.
+    return {
+        "primary": RoleConfig(model=EMBEDDED_DENSE, quantization="fp32 (from Q4_1)", pinned=True),
+        "competitor": RoleConfig(
+            model=EMBEDDED_DENSE,
+            quantization="fp32 (from Q4_1)",
+            temperature=0.8,
+            seed=7,
+            system="You are an expert programmer. Answer with concise, working code and a short explanation.",
+        ),
+        "validator": RoleConfig(model=EMBEDDED_DENSE, quantization="fp32 (from Q4_1)", temperature=0.0),
+        "tools": RoleConfig(model=EMBEDDED_DENSE, quantization="fp32 (from Q4_1)", temperature=0.0),
+    }
+
+
+def _reference_roles() -> dict[str, RoleConfig]:
+    return {
+        "primary": RoleConfig(model="mlx-community/Qwen2.5-72B-Instruct-8bit", quantization="8-bit", pinned=True),
+        "competitor": RoleConfig(model="mlx-community/Qwen2.5-Coder-32B-Instruct-4bit", quantization="4-bit"),
+        "validator": RoleConfig(model="mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", quantization="4-bit",
+                                temperature=0.0),
+        "tools": RoleConfig(model="mlx-community/Hermes-3-Llama-3.1-8B-8bit", quantization="8-bit", temperature=0.0),
+    }
+
+
+PROFILES = {"embedded": _embedded_roles, "reference": _reference_roles}
+
+
+class PromptOverrides(_Strict):
+    """Replacement prompt texts; each is optional and keeps its placeholders ({tools} etc.)."""
+
+    validation: str | None = None
+    revision: str | None = None
+    judge: str | None = None
+    extraction: str | None = None
+
+
+def default_memory_budget_gb() -> float:
+    """Half of this machine's RAM: room for the models and for everything else."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        total = 16 * 1024**3
+    return round(total / 1024**3 / 2, 1)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mageagent"
+
+
+class Settings(_Strict):
+    """Everything the engine, the CLI and the server need; see the README for each key."""
+
+    profile: Literal["embedded", "reference"] = "embedded"
+    roles: dict[Role, RoleConfig] = Field(default_factory=dict)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1, le=32768)
+    memory_budget_gb: float = Field(default_factory=default_memory_budget_gb, gt=0)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    blas: Literal["auto", "openblas", "bundled"] = "auto"
+    allow_download: bool = Field(False, description="let mlx-lm fetch a missing model id from the hub")
+    warmup: bool = Field(False, description="load the models in the background when the server starts")
+    max_revisions: int = Field(1, ge=0, le=5)
+    judge_swap: bool = False
+    extraction: Literal["auto", "always", "never"] = "auto"
+    extraction_max_calls: int = Field(4, ge=1, le=32)
+    extraction_max_string: int = Field(400, ge=16, le=20000, description="max characters of a free string argument")
+    prompts: PromptOverrides = Field(default_factory=PromptOverrides)
+    log_file: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    config_file: Path | None = None
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles_mapping(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_roles(cls, data: Any) -> Any:
+        # Roles not given come from the profile; a role given in part is merged over the profile's.
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile", "embedded")
+        # An unknown profile is reported by field validation; fill roles from the default meanwhile.
+        base = PROFILES.get(profile, PROFILES["embedded"])
+        given = data.get("roles") or {}
+        if not isinstance(given, dict):
+            return data
+        merged: dict[str, Any] = {}
+        for role, cfg in base().items():
+            override = given.get(role, {})
+            if isinstance(override, RoleConfig):
+                merged[role] = override
+            elif isinstance(override, dict):
+                merged[role] = {**cfg.model_dump(exclude_unset=False), **override}
+            else:
+                merged[role] = override
+        for role, cfg in given.items():
+            merged.setdefault(role, cfg)
+        return {**data, "roles": merged}
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot be read ({e.strerror or e})") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: not valid TOML: {e}") from e
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """MAGEAGENT_MAX_TOKENS=8 -> {'max_tokens': '8'}; MAGEAGENT_ROLES__TOOLS__MODEL=x -> nested."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _has_path(data: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed beside the unknown key at ``loc``."""
+    model: type[BaseModel] = Settings
+    parents = list(loc[:-1])
+    while parents:
+        part = str(parents.pop(0))
+        if model is Settings and part == "roles":
+            if not parents:
+                return list(ROLES)
+            parents.pop(0)  # the role name
+            model = RoleConfig
+            continue
+        field = model.model_fields.get(part)
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return sorted(model.model_fields)
+
+
+def _explain(e: ValidationError, file_data: dict[str, Any], env_data: dict[str, Any], path: Path | None) -> str:
+    lines = []
+    for err in e.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]")))
+        key = ".".join(str(p) for p in loc)
+        if _has_path(env_data, loc):
+            where = "environment variable " + ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+        elif path is not None and _has_path(file_data, loc):
+            where = f"config file {path}"
+        else:
+            where = "settings"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            msg = "unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+        else:
+            msg = err["msg"]
+            if "input" in err and not isinstance(err["input"], dict):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"{where}: key '{key}': {msg}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings: defaults, then the TOML file, then MAGEAGENT_* variables, then ``overrides``."""
+    env = os.environ if env is None else env
+    raw_path = config_file if config_file is not None else env.get(ENV_PREFIX + "CONFIG")
+    path = Path(raw_path).expanduser() if raw_path else None
+    file_data = _read_toml(path) if path is not None else {}
+    env_data = _env_values(env)
+    data = _merge(_merge(file_data, env_data), {k: v for k, v in overrides.items() if v is not None})
+    if path is not None:
+        data["config_file"] = path
+        # Relative paths in a config file are relative to the file, not to the working directory.
+        for key in ("cache_dir", "log_file"):
+            if isinstance(file_data.get(key), str) and key not in env_data and key not in overrides:
+                p = Path(file_data[key]).expanduser()
+                data[key] = p if p.is_absolute() else path.parent / p
+    # Custom patterns live in the same file and are validated by their own module.
+    data.pop("patterns", None)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, file_data, env_data, path)) from e

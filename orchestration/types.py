@@ -1,0 +1,194 @@
+"""Typed data at the engine's boundaries: generation requests, tool calls, pattern requests and results."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .settings import Role
+
+__all__ = [
+    "Message",
+    "Constraint",
+    "GenerationRequest",
+    "Chunk",
+    "Completion",
+    "Risk",
+    "ToolDefinition",
+    "ToolCall",
+    "ExtractionMode",
+    "PatternRequest",
+    "Step",
+    "Verdict",
+    "Judgement",
+    "Trace",
+    "Totals",
+    "PatternResult",
+    "ProgressEvent",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(_Model):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Constraint(_Model):
+    """Decoding constraint: a JSON schema, or a pick among fixed options optionally followed by free text."""
+
+    json_schema: dict[str, Any] | None = None
+    options: list[str] | None = None
+    # After an option: None = nothing may follow; otherwise the text that must follow it before free text.
+    option_continuation: dict[str, str | None] | None = None
+
+
+class GenerationRequest(_Model):
+    model: str = Field(description="model key as the backend knows it")
+    messages: list[Message]
+    max_tokens: int = Field(ge=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+    constraint: Constraint | None = None
+
+
+class Chunk(_Model):
+    """A piece of streamed output: the new text and the completion tokens so far."""
+
+    text: str
+    tokens: int
+
+
+class Completion(_Model):
+    """One finished generation with mlx-lm's own counts and timings."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: Literal["stop", "length"] = "stop"
+    seconds: float = 0.0
+    prompt_tps: float = 0.0
+    generation_tps: float = 0.0
+    peak_memory_gb: float = 0.0
+    option_probs: dict[str, float] | None = Field(
+        None, description="for an options constraint: each option's probability at the choice point"
+    )
+
+
+Risk = Literal["read", "write", "destructive"]
+
+
+class ToolDefinition(_Model):
+    """A tool the host can run, as MCP and OpenAI define it: name, description, JSON-schema parameters."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema of the arguments object",
+        alias="input_schema",
+    )
+    annotations: dict[str, Any] | None = Field(
+        None, description="MCP tool annotations (readOnlyHint, destructiveHint) used for the risk label"
+    )
+
+
+class ToolCall(_Model):
+    """A call for the HOST to carry out; the server never runs it."""
+
+    tool: str
+    arguments: dict[str, Any]
+    risk: Risk = Field(description="read: only reads; write: changes files; destructive: may destroy data")
+
+
+ExtractionMode = Literal["auto", "always", "never"]
+
+
+class PatternRequest(_Model):
+    """What every pattern takes."""
+
+    prompt: str = Field(min_length=1)
+    context: str | None = None
+    system: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    tools: list[ToolDefinition] | None = None
+    extraction: ExtractionMode | None = None
+    swap: bool | None = Field(None, description="compete: judge twice with A and B swapped")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("prompt is empty")
+        return v
+
+
+class Step(_Model):
+    role: Role
+    model: str
+    purpose: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: str
+
+
+class Verdict(_Model):
+    verdict: Literal["PASS", "FAIL"]
+    issues: list[str] = Field(default_factory=list)
+    confidence: float = Field(ge=0, le=1, description="the validator's probability for this verdict")
+
+
+class Judgement(_Model):
+    pick: Literal["A", "B"]
+    reason: str
+    confidence: float = Field(ge=0, le=1, description="probability of the pick (summed over both orders if swapped)")
+    verdicts: list[dict[str, Any]] = Field(default_factory=list, description="each judging pass: order, pick, probs")
+    disagreement: bool = False
+    candidates: dict[str, str] = Field(default_factory=dict, description="A and B texts")
+
+
+class Trace(_Model):
+    pattern: str
+    steps: list[Step] = Field(default_factory=list)
+    route: str | None = None
+    route_reason: str | None = None
+    matched_keywords: list[str] = Field(default_factory=list)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    revisions: int | None = None
+    judgement: Judgement | None = None
+    extraction: str | None = Field(None, description="why tool extraction ran or was skipped")
+
+
+class Totals(_Model):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class PatternResult(_Model):
+    """A pattern's whole answer: text, tool calls for the host, trace, totals, models used."""
+
+    pattern: str
+    text: str
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    trace: Trace
+    totals: Totals
+    models: dict[str, str] = Field(default_factory=dict, description="role -> model id used")
+
+
+class ProgressEvent(_Model):
+    step: int
+    purpose: str
+    role: str
+    tokens: int = 0
+    message: str

@@ -1,0 +1,145 @@
+"""One owner thread per device: all MLX loading and generation runs there, fed by a queue.
+
+MLX arrays and streams belong to the thread that made them, so async callers never touch MLX:
+they submit a job, receive its events (progress) while it runs, and await its result. Cancelling
+the awaiting task sets the job's flag, which the token loop checks every step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from .errors import GenerationCancelled
+
+__all__ = ["Job", "DeviceWorker"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Job(Generic[T]):
+    """A unit of work for the owner thread, with its cancel flag and event channel."""
+
+    def __init__(self, fn: Callable[[Job[T]], T], on_event: Callable[[Any], None] | None = None) -> None:
+        self.fn = fn
+        self.future: Future[T] = Future()
+        self.cancel_flag = threading.Event()
+        self._on_event = on_event
+
+    def cancel(self) -> None:
+        self.cancel_flag.set()
+
+    def check_cancelled(self) -> None:
+        """Raise GenerationCancelled if the caller gave up; call once per token."""
+        if self.cancel_flag.is_set():
+            raise GenerationCancelled("generation cancelled by the caller")
+
+    def emit(self, event: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+
+class DeviceWorker:
+    """A single daemon thread that runs submitted jobs one at a time, in order."""
+
+    def __init__(self, name: str = "mlx-owner") -> None:
+        self.name = name
+        self._queue: queue.Queue[Job[Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.thread_ident: int | None = None
+        self.jobs_done = 0
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+                # MLX aborts the process if its owner thread is still alive at interpreter exit.
+                atexit.register(self.shutdown)
+
+    def _loop(self) -> None:
+        self.thread_ident = threading.get_ident()
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.cancel_flag.is_set():
+                job.future.set_exception(GenerationCancelled("cancelled before it started"))
+                continue
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = job.fn(job)
+            except BaseException as e:  # noqa: BLE001 - every failure travels back to the caller
+                job.future.set_exception(e)
+            else:
+                job.future.set_result(result)
+            finally:
+                self.jobs_done += 1
+
+    def submit(self, fn: Callable[[Job[T]], T], on_event: Callable[[Any], None] | None = None) -> Job[T]:
+        """Queue ``fn(job)`` for the owner thread; usable from any thread."""
+        job: Job[T] = Job(fn, on_event)
+        self._ensure_started()
+        self._queue.put(job)
+        return job
+
+    async def run(
+        self,
+        fn: Callable[[Job[T]], T],
+        on_event: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> T:
+        """Run ``fn`` on the owner thread and await its result, delivering its events to ``on_event``."""
+        token = anyio.lowlevel.current_token()
+        loop_thread = threading.get_ident()
+        send, receive = anyio.create_memory_object_stream[Any](math.inf)
+
+        def deliver(event: Any) -> None:
+            try:
+                anyio.from_thread.run_sync(send.send_nowait, event, token=token)
+            except Exception:  # the caller's loop is gone or the stream is closed: nobody is listening
+                pass
+
+        def finished(_: Future[Any]) -> None:
+            if threading.get_ident() == loop_thread:  # already done when the callback was added
+                send.close()
+                return
+            try:
+                anyio.from_thread.run_sync(send.close, token=token)
+            except Exception:
+                pass
+
+        job = self.submit(fn, deliver)
+        job.future.add_done_callback(finished)
+        try:
+            async with receive:
+                async for event in receive:
+                    if on_event is not None:
+                        await on_event(event)
+            # The stream closes when the job is done; the result is ready now.
+            return job.future.result()
+        except BaseException:
+            job.cancel()
+            raise
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the thread after the queued jobs finish."""
+        with self._lock:
+            thread = self._thread
+            self._thread = None
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout)
+        atexit.unregister(self.shutdown)
