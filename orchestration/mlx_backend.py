@@ -81,6 +81,7 @@ class MLXBackend:
         self.allow_download = allow_download
         self.worker = worker or DeviceWorker()
         self.pool = ModelPool(lambda spec: load_model(spec), int(memory_budget_gb * GB), release=_release_memory)
+        self.worker.on_stop.append(self._on_stop)
         self._specs: dict[str, ModelSpec] = {}
         self.last_mask_seconds_per_token: float | None = None
 
@@ -218,6 +219,12 @@ class MLXBackend:
     async def unload(self, model: str) -> bool:
         key = self.resolve(model).key
         return await self.worker.run(lambda job: self.pool.unload(key))
+
+    def _on_stop(self) -> None:
+        import mlx.core as mx
+
+        self.pool.unload_all()
+        mx.synchronize()
 
     def close(self) -> None:
         self.worker.shutdown()

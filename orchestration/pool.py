@@ -147,6 +147,12 @@ class ModelPool:
             self._unload_locked(key)
             return True
 
+    def unload_all(self) -> None:
+        """Drop every loaded model (pinned ones too) and give the memory back."""
+        with self._lock:
+            for key in list(self._loaded):
+                self._unload_locked(key)
+
     def pin(self, key: str) -> None:
         with self._lock:
             self._pinned.add(key)

@@ -55,26 +55,31 @@ class DeviceWorker:
 
     def __init__(self, name: str = "mlx-owner") -> None:
         self.name = name
-        self._queue: queue.Queue[Job[Any] | None] = queue.Queue()
+        self._queue: queue.Queue[Job[Any]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.thread_ident: int | None = None
         self.jobs_done = 0
+        self.on_stop: list[Callable[[], None]] = []
+        self._exit_hook = False
 
     def _ensure_started(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
-                # MLX aborts the process if its owner thread is still alive at interpreter exit.
-                atexit.register(self.shutdown)
+                if not self._exit_hook:
+                    # MLX arrays must die on the thread that made them, and an MLX thread that exits
+                    # can abort the process at shutdown: so at exit the hooks run on the owner thread
+                    # (threading's hook runs before finalization) and the daemon thread stays parked.
+                    register = getattr(threading, "_register_atexit", atexit.register)
+                    register(self.shutdown)
+                    self._exit_hook = True
 
     def _loop(self) -> None:
         self.thread_ident = threading.get_ident()
         while True:
             job = self._queue.get()
-            if job is None:
-                return
             if job.cancel_flag.is_set():
                 job.future.set_exception(GenerationCancelled("cancelled before it started"))
                 continue
@@ -134,12 +139,21 @@ class DeviceWorker:
             job.cancel()
             raise
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop the thread after the queued jobs finish."""
+    def _run_stop_hooks(self, job: Job[None]) -> None:
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                log.exception("worker stop hook failed")
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Run the stop hooks (which free MLX memory) on the owner thread; the thread itself stays parked."""
         with self._lock:
-            thread = self._thread
-            self._thread = None
-        if thread is not None and thread.is_alive():
-            self._queue.put(None)
-            thread.join(timeout)
-        atexit.unregister(self.shutdown)
+            running = self._thread is not None and self._thread.is_alive()
+        if not running:
+            return
+        job = self.submit(self._run_stop_hooks)
+        try:
+            job.future.result(timeout)
+        except Exception:
+            log.warning("worker did not finish its stop hooks within %.0fs", timeout)
