@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from .pool import ModelState
+from .pool import ModelSpec, ModelState
 from .types import Chunk, Completion, GenerationRequest
 
 __all__ = ["OnChunk", "Backend", "generate"]
@@ -23,12 +23,16 @@ class Backend(Protocol):
         """Generate for ``request``, calling ``on_chunk`` as text arrives; return the finished completion."""
         ...
 
+    def resolve(self, model: str) -> ModelSpec:
+        """What ``model`` names (path, size, quantization) without loading it; raises ModelNotFoundError."""
+        ...
+
     def state(self) -> list[ModelState]:
         """Every model this backend knows: loaded or not, size, last use."""
         ...
 
-    async def warmup(self, models: list[str]) -> None:
-        """Load these models now (and run one token through each)."""
+    async def warmup(self, models: list[str], pin: bool = False) -> None:
+        """Load these models now (one token through each); ``pin`` keeps them loaded."""
         ...
 
     def close(self) -> None:

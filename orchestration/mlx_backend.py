@@ -157,11 +157,15 @@ class MLXBackend:
         t0 = time.perf_counter()
         messages = [m.model_dump() for m in req.messages]
         prompt = handle.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        if len(prompt) + req.max_tokens > handle.context_length:
+        room = handle.context_length - len(prompt)
+        if room < 1:
             raise ContextOverflowError(
-                f"the prompt is {len(prompt)} tokens and {req.max_tokens} more were asked for, but {spec.model} "
-                f"holds {handle.context_length}: shorten the prompt or context, or lower max_tokens"
+                f"the prompt is {len(prompt)} tokens but {spec.model} holds {handle.context_length}: "
+                "shorten the prompt or the context"
             )
+        # A budget beyond the context (extraction sizes its budget from the schema) is capped to it;
+        # output cut off there reports finish_reason "length" like any other limit.
+        max_tokens = min(req.max_tokens, room)
         processors = []
         grammar_proc = None
         if req.constraint is not None:
@@ -176,7 +180,7 @@ class MLXBackend:
         sampler = make_sampler(temp=req.temperature, top_p=req.top_p)
         parts: list[str] = []
         last = None
-        for resp in stream_generate(handle.model, handle.tokenizer, prompt, max_tokens=req.max_tokens,
+        for resp in stream_generate(handle.model, handle.tokenizer, prompt, max_tokens=max_tokens,
                                     sampler=sampler, logits_processors=processors or None):
             job.check_cancelled()
             last = resp
@@ -206,10 +210,12 @@ class MLXBackend:
     def state(self) -> list[ModelState]:
         return self.pool.state()
 
-    async def warmup(self, models: list[str]) -> None:
+    async def warmup(self, models: list[str], pin: bool = False) -> None:
         from .types import Message
 
         for name in dict.fromkeys(models):
+            if pin:
+                self.pin(name)
             req = GenerationRequest(model=name, messages=[Message(role="user", content="Hi")], max_tokens=1)
             await self.stream(req)
 

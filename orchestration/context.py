@@ -1,0 +1,115 @@
+"""The per-call context a pattern runs in: role -> model resolution, step recording, progress.
+
+Patterns call ``ctx.generate(role, messages, purpose=...)``; the context picks the role's model and
+sampling, streams through the backend, records the step in the trace, reports progress, and turns
+a failure into a PatternError naming the step and the role.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from .backend import Backend
+from .errors import GenerationCancelled, MageError, PatternError
+from .settings import Role, Settings
+from .types import (Chunk, Completion, Constraint, GenerationRequest, Message, PatternRequest, PatternResult, Step,
+                    ToolCall, Totals, Trace)
+
+__all__ = ["RunContext", "OnProgress"]
+
+log = logging.getLogger(__name__)
+OnProgress = Callable[[int, str, str, int, str], Awaitable[None]]
+PROGRESS_INTERVAL_S = 1.0
+
+
+class RunContext:
+    """Everything one pattern run needs; a fresh one per call."""
+
+    def __init__(self, pattern: str, request: PatternRequest, settings: Settings,
+                 backends: Mapping[str, Backend], on_progress: OnProgress | None = None) -> None:
+        self.pattern = pattern
+        self.request = request
+        self.settings = settings
+        self.backends = backends
+        self.trace = Trace(pattern=pattern)
+        self._on_progress = on_progress
+        self._t0 = time.perf_counter()
+
+    # -- roles ---------------------------------------------------------------------------------------
+    def model_of(self, role: Role) -> str:
+        return self.settings.roles[role].model
+
+    def role_system(self, role: Role) -> str | None:
+        return self.settings.roles[role].system
+
+    @property
+    def answer_max_tokens(self) -> int:
+        return self.request.max_tokens or self.settings.max_tokens
+
+    def _temperature(self, role: Role, override: float | None) -> float:
+        if override is not None:
+            return override
+        cfg = self.settings.roles[role]
+        if cfg.temperature is not None:
+            return cfg.temperature
+        if self.request.temperature is not None:
+            return self.request.temperature
+        return self.settings.temperature
+
+    async def progress(self, purpose: str, role: str, tokens: int, message: str) -> None:
+        if self._on_progress is not None:
+            await self._on_progress(len(self.trace.steps) + 1, purpose, role, tokens, message)
+
+    # -- generation ----------------------------------------------------------------------------------
+    async def generate(self, role: Role, messages: list[Message], *, purpose: str, max_tokens: int | None = None,
+                       temperature: float | None = None, constraint: Constraint | None = None) -> Completion:
+        """Run one step on ``role``'s model and record it in the trace."""
+        cfg = self.settings.roles[role]
+        backend = self.backends[cfg.backend]
+        req = GenerationRequest(model=cfg.model, messages=messages, max_tokens=max_tokens or self.answer_max_tokens,
+                                temperature=self._temperature(role, temperature), top_p=cfg.top_p, seed=cfg.seed,
+                                constraint=constraint)
+        step_no = len(self.trace.steps) + 1
+        await self.progress(purpose, role, 0, f"step {step_no}: {purpose} ({role}: {cfg.model})")
+        last_report = time.monotonic()
+
+        async def on_chunk(chunk: Chunk) -> None:
+            nonlocal last_report
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_INTERVAL_S:
+                last_report = now
+                await self.progress(purpose, role, chunk.tokens,
+                                    f"step {step_no}: {purpose} ({role}): {chunk.tokens} tokens")
+
+        t0 = time.perf_counter()
+        try:
+            completion = await backend.stream(req, on_chunk)
+        except GenerationCancelled:
+            raise
+        except MageError as e:
+            raise PatternError(f"{self.pattern}: step {step_no} '{purpose}' on role {role} ({cfg.model}) failed: {e}",
+                               pattern=self.pattern, step=purpose, role=role) from e
+        seconds = time.perf_counter() - t0
+        self.trace.steps.append(Step(role=role, model=cfg.model, purpose=purpose,
+                                     prompt_tokens=completion.prompt_tokens,
+                                     completion_tokens=completion.completion_tokens,
+                                     seconds=round(seconds, 4), finish_reason=completion.finish_reason))
+        log.info("%s step %d %s (%s) %d+%d tokens %.2fs", self.pattern, step_no, purpose, role,
+                 completion.prompt_tokens, completion.completion_tokens, seconds)
+        return completion
+
+    def fail(self, message: str, *, step: str, role: str) -> PatternError:
+        return PatternError(f"{self.pattern}: step '{step}' on role {role}: {message}",
+                            pattern=self.pattern, step=step, role=role)
+
+    # -- result --------------------------------------------------------------------------------------
+    def result(self, text: str, tool_calls: list[ToolCall] | None = None) -> PatternResult:
+        steps = self.trace.steps
+        totals = Totals(prompt_tokens=sum(s.prompt_tokens for s in steps),
+                        completion_tokens=sum(s.completion_tokens for s in steps),
+                        seconds=round(time.perf_counter() - self._t0, 4))
+        used = {s.role: s.model for s in steps}
+        return PatternResult(pattern=self.pattern, text=text, tool_calls=tool_calls or [], trace=self.trace,
+                             totals=totals, models=used)

@@ -1,0 +1,97 @@
+"""The engine: settings + backends + the pattern table. Importable and usable with no MCP at all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .backend import Backend
+from .context import OnProgress, RunContext
+from .errors import MageError, RequestError
+from .patterns import PATTERNS, PatternFn
+from .pool import GB
+from .settings import ROLES, Settings
+from .types import PatternRequest, PatternResult
+
+__all__ = ["Engine", "PATTERN_NAMES"]
+
+log = logging.getLogger(__name__)
+PATTERN_NAMES = tuple(PATTERNS)
+
+
+def _default_backends(settings: Settings) -> dict[str, Backend]:
+    from .mlx_backend import MLXBackend
+
+    return {"mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download)}
+
+
+class Engine:
+    """Runs patterns by name over the configured backends."""
+
+    def __init__(self, settings: Settings, backends: Mapping[str, Backend] | None = None) -> None:
+        self.settings = settings
+        self.backends: dict[str, Backend] = dict(backends) if backends is not None else _default_backends(settings)
+        self.patterns: dict[str, PatternFn] = dict(PATTERNS)
+        missing = {cfg.backend for cfg in settings.roles.values()} - set(self.backends)
+        if missing:
+            raise RequestError(f"no backend for {', '.join(sorted(missing))}")
+        self.last_use: dict[str, str] = {}
+
+    def pattern_names(self) -> list[str]:
+        return list(self.patterns)
+
+    async def run(self, name: str, request: PatternRequest, on_progress: OnProgress | None = None) -> PatternResult:
+        """Run pattern ``name`` on ``request``."""
+        fn = self.patterns.get(name)
+        if fn is None:
+            raise RequestError(f"unknown pattern {name!r}; choose one of: {', '.join(self.patterns)}")
+        ctx = RunContext(name, request, self.settings, self.backends, on_progress)
+        result = await fn(request, ctx)
+        log.info("pattern %s done: %d steps, %.2fs, %d tool calls", name, len(result.trace.steps),
+                 result.totals.seconds, len(result.tool_calls))
+        return result
+
+    def _resolve_state(self) -> dict[str, Any]:
+        by_key: dict[str, Any] = {}
+        for backend in self.backends.values():
+            for st in backend.state():
+                by_key[st.model] = st
+        return by_key
+
+    def models_state(self) -> dict[str, Any]:
+        """Every role: model id, backend, quantization, size, loaded, last use; plus the memory budget."""
+        roles: dict[str, Any] = {}
+        states = self._resolve_state()
+        for role in ROLES:
+            cfg = self.settings.roles[role]
+            backend = self.backends[cfg.backend]
+            entry: dict[str, Any] = {"role": role, "model": cfg.model, "backend": cfg.backend,
+                                     "quantization": cfg.quantization, "pinned": cfg.pinned}
+            try:
+                spec = backend.resolve(cfg.model)
+                entry["available"] = True
+                entry["size_gb"] = round(spec.size_bytes / GB, 3)
+                entry["quantization"] = cfg.quantization or spec.quantization
+            except MageError as e:  # a missing model is a state to report, not a failure here
+                entry["available"] = False
+                entry["problem"] = str(e)
+            state = states.get(cfg.model)
+            entry["loaded"] = bool(state and state.loaded)
+            entry["last_used"] = state.last_used if state else None
+            entry["load_seconds"] = state.load_seconds if state else None
+            roles[role] = entry
+        used = sum(getattr(getattr(b, "pool", None), "used_bytes", 0) for b in self.backends.values())
+        return {"profile": self.settings.profile, "roles": roles,
+                "memory": {"budget_gb": self.settings.memory_budget_gb, "used_gb": round(used / GB, 3)}}
+
+    async def warmup(self) -> None:
+        """Load every role's model now (pinned roles stay loaded)."""
+        for role in ROLES:
+            cfg = self.settings.roles[role]
+            backend = self.backends[cfg.backend]
+            await backend.warmup([cfg.model], pin=cfg.pinned)
+
+    def close(self) -> None:
+        for b in self.backends.values():
+            b.close()

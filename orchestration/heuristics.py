@@ -1,0 +1,76 @@
+"""The seed's pattern-matching rules: when tools are needed, and auto's task classifier. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel
+
+__all__ = ["TOOL_PATTERNS", "tool_need", "Route", "classify", "CODING", "REASONING"]
+
+# The seed's tool-detection patterns, verbatim.
+TOOL_PATTERNS = [
+    r"\bread\b.*\bfile\b", r"\bwrite\b.*\bfile\b", r"\blist\b.*\bdir",
+    r"\bexecute\b", r"\brun\b", r"\bcreate\b.*\bfile\b", r"\bdelete\b",
+    r"\bsearch\b", r"\bfind\b", r"\bedit\b", r"\bmodify\b",
+    r"\btool\b", r"\bfunction\b.*\bcall\b", r"\bapi\b.*\bcall\b",
+    r"\bglob\b", r"\bgrep\b", r"\bbash\b", r"\bshell\b",
+]
+_TOOL_RES = [re.compile(p, re.IGNORECASE | re.DOTALL) for p in TOOL_PATTERNS]
+
+
+def tool_need(*texts: str) -> list[str]:
+    """The seed patterns that match any of the texts (empty: no tools needed)."""
+    hits = []
+    for pattern, rx in zip(TOOL_PATTERNS, _TOOL_RES):
+        if any(rx.search(t) for t in texts if t):
+            hits.append(pattern)
+    return hits
+
+
+# The seed's keyword table, matched on whole words (with common inflections), never substrings:
+# "classic" is not "class", "planet" is not "plan".
+CODING: dict[str, str] = {
+    "implement": r"implement(?:s|ed|ing|ation)?",
+    "function": r"functions?",
+    "class": r"class(?:es)?",
+    "refactor": r"refactor(?:s|ed|ing)?",
+    "fix bug": r"fix(?:es|ed|ing)?\s+(?:the\s+|a\s+|this\s+|that\s+)?bugs?",
+}
+REASONING: dict[str, str] = {
+    "explain": r"explain(?:s|ed|ing)?",
+    "analyze": r"analy[sz](?:e|es|ed|ing|is)",
+    "plan": r"plan(?:s|ned|ning)?",
+    "design": r"design(?:s|ed|ing)?",
+    "architecture": r"architectures?",
+    "compare": r"compar(?:e|es|ed|ing|ison)",
+}
+_CODE_BLOCK = re.compile(r"```")
+
+
+def _matches(table: dict[str, str], text: str) -> list[str]:
+    return [word for word, rx in table.items() if re.search(rf"\b{rx}\b", text, re.IGNORECASE)]
+
+
+class Route(BaseModel):
+    task: Literal["coding", "reasoning", "simple"]
+    pattern: Literal["validated", "hybrid", "validator"]
+    matched: list[str]
+    reason: str
+
+
+def classify(prompt: str, context: str | None = None) -> Route:
+    """Auto's route: coding -> validated, reasoning -> hybrid, anything else -> validator (fast)."""
+    coding = _matches(CODING, prompt)
+    if _CODE_BLOCK.search(prompt) or (context and _CODE_BLOCK.search(context)):
+        coding.append("code block")
+    if coding:
+        return Route(task="coding", pattern="validated", matched=coding,
+                     reason=f"coding task (matched: {', '.join(coding)}) -> validated")
+    reasoning = _matches(REASONING, prompt)
+    if reasoning:
+        return Route(task="reasoning", pattern="hybrid", matched=reasoning,
+                     reason=f"reasoning task (matched: {', '.join(reasoning)}) -> hybrid")
+    return Route(task="simple", pattern="validator", matched=[],
+                 reason="no coding or reasoning keyword -> validator (fast)")

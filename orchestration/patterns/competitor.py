@@ -1,0 +1,12 @@
+"""competitor: direct access to the competitor model."""
+
+from __future__ import annotations
+
+from ..context import RunContext
+from ..types import PatternRequest, PatternResult
+from ._common import answer
+
+
+async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
+    ctx.trace.extraction = "skipped: direct model access"
+    return ctx.result(await answer(ctx, "competitor"))

@@ -1,0 +1,116 @@
+"""Every prompt the patterns send, as pure functions returning message lists.
+
+The validation, judge and extraction texts are the seed's; each system text can be replaced
+from the config file (``[prompts]``), where ``{tools}`` in the extraction text stands for the
+rendered tool list.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .settings import PromptOverrides
+from .types import Message, PatternRequest, ToolDefinition
+
+__all__ = [
+    "VALIDATION",
+    "JUDGE",
+    "EXTRACTION",
+    "REVISION",
+    "user_content",
+    "answer",
+    "validation",
+    "revision",
+    "judge",
+    "extraction",
+    "render_tools",
+]
+
+VALIDATION = """Review the response for issues:
+1. Syntax errors
+2. Logic bugs
+3. Missing error handling
+4. Security vulnerabilities
+5. Performance problems
+
+Output ONLY "PASS" if no issues found, or "FAIL: <brief list of issues>\""""
+
+JUDGE = """Compare two solutions and pick the better one.
+Consider: correctness, efficiency, readability, error handling.
+Output ONLY "A" or "B" followed by a brief one-sentence explanation."""
+
+EXTRACTION = """You are a tool-calling assistant. Based on the task and response, extract required tool calls.
+
+Output tool calls as JSON array:
+[{"tool": "tool_name", "arguments": {"arg1": "value1"}}]
+
+Available tools:
+{tools}
+
+If no tools are needed, output: []"""
+
+REVISION = """A reviewer found these issues in your previous response:
+{issues}
+
+Write an improved response to the original task that fixes every issue. Give the complete response, not a list of changes."""
+
+
+def user_content(request: PatternRequest) -> str:
+    """The task as the models read it: the prompt, then the host's context if any."""
+    if request.context:
+        return f"{request.prompt}\n\nContext:\n{request.context}"
+    return request.prompt
+
+
+def _with_system(system: str | None, messages: list[Message]) -> list[Message]:
+    return ([Message(role="system", content=system)] if system else []) + messages
+
+
+def answer(request: PatternRequest, role_system: str | None = None) -> list[Message]:
+    """A model answering the task; the request's system text wins over the role's."""
+    return _with_system(request.system or role_system, [Message(role="user", content=user_content(request))])
+
+
+def validation(request: PatternRequest, response: str, overrides: PromptOverrides | None = None) -> list[Message]:
+    system = (overrides and overrides.validation) or VALIDATION
+    body = f"Task:\n{user_content(request)}\n\nResponse to review:\n{response}"
+    return _with_system(system, [Message(role="user", content=body)])
+
+
+def revision(request: PatternRequest, response: str, issues: list[str],
+             overrides: PromptOverrides | None = None, role_system: str | None = None) -> list[Message]:
+    """The primary's own answer comes back as its turn, the issues as the next user turn."""
+    template = (overrides and overrides.revision) or REVISION
+    listed = "\n".join(f"- {i}" for i in issues) or "- (no details given)"
+    return answer(request, role_system) + [
+        Message(role="assistant", content=response),
+        Message(role="user", content=template.replace("{issues}", listed)),
+    ]
+
+
+def judge(request: PatternRequest, a: str, b: str, overrides: PromptOverrides | None = None) -> list[Message]:
+    system = (overrides and overrides.judge) or JUDGE
+    body = f"Task:\n{user_content(request)}\n\nSolution A:\n{a}\n\nSolution B:\n{b}"
+    return _with_system(system, [Message(role="user", content=body)])
+
+
+def render_tools(tools: list[ToolDefinition]) -> str:
+    """One line per tool: name, argument example, description (the seed's layout)."""
+    lines = []
+    for t in tools:
+        props = t.parameters.get("properties", {})
+        example = {name: (spec.get("type", "value") if isinstance(spec, dict) else "value")
+                   for name, spec in props.items()}
+        desc = f" - {t.description}" if t.description else ""
+        lines.append(f"- {t.name}: {json.dumps(example)}{desc}")
+    return "\n".join(lines)
+
+
+def extraction(request: PatternRequest, response: str | None, tools: list[ToolDefinition],
+               overrides: PromptOverrides | None = None) -> list[Message]:
+    template = (overrides and overrides.extraction) or EXTRACTION
+    system = template.replace("{tools}", render_tools(tools))
+    body = f"Task:\n{user_content(request)}"
+    if response is not None:
+        body += f"\n\nResponse:\n{response}"
+    return _with_system(system, [Message(role="user", content=body)])

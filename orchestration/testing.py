@@ -1,0 +1,119 @@
+"""A scripted fake backend that ships with the engine: queue answers, run patterns, read the history.
+
+    fake = ScriptedBackend()
+    fake.enqueue("def f(): ...", model="primary-model")
+    fake.enqueue("PASS", model="validator-model")
+    engine = Engine(fake_settings(), {"mlx": fake})
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from .backend import OnChunk
+from .errors import ModelNotFoundError
+from .pool import ModelSpec, ModelState
+from .settings import Settings, load_settings
+from .types import Chunk, Completion, GenerationRequest
+
+__all__ = ["ScriptedBackend", "Reply", "fake_settings", "FAKE_MODELS"]
+
+FAKE_MODELS = {"primary": "primary-model", "competitor": "competitor-model", "validator": "validator-model",
+               "tools": "tools-model"}
+
+
+@dataclass
+class Reply:
+    text: str
+    model: str | None = None
+    option_probs: dict[str, float] | None = None
+    finish_reason: str = "stop"
+    error: BaseException | None = None
+    delay: float = 0.0  # seconds per chunk, to exercise progress and cancellation
+
+
+@dataclass
+class ScriptedBackend:
+    """Answers each request with the next queued reply; records every request in ``history``."""
+
+    name: str = "fake"
+    replies: deque[Reply] = field(default_factory=deque)
+    history: list[GenerationRequest] = field(default_factory=list)
+    known: set[str] = field(default_factory=lambda: set(FAKE_MODELS.values()))
+    cancelled: int = 0
+
+    def enqueue(self, text: str | list[Any] | dict[str, Any], *, model: str | None = None,
+                option_probs: dict[str, float] | None = None, finish_reason: str = "stop",
+                error: BaseException | None = None, delay: float = 0.0) -> ScriptedBackend:
+        """Queue a reply (a list or dict is JSON-encoded); ``model`` asserts which model must be asked."""
+        if not isinstance(text, str):
+            text = json.dumps(text)
+        self.replies.append(Reply(text, model, option_probs, finish_reason, error, delay))
+        return self
+
+    @property
+    def models_asked(self) -> list[str]:
+        return [r.model for r in self.history]
+
+    async def stream(self, request: GenerationRequest, on_chunk: OnChunk | None = None) -> Completion:
+        self.history.append(request)
+        if request.model not in self.known:
+            raise ModelNotFoundError(f"fake backend has no model {request.model!r}")
+        if not self.replies:
+            raise AssertionError(f"ScriptedBackend: no reply queued for request #{len(self.history)} "
+                                 f"to {request.model}")
+        reply = self.replies.popleft()
+        if reply.model is not None and reply.model != request.model:
+            raise AssertionError(f"ScriptedBackend: request #{len(self.history)} went to {request.model}, "
+                                 f"expected {reply.model}")
+        if reply.error is not None:
+            raise reply.error
+        words = reply.text.split(" ")
+        try:
+            for i, w in enumerate(words, 1):
+                await anyio.sleep(reply.delay)
+                if on_chunk is not None:
+                    await on_chunk(Chunk(text=w if i == 1 else " " + w, tokens=i))
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+        probs = reply.option_probs
+        if probs is None and request.constraint is not None and request.constraint.options:
+            opts = request.constraint.options
+            hit = next((o for o in opts if reply.text.startswith(o)), None)
+            probs = {o: float(o == hit) for o in opts} if hit else None
+        return Completion(text=reply.text, model=request.model,
+                          prompt_tokens=sum(len(m.content.split()) for m in request.messages),
+                          completion_tokens=len(words), finish_reason=reply.finish_reason,  # type: ignore[arg-type]
+                          seconds=0.0, option_probs=probs)
+
+    def resolve(self, model: str) -> ModelSpec:
+        if model not in self.known:
+            raise ModelNotFoundError(f"fake backend has no model {model!r}")
+        return ModelSpec(key=model, model=model, backend=self.name, quantization="fake", size_bytes=1024)
+
+    def state(self) -> list[ModelState]:
+        asked = set(self.models_asked)
+        return [ModelState(key=m, model=m, backend=self.name, quantization="fake", size_gb=0.0, loaded=m in asked,
+                           pinned=False, last_used=None, load_seconds=None, loads=int(m in asked))
+                for m in sorted(self.known)]
+
+    async def warmup(self, models: list[str], pin: bool = False) -> None:
+        for m in models:
+            self.resolve(m)
+
+    def close(self) -> None:
+        pass
+
+
+def fake_settings(**overrides: Any) -> Settings:
+    """Settings whose four roles name the fake backend's four distinct models."""
+    roles = {role: {"model": model} for role, model in FAKE_MODELS.items()}
+    return load_settings(env={}, roles=roles, **overrides)
+
+

@@ -1,0 +1,100 @@
+"""Schema-constrained tool-call extraction: the tools model's output is a valid call array by construction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .. import prompts
+from ..context import RunContext
+from ..errors import ModelOutputError
+from ..heuristics import tool_need
+from ..types import Constraint, ToolCall, ToolDefinition
+from .catalogue import SEED_TOOLS, resolve_tools
+from .risk import risk_of
+from .schema import bound_schema, token_bound
+
+__all__ = ["extraction_schema", "extract_tool_calls", "parse_calls", "maybe_extract"]
+
+PURPOSE = "extract tool calls"
+
+
+class _RawCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tool: str
+    arguments: dict[str, Any]
+
+
+def extraction_schema(tools: list[ToolDefinition], max_calls: int, max_string: int) -> dict[str, Any]:
+    """A JSON array of at most ``max_calls`` ``{"tool", "arguments"}`` objects, one alternative per tool."""
+    alternatives = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": t.name}, "arguments": bound_schema(t.parameters, max_string, 8)},
+            "required": ["tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    return {"type": "array", "items": {"anyOf": alternatives}, "maxItems": max_calls}
+
+
+def parse_calls(text: str, tools: list[ToolDefinition]) -> list[ToolCall]:
+    """Parse the constrained output with pydantic, validate each call against its tool's schema, label risk."""
+    try:
+        raw = [_RawCall.model_validate(c) for c in json.loads(text)] if text.strip() else None
+    except (ValueError, ValidationError, TypeError) as e:
+        raise ModelOutputError(f"the tools model's output is not a tool-call array: {e}", raw=text) from e
+    if raw is None:
+        raise ModelOutputError("the tools model produced no output", raw=text)
+    by_name = {t.name: t for t in tools}
+    seed = tools is SEED_TOOLS
+    calls = []
+    for c in raw:
+        tool = by_name.get(c.tool)
+        if tool is None:
+            raise ModelOutputError(f"the tools model named an unknown tool {c.tool!r}", raw=text)
+        try:
+            jsonschema.validate(c.arguments, tool.parameters)
+        except jsonschema.ValidationError as e:
+            raise ModelOutputError(f"arguments for {c.tool} do not match its schema: {e.message}", raw=text) from e
+        calls.append(ToolCall(tool=c.tool, arguments=c.arguments, risk=risk_of(tool, c.arguments, seed=seed)))
+    return calls
+
+
+async def extract_tool_calls(ctx: RunContext, response: str | None) -> list[ToolCall]:
+    """Run the tools model under the call-array constraint on the task (and the reasoning model's answer)."""
+    tools = resolve_tools(ctx.request.tools)
+    s = ctx.settings
+    schema = extraction_schema(tools, s.extraction_max_calls, s.extraction_max_string)
+    budget = token_bound(schema) + 1  # +1 for the end-of-sequence token
+    messages = prompts.extraction(ctx.request, response, tools, s.prompts)
+    completion = await ctx.generate("tools", messages, purpose=PURPOSE, max_tokens=budget, temperature=0.0,
+                                    constraint=Constraint(json_schema=schema))
+    if completion.finish_reason == "length":
+        raise ctx.fail(f"output cut off after {completion.completion_tokens} tokens; no partial call is returned "
+                       f"(raw: {completion.text[:200]!r})", step=PURPOSE, role="tools")
+    try:
+        return parse_calls(completion.text, tools)
+    except ModelOutputError as e:
+        raise ctx.fail(str(e), step=PURPOSE, role="tools") from e
+
+
+async def maybe_extract(ctx: RunContext, answer: str) -> list[ToolCall]:
+    """Extraction by the switch: always, never, or (auto) when the seed's heuristics match task or answer."""
+    mode = ctx.request.extraction or ctx.settings.extraction
+    if mode == "never":
+        ctx.trace.extraction = "skipped: extraction = never"
+        return []
+    if mode == "auto":
+        hits = tool_need(ctx.request.prompt, answer)
+        if not hits:
+            ctx.trace.extraction = "skipped: no tool-need pattern matched the request or the answer"
+            return []
+        ctx.trace.extraction = f"auto: matched {', '.join(hits[:4])}"
+    else:
+        ctx.trace.extraction = "always"
+    return await extract_tool_calls(ctx, answer)

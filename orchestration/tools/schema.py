@@ -1,0 +1,123 @@
+"""JSON-schema handling for constrained extraction: what the constrainer accepts, bounding, token budgets."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import SchemaError
+from ..types import ToolDefinition
+
+__all__ = ["validate_definition", "bound_schema", "token_bound", "SUPPORTED_KEYWORDS"]
+
+# Keywords the constrainer handles; anything else in a host's tool schema is refused up front.
+SUPPORTED_KEYWORDS = {
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+    "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "pattern", "anyOf", "oneOf", "description", "title", "default", "examples",
+    "$schema", "format",
+}
+_TYPES = {"object", "array", "string", "integer", "number", "boolean", "null"}
+_NUMBER_BYTES = 24  # JSON numbers are not length-bounded by a schema: budget a generous digit count
+_STRING_ESCAPE = 6  # a string character costs at most 6 bytes of JSON (\uXXXX), and a token is >= 1 byte
+
+
+def _walk(tool: str, schema: Any, path: str) -> None:
+    if isinstance(schema, bool):
+        if schema is False:
+            return
+        raise SchemaError(f"tool '{tool}': schema at {path} is `true` (any value); give it a type")
+    if not isinstance(schema, dict):
+        raise SchemaError(f"tool '{tool}': schema at {path} is not an object")
+    for key in schema:
+        if key not in SUPPORTED_KEYWORDS:
+            raise SchemaError(
+                f"tool '{tool}': JSON-schema construct '{key}' at {path} is not supported by the constrainer "
+                f"(supported: {', '.join(sorted(SUPPORTED_KEYWORDS))})"
+            )
+    types = schema.get("type")
+    for t in types if isinstance(types, list) else [types] if types else []:
+        if t not in _TYPES:
+            raise SchemaError(f"tool '{tool}': unknown type '{t}' at {path}")
+    if types is None and not any(k in schema for k in ("anyOf", "oneOf", "enum", "const")):
+        raise SchemaError(f"tool '{tool}': schema at {path} has no type, enum, const or anyOf")
+    for name, sub in (schema.get("properties") or {}).items():
+        _walk(tool, sub, f"{path}.properties.{name}")
+    if isinstance(schema.get("additionalProperties"), dict):
+        raise SchemaError(f"tool '{tool}': additionalProperties with a schema at {path} is not supported; "
+                          "list the properties instead")
+    if "items" in schema:
+        if isinstance(schema["items"], list):
+            raise SchemaError(f"tool '{tool}': tuple-form 'items' (a list) at {path} is not supported")
+        _walk(tool, schema["items"], f"{path}.items")
+    for key in ("anyOf", "oneOf"):
+        for i, sub in enumerate(schema.get(key) or []):
+            _walk(tool, sub, f"{path}.{key}[{i}]")
+
+
+def validate_definition(tool: ToolDefinition) -> None:
+    """Refuse a host tool definition the constrainer cannot handle, naming the tool and the construct."""
+    params = tool.parameters
+    if params.get("type") != "object":
+        raise SchemaError(f"tool '{tool.name}': parameters must be a JSON schema of type 'object'")
+    _walk(tool.name, params, "parameters")
+    req = params.get("required") or []
+    missing = [r for r in req if r not in (params.get("properties") or {})]
+    if missing:
+        raise SchemaError(f"tool '{tool.name}': required names unknown properties: {', '.join(missing)}")
+
+
+def bound_schema(schema: dict[str, Any], max_string: int, max_items: int) -> dict[str, Any]:
+    """A copy where every string, array and object is bounded, so generation must end."""
+    s = copy.deepcopy(schema)
+
+    def fix(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        types = node.get("type")
+        tl = types if isinstance(types, list) else [types]
+        if "string" in tl and "enum" not in node and "const" not in node:
+            node["maxLength"] = min(int(node.get("maxLength", max_string)), max_string)
+        if "array" in tl:
+            node["maxItems"] = min(int(node.get("maxItems", max_items)), max_items)
+        if "object" in tl:
+            node.setdefault("additionalProperties", False)
+        for sub in (node.get("properties") or {}).values():
+            fix(sub)
+        fix(node.get("items"))
+        for key in ("anyOf", "oneOf"):
+            for sub in node.get(key) or []:
+                fix(sub)
+        node.pop("format", None)  # formats are not enforced token by token; validated after parsing
+
+    fix(s)
+    return s
+
+
+def token_bound(schema: Any) -> int:
+    """An upper bound on the tokens a JSON value valid against a bounded schema can take."""
+    if not isinstance(schema, dict):
+        return 8
+    if "const" in schema:
+        return len(str(schema["const"]).encode()) * _STRING_ESCAPE + 4
+    if "enum" in schema:
+        return max(len(str(v).encode()) * _STRING_ESCAPE + 4 for v in schema["enum"])
+    alts = (schema.get("anyOf") or []) + (schema.get("oneOf") or [])
+    if alts:
+        return max(token_bound(a) for a in alts)
+    types = schema.get("type")
+    tl = types if isinstance(types, list) else [types]
+    best = 0
+    for t in tl:
+        if t == "string":
+            best = max(best, int(schema.get("maxLength", 0)) * _STRING_ESCAPE + 2)
+        elif t in ("integer", "number"):
+            best = max(best, _NUMBER_BYTES)
+        elif t in ("boolean", "null"):
+            best = max(best, 5)
+        elif t == "array":
+            best = max(best, 2 + int(schema.get("maxItems", 0)) * (token_bound(schema.get("items", {})) + 1))
+        elif t == "object":
+            props = schema.get("properties") or {}
+            best = max(best, 2 + sum(len(k.encode()) * _STRING_ESCAPE + 4 + token_bound(v) for k, v in props.items()))
+    return best
