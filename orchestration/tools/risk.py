@@ -21,6 +21,7 @@ _GIT_READ = {"status", "log", "diff", "show", "branch", "remote", "rev-parse", "
 _DESTRUCTIVE_COMMANDS = {"rm", "rmdir", "dd", "shred", "truncate", "wipefs", "fdisk", "parted", "srm", "unlink"}
 _SEGMENT_SPLIT = re.compile(r"\|\||&&|;|\||\n|&")
 # "> file" or ">| file" overwrites; ">>", "2>&1", ">&2" and "> /dev/null" do not destroy data.
+_APPEND = re.compile(r">>\s*(?!/dev/null\b)\S")
 _OVERWRITE = re.compile(r"(?<![>&\d])(?:\d)?>\|?\s*(?!&|>|/dev/null\b)\S")
 
 
@@ -69,7 +70,7 @@ def bash_risk(command: str) -> Risk:
     if _OVERWRITE.search(command):
         return "destructive"
     order = {"read": 0, "write": 1, "destructive": 2}
-    worst: Risk = "read"
+    worst: Risk = "write" if _APPEND.search(command) else "read"
     for seg in _SEGMENT_SPLIT.split(command):
         r = _segment_risk(seg)
         if order[r] > order[worst]:

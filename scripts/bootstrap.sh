@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set-up shared by the README's two commands: a virtual environment with the project installed,
+# OpenBLAS where the system can provide it, the Node tools of the tests, and the embedded model.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.mageagent-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "== installing mcp-mageagent and its test tools into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >&2
+  .venv/bin/python -m pip install -q -e '.[test]' >&2
+  touch "$stamp"
+fi
+
+# OpenBLAS makes MLX's CPU backend read prompts ~25x faster (Linux only; optional).
+if [ "$(uname -s)" = "Linux" ] && ! ldconfig -p 2>/dev/null | grep -q 'libopenblas.so.0'; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "== installing OpenBLAS (libopenblas0-pthread)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread) >&2 \
+      || echo "   OpenBLAS could not be installed; MLX falls back to its bundled BLAS (slower)" >&2
+  else
+    echo "   note: OpenBLAS is absent and cannot be installed here (not root or no apt-get); the" >&2
+    echo "   bundled BLAS works, prompts read ~25x slower. Debian/Ubuntu: apt-get install libopenblas0-pthread" >&2
+  fi
+fi
+
+# The MCP Inspector's CLI, used by one test as a third-party client (skipped where Node is absent).
+if command -v npm >/dev/null && [ -f tests/inspector/package.json ] && [ ! -d tests/inspector/node_modules ]; then
+  echo "== installing the MCP Inspector CLI (npm)" >&2
+  (cd tests/inspector && npm ci --silent --no-audit --no-fund >&2) || echo "   npm install failed; that test will fail" >&2
+fi
+
+echo "== preparing the embedded model" >&2
+.venv/bin/mageagent setup >&2

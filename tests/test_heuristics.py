@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from orchestration.heuristics import classify, tool_need
+
+
+@pytest.mark.parametrize(
+    ("prompt", "route", "matched"),
+    [
+        ("Implement a binary search", "validated", ["implement"]),
+        ("Write a function that adds two numbers", "validated", ["function"]),
+        ("Create a class for users", "validated", ["class"]),
+        ("Refactor this module", "validated", ["refactor"]),
+        ("Please fix the bug in parser.py", "validated", ["fix bug"]),
+        ("fix bugs in the loader", "validated", ["fix bug"]),
+        ("What does this do?\n```python\nx = 1\n```", "validated", ["code block"]),
+        ("Explain how TCP works", "hybrid", ["explain"]),
+        ("Analyze the logs", "hybrid", ["analyze"]),
+        ("Analyse the logs", "hybrid", ["analyze"]),
+        ("Plan the migration", "hybrid", ["plan"]),
+        ("Design a schema", "hybrid", ["design"]),
+        ("Review the architecture", "hybrid", ["architecture"]),
+        ("Compare Rust and Go", "hybrid", ["compare"]),
+        ("Explain and implement a class", "validated", ["implement", "class"]),  # coding wins
+        ("What is the capital of France?", "validator", []),
+        # words that must NOT match
+        ("Tell me about classic cars", "validator", []),
+        ("Name a planet", "validator", []),
+        ("The designer was functional", "validator", []),
+        ("a prefix fixture bugle", "validator", []),
+        ("supplementation", "validator", []),
+    ],
+)
+def test_auto_routing_table(prompt: str, route: str, matched: list[str]) -> None:
+    r = classify(prompt)
+    assert r.pattern == route
+    assert r.matched == matched
+    assert route in r.reason
+
+
+def test_code_block_in_context_counts() -> None:
+    assert classify("What is wrong here?", "```\nx=1\n```").pattern == "validated"
+
+
+@pytest.mark.parametrize(
+    ("text", "needed"),
+    [
+        ("Read the file src/main.py", True),
+        ("write the results to a file", True),
+        ("list the directory", True),
+        ("run the tests", True),
+        ("delete old logs", True),
+        ("search for TODOs", True),
+        ("grep for errors", True),
+        ("open a bash shell", True),
+        ("What is 2+2?", False),
+        ("Explain recursion", False),
+        ("a running gag", False),  # 'run' as a word only
+        ("the bread is fresh", False),
+    ],
+)
+def test_tool_need_table(text: str, needed: bool) -> None:
+    assert bool(tool_need(text)) is needed
+
+
+def test_tool_need_looks_at_every_text() -> None:
+    assert tool_need("Explain this", "I will run pytest") == [r"\brun\b"]

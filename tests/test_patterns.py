@@ -1,0 +1,317 @@
+"""Every pattern over the scripted fake backend: roles, prompts, parsing, bounds, routing, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestration import prompts
+from orchestration.engine import Engine
+from orchestration.errors import ModelNotFoundError, PatternError, RequestError
+from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.types import PatternRequest, ToolDefinition
+
+P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
+READ = [{"tool": "Read", "arguments": {"file_path": "src/main.py"}}]
+
+pytestmark = pytest.mark.anyio
+
+
+def make(**settings) -> tuple[Engine, ScriptedBackend]:  # noqa: ANN003
+    fake = ScriptedBackend()
+    return Engine(fake_settings(**settings), {"mlx": fake}), fake
+
+
+def req(prompt: str = "Explain the plan", **kw) -> PatternRequest:  # noqa: ANN003
+    return PatternRequest(prompt=prompt, **kw)
+
+
+async def test_primary_is_one_step_without_tools() -> None:
+    engine, fake = make()
+    fake.enqueue("answer", model=P)
+    r = await engine.run("primary", req("Read the file x.py"))
+    assert r.text == "answer" and r.tool_calls == []
+    assert fake.models_asked == [P]
+    assert [s.role for s in r.trace.steps] == ["primary"]
+    assert fake.history[0].messages[-1].content == "Read the file x.py"
+
+
+async def test_request_context_and_system_reach_the_model() -> None:
+    engine, fake = make()
+    fake.enqueue("ok", model=P)
+    await engine.run("primary", req("Fix it", context="def f(): pass", system="Be terse."))
+    msgs = fake.history[0].messages
+    assert msgs[0].role == "system" and msgs[0].content == "Be terse."
+    assert msgs[1].content == "Fix it\n\nContext:\ndef f(): pass"
+
+
+@pytest.mark.parametrize("name,role", [("validator", V), ("competitor", C)])
+async def test_direct_models(name: str, role: str) -> None:
+    engine, fake = make()
+    fake.enqueue("hi", model=role)
+    r = await engine.run(name, req("hello"))
+    assert r.text == "hi" and fake.models_asked == [role]
+
+
+async def test_competitor_uses_its_own_system_prompt() -> None:
+    engine, fake = make()
+    fake.enqueue("x", model=C)
+    await engine.run("competitor", req("hello"))
+    assert fake.history[0].messages[0].content == engine.settings.roles["competitor"].system
+
+
+async def test_tools_pattern_is_one_constrained_step() -> None:
+    engine, fake = make()
+    fake.enqueue(READ, model=T)
+    r = await engine.run("tools", req("show me src/main.py"))
+    assert fake.models_asked == [T]
+    assert [c.model_dump() for c in r.tool_calls] == [{**READ[0], "risk": "read"}]
+    assert "Read" in r.text and "src/main.py" in r.text
+    constraint = fake.history[0].constraint
+    assert constraint is not None and constraint.json_schema["type"] == "array"
+    assert fake.history[0].temperature == 0.0
+    assert fake.history[0].max_tokens > engine.settings.max_tokens  # sized from the schema, not max_tokens
+
+
+async def test_hybrid_extracts_when_heuristics_match_and_keeps_primary_text() -> None:
+    engine, fake = make()
+    fake.enqueue("I will read it.", model=P).enqueue(READ, model=T)
+    r = await engine.run("hybrid", req("Read the file src/main.py"))
+    assert r.text == "I will read it."
+    assert r.tool_calls[0].tool == "Read"
+    assert fake.models_asked == [P, T]
+    extraction_user = fake.history[1].messages[-1].content
+    assert "Read the file src/main.py" in extraction_user and "I will read it." in extraction_user
+    assert "Read:" in fake.history[1].messages[0].content  # the tool list is in the system prompt
+
+
+@pytest.mark.parametrize(
+    ("mode", "prompt", "answer", "extracts"),
+    [
+        ("auto", "What is 2+2?", "4", False),
+        ("auto", "What is 2+2?", "I would run python to check", True),  # the answer matches
+        ("always", "What is 2+2?", "4", True),
+        ("never", "Read the file a.py", "ok", False),
+    ],
+)
+async def test_hybrid_extraction_switch(mode: str, prompt: str, answer: str, extracts: bool) -> None:
+    engine, fake = make()
+    fake.enqueue(answer, model=P)
+    if extracts:
+        fake.enqueue([], model=T)
+    r = await engine.run("hybrid", req(prompt, extraction=mode))
+    assert fake.models_asked == ([P, T] if extracts else [P])
+    assert r.trace.extraction is not None and (("skipped" in r.trace.extraction) is not extracts)
+
+
+async def test_settings_extraction_default_applies() -> None:
+    engine, fake = make(extraction="never")
+    fake.enqueue("ok", model=P)
+    await engine.run("hybrid", req("Read the file a.py"))
+    assert fake.models_asked == [P]
+
+
+async def test_validated_pass_goes_straight_to_extraction() -> None:
+    engine, fake = make()
+    fake.enqueue("code", model=P).enqueue("PASS", model=V, option_probs={"PASS": 0.9, "FAIL": 0.1})
+    fake.enqueue([], model=T)
+    r = await engine.run("validated", req("Implement it and write the file"))
+    assert fake.models_asked == [P, V, T]
+    assert r.trace.verdicts[0].verdict == "PASS" and r.trace.verdicts[0].confidence == 0.9
+    assert r.trace.revisions == 0
+    vmsgs = fake.history[1].messages
+    assert vmsgs[0].content == prompts.VALIDATION
+    assert "code" in vmsgs[1].content and "Implement it" in vmsgs[1].content
+    assert fake.history[1].constraint.options == ["PASS", "FAIL"]
+
+
+async def test_validated_fail_revises_with_feedback_and_revalidates() -> None:
+    engine, fake = make()
+    fake.enqueue("v1", model=P).enqueue("FAIL: off by one\n- no error handling", model=V)
+    fake.enqueue("v2", model=P).enqueue("PASS", model=V)
+    r = await engine.run("validated", req("Implement it", extraction="never"))
+    assert fake.models_asked == [P, V, P, V]
+    assert r.text == "v2" and r.trace.revisions == 1
+    assert [v.verdict for v in r.trace.verdicts] == ["FAIL", "PASS"]
+    assert r.trace.verdicts[0].issues == ["off by one", "no error handling"]
+    revision = fake.history[2].messages
+    assert [m.role for m in revision][-3:] == ["user", "assistant", "user"]
+    assert revision[-2].content == "v1"
+    assert "- off by one" in revision[-1].content and "- no error handling" in revision[-1].content
+
+
+@pytest.mark.parametrize("bound", [0, 1, 2])
+async def test_revision_bound_and_honest_last_verdict(bound: int) -> None:
+    engine, fake = make(max_revisions=bound)
+    fake.enqueue("v0", model=P)
+    for i in range(bound + 1):
+        fake.enqueue("FAIL: still wrong", model=V)
+        if i < bound:
+            fake.enqueue(f"v{i + 1}", model=P)
+    r = await engine.run("validated", req("Implement it", extraction="never"))
+    assert r.trace.revisions == bound
+    assert len(r.trace.verdicts) == bound + 1
+    assert r.trace.verdicts[-1].verdict == "FAIL"  # reported as it is, not as success
+    assert r.text == f"v{bound}"
+    assert not fake.replies
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict", "issues"),
+    [
+        ("PASS", "PASS", []),
+        ("PASS - no failures found", "PASS", []),  # the seed counted this as FAIL
+        ("FAIL: a; b; c", "FAIL", ["a", "b", "c"]),
+        ("FAIL:\n1. bad name\n2. no tests", "FAIL", ["bad name", "no tests"]),
+        ("FAIL", "FAIL", []),
+    ],
+)
+async def test_verdict_parsing(reply: str, verdict: str, issues: list[str]) -> None:
+    engine, fake = make(max_revisions=0)
+    fake.enqueue("code", model=P).enqueue(reply, model=V)
+    r = await engine.run("validated", req("Implement it", extraction="never"))
+    assert (r.trace.verdicts[0].verdict, r.trace.verdicts[0].issues) == (verdict, issues)
+
+
+@pytest.mark.parametrize("reply", ["No FAIL here", "PASSED", "The answer: PASS", "", "fail: lowercase"])
+async def test_unreadable_verdict_fails_the_pattern_naming_step_and_role(reply: str) -> None:
+    engine, fake = make()
+    fake.enqueue("code", model=P).enqueue(reply, model=V)
+    with pytest.raises(PatternError) as e:
+        await engine.run("validated", req("Implement it"))
+    assert e.value.role == "validator" and e.value.step == "validate"
+    assert "validator" in str(e.value)
+
+
+async def test_compete_judges_and_extracts_on_the_winner() -> None:
+    engine, fake = make()
+    fake.enqueue("solution A text", model=P).enqueue("solution B text", model=C)
+    fake.enqueue("B: it handles errors.", model=V, option_probs={"A": 0.3, "B": 0.7})
+    fake.enqueue(READ, model=T)
+    r = await engine.run("compete", req("Implement a reader and read the file a.py"))
+    assert fake.models_asked == [P, C, V, T]
+    j = r.trace.judgement
+    assert j is not None and j.pick == "B" and j.reason == "it handles errors." and j.confidence == 0.7
+    assert j.candidates == {"A": "solution A text", "B": "solution B text"} and not j.disagreement
+    assert r.text == "solution B text"
+    assert "solution B text" in fake.history[3].messages[-1].content
+    judge_msgs = fake.history[2].messages
+    assert judge_msgs[0].content == prompts.JUDGE
+    assert judge_msgs[1].content.index("Solution A:\nsolution A text") < judge_msgs[1].content.index("Solution B:")
+
+
+async def test_compete_swap_agreeing() -> None:
+    engine, fake = make()
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    fake.enqueue("A: better", model=V, option_probs={"A": 0.8, "B": 0.2})
+    fake.enqueue("B: better", model=V, option_probs={"A": 0.4, "B": 0.6})  # B shown = original A
+    r = await engine.run("compete", req("hello", swap=True, extraction="never"))
+    j = r.trace.judgement
+    assert j.pick == "A" and not j.disagreement
+    assert j.confidence == pytest.approx((0.8 + 0.6) / 2)
+    assert fake.history[3].messages[1].content.index("Solution A:\nb") >= 0  # order really swapped
+    assert [v["order"] for v in j.verdicts] == ["A,B", "B,A"]
+
+
+async def test_compete_swap_disagreement_settled_by_summed_probabilities() -> None:
+    engine, fake = make()
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    fake.enqueue("A: first is better", model=V, option_probs={"A": 0.55, "B": 0.45})  # position bias
+    fake.enqueue("A: first is better", model=V, option_probs={"A": 0.9, "B": 0.1})  # shown A = original B
+    r = await engine.run("compete", req("hello", swap=True, extraction="never"))
+    j = r.trace.judgement
+    assert j.disagreement
+    # A: 0.55 + 0.1 = 0.65 ; B: 0.45 + 0.9 = 1.35
+    assert j.pick == "B" and j.confidence == pytest.approx(1.35 / 2) and r.text == "b"
+
+
+async def test_compete_swap_from_settings() -> None:
+    engine, fake = make(judge_swap=True)
+    fake.enqueue("a", model=P).enqueue("b", model=C).enqueue("A: x", model=V).enqueue("B: y", model=V)
+    r = await engine.run("compete", req("hello", extraction="never"))
+    assert len(r.trace.judgement.verdicts) == 2
+
+
+@pytest.mark.parametrize("reply", ["C: neither", "Both are fine", "a: lowercase"])
+async def test_unreadable_pick_fails(reply: str) -> None:
+    engine, fake = make()
+    fake.enqueue("a", model=P).enqueue("b", model=C).enqueue(reply, model=V)
+    with pytest.raises(PatternError, match="judge"):
+        await engine.run("compete", req("hello"))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "route", "models"),
+    [
+        ("Implement a stack class", "validated", [P, V]),
+        ("Explain the architecture", "hybrid", [P]),
+        ("What is the capital of France?", "validator", [V]),
+    ],
+)
+async def test_auto_routes(prompt: str, route: str, models: list[str]) -> None:
+    engine, fake = make(extraction="never")
+    for m in models:
+        fake.enqueue("PASS" if (m == V and route == "validated") else "text", model=m)
+    r = await engine.run("auto", req(prompt))
+    assert r.pattern == "auto" and r.trace.route == route
+    assert route in r.trace.route_reason
+    assert fake.models_asked == models
+
+
+async def test_step_failure_names_step_and_role_and_keeps_the_cause() -> None:
+    engine, fake = make()
+    fake.enqueue("a", model=P).enqueue("x", model=C, error=ModelNotFoundError("no such model"))
+    with pytest.raises(PatternError) as e:
+        await engine.run("compete", req("hello"))
+    assert e.value.role == "competitor" and e.value.step == "solution B"
+    assert isinstance(e.value.__cause__, ModelNotFoundError)
+    assert "no such model" in str(e.value)
+
+
+async def test_cut_off_extraction_is_an_error_never_a_partial_call() -> None:
+    engine, fake = make()
+    fake.enqueue('[{"tool": "Read", "arguments": {"file_pa', model=T, finish_reason="length")
+    with pytest.raises(PatternError, match="cut off"):
+        await engine.run("tools", req("read a.py"))
+
+
+async def test_host_tools_replace_the_catalogue() -> None:
+    engine, fake = make()
+    tool = ToolDefinition(name="deploy", description="Deploy a service",
+                          parameters={"type": "object", "properties": {"service": {"type": "string"}},
+                                      "required": ["service"]}, annotations={"destructiveHint": False})
+    fake.enqueue([{"tool": "deploy", "arguments": {"service": "api"}}], model=T)
+    r = await engine.run("tools", req("deploy the api", tools=[tool]))
+    assert r.tool_calls[0].tool == "deploy" and r.tool_calls[0].risk == "write"
+    alts = fake.history[0].constraint.json_schema["items"]["anyOf"]
+    assert [a["properties"]["tool"]["const"] for a in alts] == ["deploy"]
+    assert "deploy:" in fake.history[0].messages[0].content
+
+
+async def test_totals_and_models_used() -> None:
+    engine, fake = make()
+    fake.enqueue("one two three", model=P).enqueue("PASS", model=V)
+    r = await engine.run("validated", req("Implement it", extraction="never"))
+    assert r.totals.completion_tokens == 4
+    assert r.totals.prompt_tokens == sum(s.prompt_tokens for s in r.trace.steps)
+    assert r.models == {"primary": P, "validator": V}
+    assert json.loads(r.model_dump_json())["trace"]["steps"][0]["purpose"] == "answer"
+
+
+async def test_unknown_pattern_lists_the_valid_ones() -> None:
+    engine, _ = make()
+    with pytest.raises(RequestError, match="hybrid"):
+        await engine.run("nope", req())
+
+
+async def test_progress_reports_each_step() -> None:
+    engine, fake = make()
+    fake.enqueue("a b c", model=P).enqueue("PASS", model=V)
+    seen: list = []
+
+    async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
+        seen.append((step, purpose, role))
+
+    await engine.run("validated", req("Implement it", extraction="never"), progress)
+    assert (1, "answer", "primary") in seen and (2, "validate", "validator") in seen

@@ -1,0 +1,141 @@
+"""The real embedded model: converter fidelity, a coherent greedy answer, memory, every pattern once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestration.convert import build_tokenizer_json, unpermute_rows
+from orchestration.engine import Engine
+from orchestration.patterns import PATTERNS
+from orchestration.tools.catalogue import SEED_TOOLS
+from orchestration.types import Message, PatternRequest
+
+pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
+DATA = Path(__file__).parent / "data" / "smollm2-token-ids.json"
+
+
+def _gguf(settings) -> Path:  # noqa: ANN001
+    from orchestration.embedded import find_gguf
+
+    found = find_gguf(settings.cache_dir)
+    assert found is not None, "run `mageagent setup`"
+    return found[0]
+
+
+def test_tokenizer_matches_llama_cpp_ids(real_settings) -> None:  # noqa: ANN001
+    import mlx.core as mx
+    from tokenizers import Tokenizer
+
+    _, meta = mx.load(str(_gguf(real_settings)), return_metadata=True)
+    tok = Tokenizer.from_str(build_tokenizer_json(meta))
+    cases = json.loads(DATA.read_text())
+    assert len(cases) == 9
+    for text, ids in cases:
+        assert tok.encode(text, add_special_tokens=False).ids == ids, text[:40]
+        assert tok.decode(ids, skip_special_tokens=False) == text
+
+
+def test_converted_tokenizer_in_model_dir_matches_too(real_settings) -> None:  # noqa: ANN001
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+    from orchestration.embedded import embedded_dir
+
+    tok = load_tokenizer(embedded_dir(real_settings.models_dir, "dense"))
+    for text, ids in json.loads(DATA.read_text()):
+        assert tok.encode(text, add_special_tokens=False) == ids
+    assert tok.eos_token == "<|im_end|>"
+    prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    assert tok.decode(prompt).endswith("<|im_start|>assistant\n")
+
+
+def test_unpermute_is_equivalent_to_traditional_rope(real_settings) -> None:  # noqa: ANN001
+    """Our un-permuted rows with split-half RoPE give the same logits as GGUF rows with traditional RoPE."""
+    import mlx.core as mx
+    from mlx_lm.models import llama
+
+    from orchestration.embedded import embedded_dir
+
+    path = embedded_dir(real_settings.models_dir, "dense")
+    config = json.loads((path / "config.json").read_text())
+    weights = mx.load(str(path / "model.safetensors"))
+
+    def permute(rows, n_head):  # llama.cpp's converter permutation  # noqa: ANN001, ANN202
+        shape = rows.shape
+        return rows.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+
+    assert mx.array_equal(unpermute_rows(permute(weights["model.layers.0.self_attn.q_proj.weight"], 9), 9),
+                          weights["model.layers.0.self_attn.q_proj.weight"])
+    gguf_layout = dict(weights)
+    for k, v in weights.items():
+        if k.endswith("q_proj.weight"):
+            gguf_layout[k] = permute(v, config["num_attention_heads"])
+        elif k.endswith("k_proj.weight"):
+            gguf_layout[k] = permute(v, config["num_key_value_heads"])
+    ours = llama.Model(llama.ModelArgs.from_dict(config))
+    ours.load_weights(list(weights.items()))
+    trad = llama.Model(llama.ModelArgs.from_dict({**config, "rope_traditional": True}))
+    trad.load_weights(list(gguf_layout.items()))
+    x = mx.array([[19556, 905, 17, 1604, 275, 24, 104, 727, 472]])
+    diff = mx.abs(ours(x) - trad(x)).max().item()
+    assert diff < 1e-3
+
+
+async def test_greedy_coding_answer_is_coherent(real_engine: Engine) -> None:
+    from orchestration.types import GenerationRequest
+
+    backend = real_engine.backends["mlx"]
+    c = await backend.stream(GenerationRequest(
+        model="embedded", max_tokens=60, temperature=0.0,
+        messages=[Message(role="user", content="Write a Python function that reverses a string.")]))
+    assert "def " in c.text and "return" in c.text
+    assert c.completion_tokens > 5 and c.generation_tps > 0 and c.prompt_tokens > 10
+
+
+async def test_shared_model_loads_once_and_unload_frees_memory(real_engine: Engine) -> None:
+    import mlx.core as mx
+
+    backend = real_engine.backends["mlx"]
+    await backend.warmup(["embedded"])
+    states = [s for s in backend.state() if s.model == "embedded"]
+    assert len(states) == 1 and states[0].loaded and states[0].loads >= 1
+    loads = states[0].loads
+    await backend.warmup(["embedded"])  # every role names it: still one copy
+    assert [s for s in backend.state() if s.model == "embedded"][0].loads == loads
+    before = await backend.worker.run(lambda job: mx.get_active_memory())
+    assert await backend.unload("embedded")
+    after = await backend.worker.run(lambda job: mx.get_active_memory())
+    assert before - after > 400e6  # the 540 MB dense copy is really given back
+    assert not [s for s in backend.state() if s.model == "embedded"][0].loaded
+
+
+async def test_constrained_extraction_on_the_real_model_is_valid(real_engine: Engine) -> None:
+    import jsonschema
+
+    r = await real_engine.run("tools", PatternRequest(prompt="Show me the contents of the file src/main.py"))
+    schema_by_tool = {t.name: t.parameters for t in SEED_TOOLS}
+    for call in r.tool_calls:
+        jsonschema.validate(call.arguments, schema_by_tool[call.tool])
+    assert r.trace.steps[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+async def test_every_pattern_once(real_engine: Engine, name: str) -> None:
+    request = PatternRequest(prompt="Write a Python function that adds two numbers and save it to the file add.py",
+                             max_tokens=16, swap=True)
+    r = await real_engine.run(name, request)
+    assert r.pattern == name and r.trace.steps
+    assert all(s.model == "embedded" and s.completion_tokens > 0 and s.seconds > 0 for s in r.trace.steps)
+    assert r.totals.completion_tokens == sum(s.completion_tokens for s in r.trace.steps)
+    if name != "tools":
+        assert r.text.strip()
+    if name in ("validated", "auto"):
+        assert r.trace.verdicts and 0 < r.trace.verdicts[0].confidence <= 1
+    if name == "compete":
+        j = r.trace.judgement
+        assert j is not None and len(j.verdicts) == 2 and j.candidates["A"] != j.candidates["B"]
+        assert 0 < j.confidence <= 1
+    if name == "auto":
+        assert r.trace.route == "validated" and "function" in r.trace.matched_keywords

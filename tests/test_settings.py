@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestration.errors import ConfigError
+from orchestration.settings import ROLES, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "mageagent.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_the_embedded_profile() -> None:
+    s = load_settings(env={})
+    assert s.profile == "embedded"
+    assert set(s.roles) == set(ROLES)
+    assert all(s.roles[r].model == "embedded" for r in ROLES)
+    # compete's A and B must differ even at temperature 0: the competitor has its own prompt and sampling
+    assert s.roles["competitor"].system and s.roles["competitor"].temperature
+    assert s.memory_budget_gb > 0
+
+
+def test_reference_profile_maps_the_seed_models() -> None:
+    s = load_settings(env={"MAGEAGENT_PROFILE": "reference"})
+    assert s.roles["primary"].model == "mlx-community/Qwen2.5-72B-Instruct-8bit"
+    assert s.roles["tools"].model == "mlx-community/Hermes-3-Llama-3.1-8B-8bit"
+    assert s.roles["validator"].quantization == "4-bit"
+
+
+@pytest.mark.parametrize(
+    ("file_text", "env", "overrides", "expected"),
+    [
+        ("max_tokens = 100", {}, {}, 100),
+        ("max_tokens = 100", {"MAGEAGENT_MAX_TOKENS": "200"}, {}, 200),
+        ("max_tokens = 100", {"MAGEAGENT_MAX_TOKENS": "200"}, {"max_tokens": 300}, 300),
+        ("", {}, {}, 512),
+    ],
+)
+def test_precedence_file_env_overrides(tmp_path: Path, file_text: str, env: dict, overrides: dict,
+                                       expected: int) -> None:
+    s = load_settings(write(tmp_path, file_text), env=env, **overrides)
+    assert s.max_tokens == expected
+
+
+def test_config_path_from_env_and_nested_role_keys(tmp_path: Path) -> None:
+    p = write(tmp_path, '[roles.tools]\nmodel = "/models/hermes"\ntemperature = 0.1\n')
+    s = load_settings(env={"MAGEAGENT_CONFIG": str(p), "MAGEAGENT_ROLES__TOOLS__TEMPERATURE": "0.3"})
+    assert s.roles["tools"].model == "/models/hermes"
+    assert s.roles["tools"].temperature == 0.3
+    assert s.roles["primary"].model == "embedded"  # untouched roles keep the profile's
+    assert s.config_file == p
+
+
+def test_relative_cache_dir_is_relative_to_the_file(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'cache_dir = "cache"'), env={})
+    assert s.cache_dir == tmp_path / "cache"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ('profile = "huge"', ["mageagent.toml", "'profile'", "'embedded' or 'reference'", "'huge'"]),
+        ("max_tokenz = 3", ["'max_tokenz'", "unknown key", "max_tokens"]),
+        ("[roles.primary]\nmodle = 'x'", ["'roles.primary.modle'", "unknown key", "model"]),
+        ("[roles.critic]\nmodel = 'x'", ["roles.critic", "'primary', 'competitor', 'validator' or 'tools'"]),
+        ("temperature = 9", ["'temperature'", "less than or equal to 2"]),
+        ("max_tokens = [", ["not valid TOML"]),
+    ],
+)
+def test_bad_files_name_file_key_and_allowed(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, text), env={})
+    for f in fragments:
+        assert f in str(e.value)
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="environment variable MAGEAGENT_MAX_TOKENS"):
+        load_settings(env={"MAGEAGENT_MAX_TOKENS": "lots"})
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(tmp_path / "nope.toml", env={})
