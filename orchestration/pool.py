@@ -129,13 +129,13 @@ class ModelPool:
                     "memory_budget_gb"
                 )
             lru = min(victims, key=lambda e: e.last_used)
-            self._unload_locked(lru.spec.key)
+            self._unload_locked(lru.spec.key, "least recently used, to fit the memory budget")
 
-    def _unload_locked(self, key: str) -> None:
+    def _unload_locked(self, key: str, why: str) -> None:
         entry = self._loaded.pop(key, None)
         if entry is None:
             return
-        log.info("unloading %s (least recently used)", entry.spec.model)
+        log.info("unloading %s (%s)", entry.spec.model, why)
         del entry
         self._release()
 
@@ -144,14 +144,14 @@ class ModelPool:
         with self._lock:
             if key not in self._loaded:
                 return False
-            self._unload_locked(key)
+            self._unload_locked(key, "asked to")
             return True
 
     def unload_all(self) -> None:
         """Drop every loaded model (pinned ones too) and give the memory back."""
         with self._lock:
             for key in list(self._loaded):
-                self._unload_locked(key)
+                self._unload_locked(key, "shutting down")
 
     def pin(self, key: str) -> None:
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .settings import Role
 
@@ -87,14 +87,12 @@ Risk = Literal["read", "write", "destructive"]
 class ToolDefinition(_Model):
     """A tool the host can run, as MCP and OpenAI define it: name, description, JSON-schema parameters."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
-        description="JSON schema of the arguments object",
-        alias="input_schema",
+        description="JSON schema of the arguments object (also accepted as inputSchema or input_schema)",
+        validation_alias=AliasChoices("parameters", "inputSchema", "input_schema"),
     )
     annotations: dict[str, Any] | None = Field(
         None, description="MCP tool annotations (readOnlyHint, destructiveHint) used for the risk label"
