@@ -87,6 +87,9 @@ class DeviceWorker:
                 continue
             try:
                 result = job.fn(job)
+            except GenerationCancelled as e:
+                log.info("job cancelled: %s", e)
+                job.future.set_exception(e)
             except BaseException as e:  # noqa: BLE001 - every failure travels back to the caller
                 job.future.set_exception(e)
             else:

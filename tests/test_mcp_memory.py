@@ -1,0 +1,163 @@
+"""The MCP server through the SDK's in-memory client, in both protocol modes, over the scripted fake."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import jsonschema
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from mcp_mageagent.server import DESCRIPTIONS, build_server
+from orchestration.engine import Engine
+from orchestration.errors import ModelNotFoundError
+from orchestration.patterns import PATTERNS
+from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+
+P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
+pytestmark = pytest.mark.anyio
+MODES = ["legacy", "auto"]  # the 2025-11-25 initialize handshake hosts use, and the newer direct mode
+
+
+def make() -> tuple[ScriptedBackend, object]:
+    fake = ScriptedBackend()
+    settings = fake_settings()
+    return fake, build_server(settings, Engine(settings, {"mlx": fake}))
+
+
+def script(fake: ScriptedBackend, pattern: str) -> None:
+    """Queue what each pattern asks for, with a prompt that needs a file operation."""
+    calls = [{"tool": "Read", "arguments": {"file_path": "a.py"}}]
+    plan = {
+        "primary": [("ans", P)], "validator": [("ans", V)], "competitor": [("ans", C)],
+        "tools": [(calls, T)], "hybrid": [("ans", P), (calls, T)],
+        "validated": [("ans", P), ("PASS", V), (calls, T)],
+        "compete": [("a", P), ("b", C), ("B: safer", V), (calls, T)],
+        "auto": [("ans", P), ("PASS", V), (calls, T)],
+    }[pattern]
+    for text, model in plan:
+        fake.enqueue(text, model=model)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_are_listed_with_schemas_and_annotations(mode: str) -> None:
+    _, server = make()
+    async with Client(server, mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {f"mage_{p}" for p in PATTERNS}
+    for name, tool in tools.items():
+        pattern = name.removeprefix("mage_")
+        assert tool.description.startswith(DESCRIPTIONS[pattern])
+        props = tool.input_schema["properties"]
+        assert tool.input_schema["required"] == ["prompt"]
+        assert {"prompt", "context", "system", "temperature", "max_tokens", "tools", "extraction"} <= set(props)
+        assert ("swap" in props) is (pattern == "compete")
+        assert all(props[k].get("description") for k in props)
+        assert props["temperature"]["anyOf"][0]["maximum"] == 2
+        assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is False
+        assert {"text", "tool_calls", "trace", "totals"} <= set(tool.output_schema["properties"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+async def test_each_tool_returns_complete_structured_content(mode: str, pattern: str) -> None:
+    fake, server = make()
+    script(fake, pattern)
+    prompt = "Implement a class and read the file a.py" if pattern == "auto" else "Read the file a.py"
+    async with Client(server, mode=mode) as client:
+        output_schema = {t.name: t.output_schema for t in (await client.list_tools()).tools}[f"mage_{pattern}"]
+        result = await client.call_tool(f"mage_{pattern}", {"prompt": prompt})
+    assert not result.is_error, result.content
+    data = result.structured_content
+    jsonschema.validate(data, output_schema)
+    assert data["pattern"] == pattern and data["trace"]["steps"]
+    if pattern not in ("primary", "validator", "competitor"):
+        assert data["tool_calls"] == [{"tool": "Read", "arguments": {"file_path": "a.py"}, "risk": "read"}]
+        assert '"file_path": "a.py"' in result.content[0].text  # the text block mirrors the calls
+    assert data["text"].strip().splitlines()[0] in result.content[0].text
+    assert not fake.replies
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   "}, "prompt is empty"),
+        ({"prompt": "x", "temperature": 5}, "temperature"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "x", "extraction": "sometimes"}, "extraction"),
+        ({"prompt": "x", "tools": [{"name": "t", "parameters": {"type": "object", "properties": {
+            "a": {"type": "string", "not": {"const": "b"}}}}}]}, "'not'"),
+    ],
+)
+async def test_bad_arguments_are_errors_naming_the_field(mode: str, args: dict, fragment: str) -> None:
+    fake, server = make()
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("mage_tools", args)
+    assert result.is_error
+    assert fragment in result.content[0].text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_missing_model_is_an_actionable_error(mode: str) -> None:
+    fake, server = make()
+    fake.enqueue("x", model=P, error=ModelNotFoundError("the embedded model 'embedded' is not prepared"))
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("mage_primary", {"prompt": "hi"})
+    assert result.is_error
+    text = result.content[0].text
+    assert "primary" in text and "not prepared" in text and "mageagent setup" in text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_models_resource_and_template(mode: str) -> None:
+    _, server = make()
+    async with Client(server, mode=mode) as client:
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        models = json.loads((await client.read_resource("mageagent://models")).contents[0].text)
+        tools_role = json.loads((await client.read_resource("mageagent://models/tools")).contents[0].text)
+        with pytest.raises(MCPError, match="unknown role 'critic'"):
+            await client.read_resource("mageagent://models/critic")
+    assert "mageagent://models" in listed and "mageagent://models/{role}" in templates
+    assert set(models["roles"]) == {"primary", "competitor", "validator", "tools"}
+    assert {"budget_gb", "used_gb"} <= set(models["memory"])
+    for entry in models["roles"].values():
+        assert {"model", "backend", "quantization", "size_gb", "loaded", "last_used"} <= set(entry)
+    assert tools_role["model"] == T and tools_role["role"] == "tools"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_progress_is_reported_while_generating(mode: str) -> None:
+    fake, server = make()
+    fake.enqueue(" ".join(["word"] * 30), model=P, delay=0.1)  # ~3 s of "generation"
+    seen: list[tuple[float, str | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, message))
+
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("mage_primary", {"prompt": "hi"}, progress_callback=progress)
+    assert not result.is_error
+    assert len(seen) >= 3  # the step start plus at least one report a second while generating
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert any("tokens" in (m or "") for _, m in seen) and "answer" in (seen[0][1] or "")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_cancelled_call_stops_and_the_next_call_works(mode: str) -> None:
+    fake, server = make()
+    fake.enqueue(" ".join(["w"] * 200), model=P, delay=0.05)
+    fake.enqueue("second answer", model=P)
+    async with Client(server, mode=mode) as client:
+        with anyio.move_on_after(0.5):
+            await client.call_tool("mage_primary", {"prompt": "long"})
+        with anyio.fail_after(5):
+            while fake.cancelled == 0:
+                await anyio.sleep(0.05)
+        result = await client.call_tool("mage_primary", {"prompt": "again"})
+    assert fake.cancelled == 1
+    assert result.structured_content["text"] == "second answer"
