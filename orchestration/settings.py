@@ -133,6 +133,11 @@ class Settings(_Strict):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_file: Path | None = None
 
+    @field_validator("cache_dir", "log_file")
+    @classmethod
+    def _expand_user(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
     @field_validator("roles", mode="before")
     @classmethod
     def _roles_mapping(cls, v: Any) -> Any:

@@ -70,7 +70,7 @@ async def test_tools_pattern_is_one_constrained_step() -> None:
     assert "Read" in r.text and "src/main.py" in r.text
     constraint = fake.history[0].constraint
     assert constraint is not None and constraint.json_schema["type"] == "array"
-    assert fake.history[0].temperature == 0.0
+    assert fake.history[0].temperature == 0.0  # the tools role samples greedily by default
     assert fake.history[0].max_tokens > engine.settings.max_tokens  # sized from the schema, not max_tokens
 
 

@@ -72,7 +72,7 @@ async def extract_tool_calls(ctx: RunContext, response: str | None) -> list[Tool
     schema = extraction_schema(tools, s.extraction_max_calls, s.extraction_max_string)
     budget = token_bound(schema) + 1  # +1 for the end-of-sequence token
     messages = prompts.extraction(ctx.request, response, tools, s.prompts)
-    completion = await ctx.generate("tools", messages, purpose=PURPOSE, max_tokens=budget, temperature=0.0,
+    completion = await ctx.generate("tools", messages, purpose=PURPOSE, max_tokens=budget,
                                     constraint=Constraint(json_schema=schema))
     if completion.finish_reason == "length":
         raise ctx.fail(f"output cut off after {completion.completion_tokens} tokens; no partial call is returned "
