@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 from orchestration.blas import preload_openblas
 from orchestration.cli import trace_line
 from orchestration.engine import Engine
-from orchestration.errors import MageError, ModelNotFoundError, PatternError, UserError
+from orchestration.errors import MageError, ModelNotFoundError, PatternError
 from orchestration.settings import ROLES, Settings, load_settings
 from orchestration.types import PatternRequest, PatternResult, ToolDefinition
 
@@ -116,9 +116,7 @@ def _make_tool(engine: Engine, pattern: str, with_swap: bool) -> Callable[..., A
 
         try:
             result = await engine.run(pattern, request, progress)
-        except UserError as e:
-            raise ToolError(_error_message(e)) from e
-        except MageError as e:
+        except MageError as e:  # user, model and pattern errors alike: the calling model reads the message
             raise ToolError(_error_message(e)) from e
         log.info("%s: %s", tool_name(pattern), trace_line(result))
         return CallToolResult(content=[TextContent(type="text", text=render_text(result))],
