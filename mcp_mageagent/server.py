@@ -173,7 +173,7 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
     for pattern in engine.pattern_names():
         server.add_tool(_make_tool(engine, pattern, with_swap=pattern == "compete"), name=tool_name(pattern),
                         title=f"MageAgent {pattern}",
-                        description=DESCRIPTIONS.get(pattern, f"Custom pattern {pattern}.") + " " + _COST,
+                        description=(DESCRIPTIONS.get(pattern) or engine.descriptions[pattern]) + " " + _COST,
                         annotations=ToolAnnotations(title=f"MageAgent {pattern}",
                                                     **annotations.model_dump(exclude={"title"})),
                         structured_output=True)

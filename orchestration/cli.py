@@ -197,6 +197,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# -- serve ---------------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .http_api import build_app
+
+    settings = _settings(args)
+    engine = _engine(settings)
+    logging.getLogger().setLevel(logging.INFO)
+    sys.stderr.write(f"mageagent: serving the OpenAI-compatible API on http://{args.host}:{args.port}/v1\n")
+    try:
+        uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level="warning")
+    finally:
+        engine.close()
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .patterns import PATTERNS
@@ -232,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check Python, MLX, BLAS, model files and memory")
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=cmd_doctor)
+
+    v = sub.add_parser("serve", help="serve the seed's OpenAI-compatible HTTP API (model: 'mageagent:PATTERN')")
+    v.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    v.add_argument("--port", type=int, default=3457)
+    v.set_defaults(fn=cmd_serve)
     return p
 
 

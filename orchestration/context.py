@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from .backend import Backend
-from .errors import GenerationCancelled, MageError, PatternError
+from .errors import GenerationCancelled, MageError, ModelOutputError, PatternError
 from .settings import Role, Settings
 from .types import (Chunk, Completion, Constraint, GenerationRequest, Message, PatternRequest, PatternResult, Step,
                     ToolCall, Totals, Trace)
@@ -20,6 +21,7 @@ from .types import (Chunk, Completion, Constraint, GenerationRequest, Message, P
 __all__ = ["RunContext", "OnProgress"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 OnProgress = Callable[[int, str, str, int, str], Awaitable[None]]
 PROGRESS_INTERVAL_S = 1.0
 
@@ -64,10 +66,13 @@ class RunContext:
 
     # -- generation ----------------------------------------------------------------------------------
     async def generate(self, role: Role, messages: list[Message], *, purpose: str, max_tokens: int | None = None,
-                       temperature: float | None = None, constraint: Constraint | None = None) -> Completion:
-        """Run one step on ``role``'s model and record it in the trace."""
+                       temperature: float | None = None, constraint: Constraint | None = None,
+                       model: str | None = None) -> Completion:
+        """Run one step on ``role``'s model (or ``model`` on the role's backend) and record it in the trace."""
         cfg = self.settings.roles[role]
-        backend = self.backends[cfg.backend]
+        if model is not None:
+            cfg = cfg.model_copy(update={"model": model})
+        backend = self.backends[cfg.backend_key]
         req = GenerationRequest(model=cfg.model, messages=messages, max_tokens=max_tokens or self.answer_max_tokens,
                                 temperature=self._temperature(role, temperature), top_p=cfg.top_p, seed=cfg.seed,
                                 constraint=constraint)
@@ -99,6 +104,23 @@ class RunContext:
         log.info("%s step %d %s (%s) %d+%d tokens %.2fs", self.pattern, step_no, purpose, role,
                  completion.prompt_tokens, completion.completion_tokens, seconds)
         return completion
+
+    async def generate_parsed(self, role: Role, messages: list[Message], parse: Callable[[Completion], T], *,
+                              purpose: str, retries: int = 2, **kw: Any) -> tuple[Completion, T]:
+        """Generate and parse; where the backend could not enforce the constraint, feed the error back and
+        retry (bounded). ``parse`` raises ModelOutputError for output it cannot use."""
+        for attempt in range(retries + 1):
+            completion = await self.generate(role, messages, purpose=purpose if attempt == 0 else
+                                             f"{purpose} (retry {attempt})", **kw)
+            try:
+                return completion, parse(completion)
+            except ModelOutputError as e:
+                if completion.constrained or attempt == retries:
+                    raise self.fail(str(e), step=purpose, role=role) from e
+                messages = messages + [Message(role="assistant", content=completion.text),
+                                       Message(role="user", content=f"That output is not usable: {e}. Answer again "
+                                                                    "in exactly the required format.")]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def fail(self, message: str, *, step: str, role: str) -> PatternError:
         return PatternError(f"{self.pattern}: step '{step}' on role {role}: {message}",

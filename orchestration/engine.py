@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from .backend import Backend
 from .context import OnProgress, RunContext
-from .errors import MageError, RequestError
+from .errors import ConfigError, MageError, RequestError
 from .patterns import PATTERNS, PatternFn
+from .patterns.custom import make_custom
 from .pool import GB
 from .settings import ROLES, Settings
 from .types import PatternRequest, PatternResult
@@ -20,20 +22,38 @@ log = logging.getLogger(__name__)
 PATTERN_NAMES = tuple(PATTERNS)
 
 
-def _default_backends(settings: Settings) -> dict[str, Backend]:
+def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, Backend]:
     from .mlx_backend import MLXBackend
 
-    return {"mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download)}
+    backends: dict[str, Backend] = {
+        "mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download)}
+    for cfg in settings.roles.values():
+        if cfg.backend == "openai" and cfg.backend_key not in backends:
+            from .openai_backend import OpenAIBackend
+
+            key = env.get(cfg.api_key_env) if cfg.api_key_env else None
+            if cfg.api_key_env and not key:
+                raise ConfigError(f"role model {cfg.model}: environment variable {cfg.api_key_env} (api_key_env) "
+                                  "is not set")
+            backends[cfg.backend_key] = OpenAIBackend(
+                cfg.base_url or "", api_key=key, timeout_s=cfg.timeout_s, retries=cfg.retries,
+                structured_output=cfg.structured_output)
+    return backends
 
 
 class Engine:
     """Runs patterns by name over the configured backends."""
 
-    def __init__(self, settings: Settings, backends: Mapping[str, Backend] | None = None) -> None:
+    def __init__(self, settings: Settings, backends: Mapping[str, Backend] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
-        self.backends: dict[str, Backend] = dict(backends) if backends is not None else _default_backends(settings)
+        self.backends: dict[str, Backend] = (dict(backends) if backends is not None
+                                             else _default_backends(settings, os.environ if env is None else env))
         self.patterns: dict[str, PatternFn] = dict(PATTERNS)
-        missing = {cfg.backend for cfg in settings.roles.values()} - set(self.backends)
+        for name, spec in settings.patterns.items():
+            self.patterns[name] = make_custom(name, spec)
+        self.descriptions: dict[str, str] = {name: spec.description for name, spec in settings.patterns.items()}
+        missing = {cfg.backend_key for cfg in settings.roles.values()} - set(self.backends)
         if missing:
             raise RequestError(f"no backend for {', '.join(sorted(missing))}")
         self.last_use: dict[str, str] = {}
@@ -65,7 +85,7 @@ class Engine:
         states = self._resolve_state()
         for role in ROLES:
             cfg = self.settings.roles[role]
-            backend = self.backends[cfg.backend]
+            backend = self.backends[cfg.backend_key]
             entry: dict[str, Any] = {"role": role, "model": cfg.model, "backend": cfg.backend,
                                      "quantization": cfg.quantization, "pinned": cfg.pinned}
             try:
@@ -89,7 +109,7 @@ class Engine:
         """Load every role's model now (pinned roles stay loaded)."""
         for role in ROLES:
             cfg = self.settings.roles[role]
-            backend = self.backends[cfg.backend]
+            backend = self.backends[cfg.backend_key]
             await backend.warmup([cfg.model], pin=cfg.pinned)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelLoadError",
     "ModelOutputError",
+    "BackendUnavailable",
     "GenerationCancelled",
     "PatternError",
 ]
@@ -59,6 +60,10 @@ class ModelOutputError(MageError):
     def __init__(self, message: str, *, raw: str = "") -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class BackendUnavailable(MageError):
+    """A remote endpoint could not be reached, refused the request, or broke off mid-stream."""
 
 
 class GenerationCancelled(MageError):

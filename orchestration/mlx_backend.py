@@ -204,6 +204,7 @@ class MLXBackend:
             generation_tps=last.generation_tps,
             peak_memory_gb=last.peak_memory,
             option_probs=grammar_proc.option_probs if grammar_proc is not None else None,
+            constrained=grammar_proc is not None,
         )
 
     # -- management ----------------------------------------------------------------------------------

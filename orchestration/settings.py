@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .custom import CustomPattern
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -47,14 +48,35 @@ class _Strict(BaseModel):
 class RoleConfig(_Strict):
     """Which model plays a role, and that role's own sampling and system prompt."""
 
-    model: str = Field(description="'embedded', 'embedded-q4', an mlx-lm model id, or a local mlx-lm directory")
-    backend: Literal["mlx"] = "mlx"
+    model: str = Field(description="'embedded', 'embedded-q4', an mlx-lm model id, or a local mlx-lm directory; "
+                                   "for backend 'openai' the model name the server knows")
+    backend: Literal["mlx", "openai"] = "mlx"
+    base_url: str | None = Field(None, description="openai: the endpoint, e.g. http://127.0.0.1:8080/v1")
+    api_key_env: str | None = Field(None, description="openai: the environment variable holding the API key")
+    timeout_s: float = Field(300.0, gt=0, description="openai: seconds without data before giving up")
+    retries: int = Field(2, ge=0, le=10, description="openai: retries on connection errors, 429 and 5xx")
+    structured_output: Literal["json_schema", "none"] = Field(
+        "json_schema", description="openai: send JSON schemas as response_format (vLLM, llama.cpp, Ollama); "
+                                   "'none' validates and retries instead")
     quantization: str | None = Field(None, description="informational label for reports (e.g. '8-bit')")
     temperature: float | None = Field(None, ge=0, le=2, description="overrides the request's temperature")
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = None
     system: str | None = Field(None, description="role system prompt, used when the request gives none")
     pinned: bool = False
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> RoleConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8080/v1)")
+        if self.backend == "mlx" and (self.base_url or self.api_key_env):
+            raise ValueError("base_url and api_key_env apply to backend 'openai' only")
+        return self
+
+    @property
+    def backend_key(self) -> str:
+        """Which backend instance serves this role: 'mlx', or one per OpenAI-compatible endpoint."""
+        return "mlx" if self.backend == "mlx" else f"openai:{self.base_url}"
 
 
 def _embedded_roles() -> dict[str, RoleConfig]:
@@ -129,6 +151,7 @@ class Settings(_Strict):
     extraction_max_calls: int = Field(4, ge=1, le=32)
     extraction_max_string: int = Field(400, ge=16, le=20000, description="max characters of a free string argument")
     prompts: PromptOverrides = Field(default_factory=PromptOverrides)
+    patterns: dict[str, CustomPattern] = Field(default_factory=dict, description="custom patterns by name")
     log_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_file: Path | None = None
@@ -169,6 +192,13 @@ class Settings(_Strict):
         for role, cfg in given.items():
             merged.setdefault(role, cfg)
         return {**data, "roles": merged}
+
+    @field_validator("patterns")
+    @classmethod
+    def _check_patterns(cls, v: dict[str, CustomPattern]) -> dict[str, CustomPattern]:
+        for name, pattern in v.items():
+            pattern.check(name)  # reported at start-up, never mid-call
+        return v
 
     @property
     def models_dir(self) -> Path:
@@ -214,11 +244,16 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _has_path(data: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    if not loc:
+        return False
     node: Any = data
     for part in loc:
-        if not isinstance(node, Mapping) or part not in node:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
             return False
-        node = node[part]
     return True
 
 
@@ -284,8 +319,6 @@ def load_settings(
             if isinstance(file_data.get(key), str) and key not in env_data and key not in overrides:
                 p = Path(file_data[key]).expanduser()
                 data[key] = p if p.is_absolute() else path.parent / p
-    # Custom patterns live in the same file and are validated by their own module.
-    data.pop("patterns", None)
     try:
         return Settings.model_validate(data)
     except ValidationError as e:

@@ -35,6 +35,7 @@ class Reply:
     finish_reason: str = "stop"
     error: BaseException | None = None
     delay: float = 0.0  # seconds per chunk, to exercise progress and cancellation
+    constrained: bool | None = None  # None: enforced whenever the request has a constraint
 
 
 @dataclass
@@ -49,11 +50,12 @@ class ScriptedBackend:
 
     def enqueue(self, text: str | list[Any] | dict[str, Any], *, model: str | None = None,
                 option_probs: dict[str, float] | None = None, finish_reason: str = "stop",
-                error: BaseException | None = None, delay: float = 0.0) -> ScriptedBackend:
+                error: BaseException | None = None, delay: float = 0.0,
+                constrained: bool | None = None) -> ScriptedBackend:
         """Queue a reply (a list or dict is JSON-encoded); ``model`` asserts which model must be asked."""
         if not isinstance(text, str):
             text = json.dumps(text)
-        self.replies.append(Reply(text, model, option_probs, finish_reason, error, delay))
+        self.replies.append(Reply(text, model, option_probs, finish_reason, error, delay, constrained))
         return self
 
     @property
@@ -82,15 +84,16 @@ class ScriptedBackend:
         except anyio.get_cancelled_exc_class():
             self.cancelled += 1
             raise
+        constrained = (request.constraint is not None) if reply.constrained is None else reply.constrained
         probs = reply.option_probs
-        if probs is None and request.constraint is not None and request.constraint.options:
+        if probs is None and constrained and request.constraint is not None and request.constraint.options:
             opts = request.constraint.options
             hit = next((o for o in opts if reply.text.startswith(o)), None)
             probs = {o: float(o == hit) for o in opts} if hit else None
         return Completion(text=reply.text, model=request.model,
                           prompt_tokens=sum(len(m.content.split()) for m in request.messages),
                           completion_tokens=len(words), finish_reason=reply.finish_reason,  # type: ignore[arg-type]
-                          seconds=0.0, option_probs=probs)
+                          seconds=0.0, option_probs=probs, constrained=constrained)
 
     def resolve(self, model: str) -> ModelSpec:
         if model not in self.known:

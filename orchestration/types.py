@@ -79,6 +79,7 @@ class Completion(_Model):
     option_probs: dict[str, float] | None = Field(
         None, description="for an options constraint: each option's probability at the choice point"
     )
+    constrained: bool = Field(False, description="the constraint was enforced token by token while decoding")
 
 
 Risk = Literal["read", "write", "destructive"]
@@ -143,13 +144,15 @@ class Step(_Model):
 class Verdict(_Model):
     verdict: Literal["PASS", "FAIL"]
     issues: list[str] = Field(default_factory=list)
-    confidence: float = Field(ge=0, le=1, description="the validator's probability for this verdict")
+    confidence: float | None = Field(None, ge=0, le=1, description="the validator's probability for this verdict "
+                                                               "(None where the backend gives no probabilities)")
 
 
 class Judgement(_Model):
     pick: Literal["A", "B"]
     reason: str
-    confidence: float = Field(ge=0, le=1, description="probability of the pick (summed over both orders if swapped)")
+    confidence: float | None = Field(None, ge=0, le=1, description="probability of the pick (averaged over both "
+                                     "orders if swapped; None where the backend gives no probabilities)")
     verdicts: list[dict[str, Any]] = Field(default_factory=list, description="each judging pass: order, pick, probs")
     disagreement: bool = False
     candidates: dict[str, str] = Field(default_factory=dict, description="A and B texts")

@@ -315,3 +315,42 @@ async def test_progress_reports_each_step() -> None:
 
     await engine.run("validated", req("Implement it", extraction="never"), progress)
     assert (1, "answer", "primary") in seen and (2, "validate", "validator") in seen
+
+
+async def test_unconstrained_backend_output_is_validated_and_retried_with_feedback() -> None:
+    engine, fake = make()
+    fake.enqueue("Sure! Here you go: Read src/main.py", model=T, constrained=False)
+    fake.enqueue(READ, model=T, constrained=False)
+    r = await engine.run("tools", req("show me src/main.py"))
+    assert r.tool_calls[0].tool == "Read"
+    assert [s.purpose for s in r.trace.steps] == ["extract tool calls", "extract tool calls (retry 1)"]
+    retry = fake.history[1].messages
+    assert retry[-2].role == "assistant" and "not usable" in retry[-1].content
+
+
+async def test_unconstrained_retries_are_bounded() -> None:
+    engine, fake = make()
+    for _ in range(3):
+        fake.enqueue("no json here", model=T, constrained=False)
+    with pytest.raises(PatternError, match="not a tool-call array"):
+        await engine.run("tools", req("show me src/main.py"))
+    assert len(fake.history) == 3
+
+
+async def test_unconstrained_verdict_is_retried_and_confidence_unknown() -> None:
+    engine, fake = make()
+    fake.enqueue("code", model=P)
+    fake.enqueue("Looks fine to me", model=V, constrained=False)
+    fake.enqueue("PASS", model=V, constrained=False, option_probs=None)
+    r = await engine.run("validated", req("Implement it", extraction="never"))
+    assert r.trace.verdicts[0].verdict == "PASS" and r.trace.verdicts[0].confidence is None
+    assert [s.purpose for s in r.trace.steps] == ["answer", "validate", "validate (retry 1)"]
+
+
+async def test_swap_without_probabilities_keeps_first_pick_and_reports_disagreement() -> None:
+    engine, fake = make()
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    fake.enqueue("A: x", model=V, constrained=False).enqueue("A: y", model=V, constrained=False)
+    r = await engine.run("compete", req("hello", swap=True, extraction="never"))
+    j = r.trace.judgement
+    assert j.disagreement and j.pick == "A" and j.confidence is None

@@ -7,7 +7,8 @@ import re
 from .. import prompts
 from ..context import RunContext
 from ..settings import Role
-from ..types import Constraint, Judgement, ToolCall, Verdict
+from ..errors import ModelOutputError
+from ..types import Completion, Constraint, Judgement, ToolCall, Verdict
 
 __all__ = ["answer", "validate", "judge", "parse_verdict", "parse_pick", "render_calls"]
 
@@ -49,51 +50,64 @@ def parse_pick(text: str) -> tuple[str, str] | None:
     return m.group(1), reason
 
 
-async def validate(ctx: RunContext, response: str, purpose: str) -> Verdict:
+async def validate(ctx: RunContext, response: str, purpose: str, model: str | None = None) -> Verdict:
     """The validator's PASS/FAIL on ``response``; its first token is constrained to PASS or FAIL."""
     messages = prompts.validation(ctx.request, response, ctx.settings.prompts)
-    c = await ctx.generate("validator", messages, purpose=purpose,
-                           max_tokens=max(16, min(VERDICT_MAX_TOKENS, ctx.answer_max_tokens)),
-                           constraint=VERDICT_CONSTRAINT)
-    parsed = parse_verdict(c.text)
-    if parsed is None:
-        raise ctx.fail(f"validator reply starts with neither PASS nor FAIL: {c.text[:120]!r}",
-                       step=purpose, role="validator")
+
+    def parse(c: Completion) -> tuple[str, list[str]]:
+        parsed = parse_verdict(c.text)
+        if parsed is None:
+            raise ModelOutputError(f"validator reply starts with neither PASS nor FAIL: {c.text[:120]!r}",
+                                   raw=c.text)
+        return parsed
+
+    c, parsed = await ctx.generate_parsed(
+        "validator", messages, parse, purpose=purpose, model=model, constraint=VERDICT_CONSTRAINT,
+        max_tokens=max(16, min(VERDICT_MAX_TOKENS, ctx.answer_max_tokens)))
     verdict, issues = parsed
-    confidence = (c.option_probs or {}).get(verdict, 1.0)
-    return Verdict(verdict=verdict, issues=issues, confidence=round(confidence, 4))
+    confidence = (c.option_probs or {}).get(verdict)
+    return Verdict(verdict=verdict, issues=issues, confidence=None if confidence is None else round(confidence, 4))
 
 
-async def _judge_once(ctx: RunContext, first: str, second: str, purpose: str) -> tuple[str, str, dict[str, float]]:
+async def _judge_once(ctx: RunContext, first: str, second: str, purpose: str,
+                      model: str | None) -> tuple[str, str, dict[str, float] | None]:
     messages = prompts.judge(ctx.request, first, second, ctx.settings.prompts)
-    c = await ctx.generate("validator", messages, purpose=purpose,
-                           max_tokens=max(16, min(JUDGE_MAX_TOKENS, ctx.answer_max_tokens)),
-                           constraint=PICK_CONSTRAINT)
-    parsed = parse_pick(c.text)
-    if parsed is None:
-        raise ctx.fail(f"judge reply starts with neither A nor B: {c.text[:120]!r}", step=purpose, role="validator")
+
+    def parse(c: Completion) -> tuple[str, str]:
+        parsed = parse_pick(c.text)
+        if parsed is None:
+            raise ModelOutputError(f"judge reply starts with neither A nor B: {c.text[:120]!r}", raw=c.text)
+        return parsed
+
+    c, parsed = await ctx.generate_parsed(
+        "validator", messages, parse, purpose=purpose, model=model, constraint=PICK_CONSTRAINT,
+        max_tokens=max(16, min(JUDGE_MAX_TOKENS, ctx.answer_max_tokens)))
     pick, reason = parsed
-    probs = c.option_probs or {"A": float(pick == "A"), "B": float(pick == "B")}
-    return pick, reason, probs
+    return pick, reason, c.option_probs
 
 
-async def judge(ctx: RunContext, a: str, b: str, swap: bool) -> Judgement:
+async def judge(ctx: RunContext, a: str, b: str, swap: bool, model: str | None = None,
+                label: str = "judge") -> Judgement:
     """Pick A or B; with ``swap`` judge again with the order reversed and settle disagreement by probability."""
-    pick1, reason1, p1 = await _judge_once(ctx, a, b, "judge A vs B")
+    pick1, reason1, p1 = await _judge_once(ctx, a, b, f"{label} A vs B", model)
     verdicts = [{"order": "A,B", "pick": pick1, "probs": p1, "reason": reason1}]
-    picks, reasons, sums = [pick1], {pick1: reason1}, dict(p1)
+    picks, reasons, all_probs = [pick1], {pick1: reason1}, [p1]
     if swap:
-        shown, reason2, p2 = await _judge_once(ctx, b, a, "judge swapped (B shown as A)")
+        shown, reason2, p2 = await _judge_once(ctx, b, a, f"{label} swapped (B shown as A)", model)
         pick2 = "B" if shown == "A" else "A"
-        probs2 = {"A": p2.get("B", 0.0), "B": p2.get("A", 0.0)}
+        probs2 = None if p2 is None else {"A": p2.get("B", 0.0), "B": p2.get("A", 0.0)}
         verdicts.append({"order": "B,A", "pick": pick2, "shown_pick": shown, "probs": probs2, "reason": reason2})
         picks.append(pick2)
         reasons.setdefault(pick2, reason2)
-        sums = {k: sums.get(k, 0.0) + probs2.get(k, 0.0) for k in ("A", "B")}
+        all_probs.append(probs2)
     disagreement = len(set(picks)) > 1
-    final = max(("A", "B"), key=lambda k: sums.get(k, 0.0)) if disagreement else picks[0]
-    confidence = sums.get(final, 0.0) / len(picks)
-    return Judgement(pick=final, reason=reasons.get(final, ""), confidence=round(min(1.0, confidence), 4),
+    known = all(p is not None for p in all_probs)
+    sums = {k: sum((p or {}).get(k, 0.0) for p in all_probs) for k in ("A", "B")}
+    # Disagreement is settled by the judge's probabilities summed over both orders; without
+    # probabilities (some remote servers) the first order's pick stands and the disagreement is reported.
+    final = max(("A", "B"), key=lambda k: sums[k]) if disagreement and known else picks[0]
+    confidence = round(min(1.0, sums[final] / len(picks)), 4) if known else None
+    return Judgement(pick=final, reason=reasons.get(final, ""), confidence=confidence,
                      verdicts=verdicts, disagreement=disagreement, candidates={"A": a, "B": b})
 
 

@@ -12,7 +12,7 @@ from .. import prompts
 from ..context import RunContext
 from ..errors import ModelOutputError
 from ..heuristics import tool_need
-from ..types import Constraint, ToolCall, ToolDefinition
+from ..types import Completion, Constraint, ToolCall, ToolDefinition
 from .catalogue import SEED_TOOLS, resolve_tools
 from .risk import risk_of
 from .schema import bound_schema, token_bound
@@ -65,22 +65,22 @@ def parse_calls(text: str, tools: list[ToolDefinition]) -> list[ToolCall]:
     return calls
 
 
-async def extract_tool_calls(ctx: RunContext, response: str | None) -> list[ToolCall]:
+async def extract_tool_calls(ctx: RunContext, response: str | None, model: str | None = None) -> list[ToolCall]:
     """Run the tools model under the call-array constraint on the task (and the reasoning model's answer)."""
     tools = resolve_tools(ctx.request.tools)
     s = ctx.settings
     schema = extraction_schema(tools, s.extraction_max_calls, s.extraction_max_string)
     budget = token_bound(schema) + 1  # +1 for the end-of-sequence token
     messages = prompts.extraction(ctx.request, response, tools, s.prompts)
-    completion = await ctx.generate("tools", messages, purpose=PURPOSE, max_tokens=budget,
-                                    constraint=Constraint(json_schema=schema))
-    if completion.finish_reason == "length":
-        raise ctx.fail(f"output cut off after {completion.completion_tokens} tokens; no partial call is returned "
-                       f"(raw: {completion.text[:200]!r})", step=PURPOSE, role="tools")
-    try:
-        return parse_calls(completion.text, tools)
-    except ModelOutputError as e:
-        raise ctx.fail(str(e), step=PURPOSE, role="tools") from e
+    def parse(c: Completion) -> list[ToolCall]:
+        if c.finish_reason == "length":
+            raise ModelOutputError(f"output cut off after {c.completion_tokens} tokens; no partial call is "
+                                   f"returned (raw: {c.text[:200]!r})", raw=c.text)
+        return parse_calls(c.text, tools)
+
+    _, calls = await ctx.generate_parsed("tools", messages, parse, purpose=PURPOSE, max_tokens=budget,
+                                         constraint=Constraint(json_schema=schema), model=model)
+    return calls
 
 
 async def maybe_extract(ctx: RunContext, answer: str) -> list[ToolCall]:
