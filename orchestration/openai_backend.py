@@ -202,8 +202,8 @@ class OpenAIBackend:
                 raise BackendUnavailable(f"{self.base_url} broke off mid-stream after {tokens} chunks "
                                          f"({type(e).__name__}); no partial answer is returned") from e
         if finish is None:
-            raise BackendUnavailable(f"{self.base_url} ended the stream without a finish reason after {tokens} "
-                                     "chunks; no partial answer is returned")
+            raise BackendUnavailable(f"{self.base_url} broke off mid-stream: the stream ended without a finish "
+                                     f"reason after {tokens} chunks; no partial answer is returned")
         self._last_used[req.model] = time.time()
         seconds = time.perf_counter() - t0
         completion_tokens = int(usage.get("completion_tokens") or tokens)

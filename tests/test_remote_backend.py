@@ -1,0 +1,179 @@
+"""Remote backends against a real mlx_lm.server on 127.0.0.1 (serving the embedded model), and the
+seed's HTTP API as a real subprocess (`mageagent serve`) driven by the openai client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from orchestration.embedded import embedded_dir
+from orchestration.engine import Engine
+from orchestration.errors import BackendUnavailable, ModelNotFoundError
+from orchestration.openai_backend import OpenAIBackend
+from orchestration.settings import load_settings
+from orchestration.types import Chunk, GenerationRequest, Message, PatternRequest
+
+pytestmark = pytest.mark.real_model
+
+# mlx_lm.server with OpenBLAS loaded first (as our own entry points do), else prompts read 25x slower.
+LAUNCH = ("import ctypes, sys\n"
+          "try: ctypes.CDLL('libopenblas.so.0', mode=ctypes.RTLD_GLOBAL)\n"
+          "except OSError: pass\n"
+          "from mlx_lm.server import main\n"
+          "sys.argv = ['mlx_lm.server'] + sys.argv[1:]\n"
+          "main()\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not come up in {timeout}s")
+
+
+class MLXServer:
+    def __init__(self, model_dir: Path, port: int) -> None:
+        self.model_dir, self.port = model_dir, port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> MLXServer:
+        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "--model", str(self.model_dir), "--host",
+                                      "127.0.0.1", "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_http(f"http://127.0.0.1:{self.port}/health", self.proc)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+@pytest.fixture(scope="module")
+def mlx_server(real_settings) -> Iterator[MLXServer]:  # noqa: ANN001
+    server = MLXServer(embedded_dir(real_settings.models_dir, "dense"), free_port()).start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.anyio
+async def test_pattern_with_remote_primary_and_in_process_validator(mlx_server: MLXServer) -> None:
+    settings = load_settings(env={}, max_tokens=16, roles={
+        "primary": {"model": str(mlx_server.model_dir), "backend": "openai", "base_url": mlx_server.base_url,
+                    "structured_output": "none"}})
+    engine = Engine(settings)
+    try:
+        r = await engine.run("validated", PatternRequest(prompt="Write a Python function that adds two numbers.",
+                                                         extraction="never", temperature=0))
+        state = engine.models_state()
+    finally:
+        engine.close()
+    steps = r.trace.steps
+    assert steps[0].role == "primary" and steps[0].model == str(mlx_server.model_dir)
+    assert steps[0].completion_tokens > 0 and steps[0].prompt_tokens > 0  # usage from the server
+    assert steps[1].role == "validator" and steps[1].model == "embedded"
+    assert r.text.strip() and r.trace.verdicts
+    assert state["roles"]["primary"]["backend"] == "openai" and state["roles"]["primary"]["loaded"]
+
+
+@pytest.mark.anyio
+async def test_wrong_model_name_is_an_actionable_error(mlx_server: MLXServer) -> None:
+    backend = OpenAIBackend(mlx_server.base_url, retries=0, structured_output="none")
+    with pytest.raises(ModelNotFoundError) as e:  # mlx_lm.server answers 404 for a model it cannot find
+        await backend.stream(GenerationRequest(model="no-such/model-xyz", max_tokens=4,
+                                               messages=[Message(role="user", content="hi")]))
+    assert "'no-such/model-xyz'" in str(e.value) and mlx_server.base_url in str(e.value)
+
+
+@pytest.mark.anyio
+async def test_remote_stream_reports_chunks_and_usage(mlx_server: MLXServer) -> None:
+    backend = OpenAIBackend(mlx_server.base_url, structured_output="none")
+    chunks: list[Chunk] = []
+
+    async def on_chunk(c: Chunk) -> None:
+        chunks.append(c)
+
+    c = await backend.stream(GenerationRequest(model=str(mlx_server.model_dir), max_tokens=12,
+                                               messages=[Message(role="user", content="Count to five.")]),
+                             on_chunk)
+    assert len(chunks) >= 2 and "".join(x.text for x in chunks) == c.text
+    assert c.completion_tokens > 0 and c.prompt_tokens > 5 and not c.constrained
+
+
+@pytest.mark.anyio
+async def test_unreachable_then_a_crash_mid_stream_then_recovery(real_settings) -> None:  # noqa: ANN001
+    port = free_port()
+    model_dir = embedded_dir(real_settings.models_dir, "dense")
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", retries=1, structured_output="none")
+    req = GenerationRequest(model=str(model_dir), max_tokens=400, temperature=0,
+                            messages=[Message(role="user", content="Write a long story about a dragon.")])
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        await backend.stream(req.model_copy(update={"max_tokens": 4}))
+    server = MLXServer(model_dir, port).start()
+    try:
+        killed = False
+
+        async def kill_after_first(c: Chunk) -> None:
+            nonlocal killed
+            if c.tokens >= 3 and not killed:
+                killed = True
+                server.kill()
+
+        with pytest.raises(BackendUnavailable, match="mid-stream"):
+            await backend.stream(req, kill_after_first)
+        server.start()  # back on the same port
+        ok = await backend.stream(req.model_copy(update={"max_tokens": 4}))
+        assert ok.text and ok.completion_tokens > 0
+    finally:
+        server.kill()
+
+
+def test_mageagent_serve_with_the_openai_client(real_settings) -> None:  # noqa: ANN001
+    port = free_port()
+    env = {**os.environ, "MAGEAGENT_MAX_TOKENS": "12"}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        r = client.chat.completions.create(model="mageagent:primary", temperature=0,
+                                           messages=[{"role": "user", "content": "Say hello."}])
+        assert r.choices[0].message.content and r.usage.completion_tokens > 0
+        text = ""
+        for chunk in client.chat.completions.create(model="mageagent:tools", stream=True, messages=[
+                {"role": "user", "content": "Show me the file src/main.py"}]):
+            text += chunk.choices[0].delta.content or ""
+        assert text
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="mageagent:bogus", messages=[{"role": "user", "content": "x"}])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
