@@ -94,13 +94,21 @@ def judge(request: PatternRequest, a: str, b: str, overrides: PromptOverrides | 
     return _with_system(system, [Message(role="user", content=body)])
 
 
+def _placeholder(name: str, spec: object) -> object:
+    if isinstance(spec, dict):
+        if spec.get("examples"):
+            return spec["examples"][0]
+        if spec.get("enum"):
+            return spec["enum"][0]
+    return f"<{name}>"  # a name, not a type: small models copy type words ("string") into calls
+
+
 def render_tools(tools: list[ToolDefinition]) -> str:
-    """One line per tool: name, argument example, description (the seed's layout)."""
+    """One line per tool: name, argument example, description (the seed's layout and placeholders)."""
     lines = []
     for t in tools:
         props = t.parameters.get("properties", {})
-        example = {name: (spec.get("type", "value") if isinstance(spec, dict) else "value")
-                   for name, spec in props.items()}
+        example = {name: _placeholder(name, spec) for name, spec in props.items()}
         desc = f" - {t.description}" if t.description else ""
         lines.append(f"- {t.name}: {json.dumps(example)}{desc}")
     return "\n".join(lines)

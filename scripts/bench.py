@@ -123,8 +123,128 @@ async def main(args: argparse.Namespace) -> dict:
         "table": rows,
     }
     out["model"]["rss_mb_end"] = round(rss_mb())
+
+    # -- the same call three ways: engine direct, through the MCP stdio server, through the HTTP API -----
+    call = PatternRequest(prompt="Say hello in one short sentence.", max_tokens=16, temperature=0.0)
+    direct = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        await engine.run("primary", call)
+        direct.append(time.perf_counter() - t0)
+    out["direct_primary_s"] = round(statistics.median(direct), 3)
     engine.close()
+    out["mcp"] = await mcp_timings(args.reps, call)
+    out["http"] = await http_timings(args.reps, call)
+    out["remote"] = await remote_timings(args.reps, call)
     return out
+
+
+async def mcp_timings(reps: int, call: PatternRequest) -> dict:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_mageagent"])
+    t0 = time.perf_counter()
+    async with Client(params, mode="legacy") as client:
+        handshake = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        await client.list_tools()
+        list_s = time.perf_counter() - t1
+        args = {"prompt": call.prompt, "max_tokens": call.max_tokens, "temperature": 0}
+        t2 = time.perf_counter()
+        await client.call_tool("mage_primary", args)
+        first = time.perf_counter() - t2
+        warm = []
+        for _ in range(reps):
+            t3 = time.perf_counter()
+            await client.call_tool("mage_primary", args)
+            warm.append(time.perf_counter() - t3)
+    return {"handshake_s": round(handshake, 3), "tools_list_s": round(list_s, 4), "first_call_s": round(first, 3),
+            "warm_call_s": round(statistics.median(warm), 3)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(url: str, timeout: float = 90) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def http_timings(reps: int, call: PatternRequest) -> dict:
+    import subprocess
+
+    import httpx2
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{port}/health")
+        body = {"model": "mageagent:primary", "messages": [{"role": "user", "content": call.prompt}],
+                "max_tokens": call.max_tokens, "temperature": 0}
+        times = []
+        async with httpx2.AsyncClient(timeout=300) as client:
+            await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)  # load
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                r = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+                times.append(time.perf_counter() - t0)
+                r.raise_for_status()
+        return {"warm_call_s": round(statistics.median(times), 3)}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def remote_timings(reps: int, call: PatternRequest) -> dict:
+    """The primary role in-process versus on mlx_lm.server (same model, same request)."""
+    import subprocess
+
+    from orchestration.embedded import embedded_dir
+
+    settings = load_settings()
+    model_dir = embedded_dir(settings.models_dir, "dense")
+    port = _free_port()
+    launch = ("import ctypes, sys\ntry: ctypes.CDLL('libopenblas.so.0', mode=ctypes.RTLD_GLOBAL)\n"
+              "except OSError: pass\nfrom mlx_lm.server import main\nsys.argv = ['mlx_lm.server'] + sys.argv[1:]\n"
+              "main()\n")
+    proc = subprocess.Popen([sys.executable, "-c", launch, "--model", str(model_dir), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f"http://127.0.0.1:{port}/health")
+        remote = Engine(load_settings(roles={"primary": {"model": str(model_dir), "backend": "openai",
+                                                         "base_url": f"http://127.0.0.1:{port}/v1",
+                                                         "structured_output": "none"}}))
+        local = Engine(load_settings())
+        res: dict = {}
+        for name, eng in (("in_process", local), ("mlx_lm_server", remote)):
+            await eng.run("primary", call)  # load
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                await eng.run("primary", call)
+                ts.append(time.perf_counter() - t0)
+            res[f"{name}_s"] = round(statistics.median(ts), 3)
+            eng.close()
+        res["ratio"] = round(res["mlx_lm_server_s"] / res["in_process_s"], 3)
+        return res
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def markdown(r: dict) -> str:
@@ -142,6 +262,13 @@ def markdown(r: dict) -> str:
               f"{t['valid_rate_unconstrained']:.0%} unconstrained; expected tool {t['expected_tool_accuracy']:.0%}; "
               f"{t['tps_constrained_median']} vs {t['tps_unconstrained_median']} tok/s; mask "
               f"{t['mask_ms_per_token_median']} ms/token"]
+    m, h, rm = r["mcp"], r["http"], r["remote"]
+    lines += [f"MCP stdio: handshake {m['handshake_s']}s, tools/list {m['tools_list_s']}s, first call "
+              f"{m['first_call_s']}s, warm call {m['warm_call_s']}s vs engine direct {r['direct_primary_s']}s "
+              f"(ratio {m['warm_call_s'] / r['direct_primary_s']:.3f})",
+              f"HTTP API warm call {h['warm_call_s']}s (ratio to direct {h['warm_call_s'] / r['direct_primary_s']:.3f})",
+              f"primary on mlx_lm.server {rm['mlx_lm_server_s']}s vs in-process {rm['in_process_s']}s "
+              f"(ratio {rm['ratio']})"]
     return "\n".join(lines)
 
 

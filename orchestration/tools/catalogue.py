@@ -12,7 +12,8 @@ def _obj(props: dict[str, dict[str, str]], required: list[str]) -> dict:
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
-_PATH = {"type": "string", "description": "absolute or project-relative file path"}
+# "examples" carry the seed prompt's placeholders, so the rendered tool list is the seed's text.
+_PATH = {"type": "string", "description": "absolute or project-relative file path", "examples": ["path"]}
 _READ = {"readOnlyHint": True, "destructiveHint": False}
 _WRITE = {"readOnlyHint": False, "destructiveHint": False}
 
@@ -20,22 +21,27 @@ SEED_TOOLS: list[ToolDefinition] = [
     ToolDefinition(name="Read", description="Read file contents",
                    parameters=_obj({"file_path": _PATH}, ["file_path"]), annotations=_READ),
     ToolDefinition(name="Write", description="Write to file",
-                   parameters=_obj({"file_path": _PATH, "content": {"type": "string"}}, ["file_path", "content"]),
+                   parameters=_obj({"file_path": _PATH, "content": {"type": "string", "examples": ["content"]}},
+                                   ["file_path", "content"]),
                    annotations=_WRITE),
     ToolDefinition(name="Edit", description="Edit file",
-                   parameters=_obj({"file_path": _PATH, "old_string": {"type": "string"},
-                                    "new_string": {"type": "string"}}, ["file_path", "old_string", "new_string"]),
+                   parameters=_obj({"file_path": _PATH, "old_string": {"type": "string", "examples": ["text"]},
+                                    "new_string": {"type": "string", "examples": ["text"]}},
+                                   ["file_path", "old_string", "new_string"]),
                    annotations=_WRITE),
     ToolDefinition(name="Bash", description="Execute shell command",
-                   parameters=_obj({"command": {"type": "string"}}, ["command"]),
+                   parameters=_obj({"command": {"type": "string", "examples": ["shell_command"]}}, ["command"]),
                    annotations={"readOnlyHint": False, "destructiveHint": True}),
     ToolDefinition(name="Glob", description="Find files by pattern",
-                   parameters=_obj({"pattern": {"type": "string", "description": "glob such as **/*.py"},
-                                    "path": {"type": "string", "description": "directory"}}, ["pattern"]),
+                   parameters=_obj({"pattern": {"type": "string", "description": "glob", "examples": ["**/*.py"]},
+                                    "path": {"type": "string", "description": "directory", "examples": ["dir"]}},
+                                   ["pattern"]),
                    annotations=_READ),
     ToolDefinition(name="Grep", description="Search file contents",
-                   parameters=_obj({"pattern": {"type": "string", "description": "regular expression"},
-                                    "path": {"type": "string", "description": "directory"}}, ["pattern"]),
+                   parameters=_obj({"pattern": {"type": "string", "description": "regular expression",
+                                                "examples": ["regex"]},
+                                    "path": {"type": "string", "description": "directory", "examples": ["dir"]}},
+                                   ["pattern"]),
                    annotations=_READ),
 ]
 
