@@ -120,3 +120,46 @@ def fake_settings(**overrides: Any) -> Settings:
     return load_settings(env={}, roles=roles, **overrides)
 
 
+
+
+# -- helpers for tests and benchmarks that need a real OpenAI-compatible server ---------------------------------
+_MLX_LM_SERVER = ("import ctypes, sys\n"
+                  "try: ctypes.CDLL('libopenblas.so.0', mode=ctypes.RTLD_GLOBAL)\n"
+                  "except OSError: pass\n"
+                  "from mlx_lm.server import main\n"
+                  "sys.argv = ['mlx_lm.server'] + sys.argv[1:]\n"
+                  "main()\n")
+
+
+def mlx_lm_server_command(model_dir: str, port: int) -> list[str]:
+    """The command for mlx_lm.server on 127.0.0.1:``port``, with OpenBLAS loaded first as our entry points do."""
+    import sys
+
+    return [sys.executable, "-c", _MLX_LM_SERVER, "--model", model_dir, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: Any = None, timeout: float = 90) -> None:
+    """Wait until ``url`` answers; fail early if ``proc`` (a Popen) exits."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode()[-2000:] if getattr(proc, "stderr", None) else ""
+            raise AssertionError(f"server exited early: {err}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not come up in {timeout}s")

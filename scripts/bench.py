@@ -27,6 +27,7 @@ from orchestration import prompts  # noqa: E402
 from orchestration.engine import Engine  # noqa: E402
 from orchestration.errors import ModelOutputError  # noqa: E402
 from orchestration.settings import load_settings  # noqa: E402
+from orchestration.testing import free_port, mlx_lm_server_command, wait_http  # noqa: E402
 from orchestration.tools.catalogue import SEED_TOOLS  # noqa: E402
 from orchestration.tools.extract import extraction_schema, parse_calls  # noqa: E402
 from orchestration.tools.schema import token_bound  # noqa: E402
@@ -163,37 +164,16 @@ async def mcp_timings(reps: int, call: PatternRequest) -> dict:
             "warm_call_s": round(statistics.median(warm), 3)}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(url: str, timeout: float = 90) -> None:
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
-
-
 async def http_timings(reps: int, call: PatternRequest) -> dict:
     import subprocess
 
     import httpx2
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{port}/health")
+        wait_http(f"http://127.0.0.1:{port}/health")
         body = {"model": "mageagent:primary", "messages": [{"role": "user", "content": call.prompt}],
                 "max_tokens": call.max_tokens, "temperature": 0}
         times = []
@@ -218,14 +198,11 @@ async def remote_timings(reps: int, call: PatternRequest) -> dict:
 
     settings = load_settings()
     model_dir = embedded_dir(settings.models_dir, "dense")
-    port = _free_port()
-    launch = ("import ctypes, sys\ntry: ctypes.CDLL('libopenblas.so.0', mode=ctypes.RTLD_GLOBAL)\n"
-              "except OSError: pass\nfrom mlx_lm.server import main\nsys.argv = ['mlx_lm.server'] + sys.argv[1:]\n"
-              "main()\n")
-    proc = subprocess.Popen([sys.executable, "-c", launch, "--model", str(model_dir), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    proc = subprocess.Popen(mlx_lm_server_command(str(model_dir), port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{port}/health")
+        wait_http(f"http://127.0.0.1:{port}/health")
         remote = Engine(load_settings(roles={"primary": {"model": str(model_dir), "backend": "openai",
                                                          "base_url": f"http://127.0.0.1:{port}/v1",
                                                          "structured_output": "none"}}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,15 +12,9 @@ import uvicorn
 
 from orchestration.engine import Engine
 from orchestration.http_api import build_app
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings, free_port
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,36 +18,10 @@ from orchestration.engine import Engine
 from orchestration.errors import BackendUnavailable, ModelNotFoundError
 from orchestration.openai_backend import OpenAIBackend
 from orchestration.settings import load_settings
+from orchestration.testing import free_port, mlx_lm_server_command, wait_http
 from orchestration.types import Chunk, GenerationRequest, Message, PatternRequest
 
 pytestmark = pytest.mark.real_model
-
-# mlx_lm.server with OpenBLAS loaded first (as our own entry points do), else prompts read 25x slower.
-LAUNCH = ("import ctypes, sys\n"
-          "try: ctypes.CDLL('libopenblas.so.0', mode=ctypes.RTLD_GLOBAL)\n"
-          "except OSError: pass\n"
-          "from mlx_lm.server import main\n"
-          "sys.argv = ['mlx_lm.server'] + sys.argv[1:]\n"
-          "main()\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not come up in {timeout}s")
 
 
 class MLXServer:
@@ -59,8 +30,7 @@ class MLXServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> MLXServer:
-        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "--model", str(self.model_dir), "--host",
-                                      "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen(mlx_lm_server_command(str(self.model_dir), self.port),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_http(f"http://127.0.0.1:{self.port}/health", self.proc)
         return self
