@@ -51,35 +51,42 @@ def test_converted_tokenizer_in_model_dir_matches_too(real_settings) -> None:  #
     assert tok.decode(prompt).endswith("<|im_start|>assistant\n")
 
 
-def test_unpermute_is_equivalent_to_traditional_rope(real_settings) -> None:  # noqa: ANN001
+def test_unpermute_is_equivalent_to_traditional_rope(real_settings, real_engine: Engine) -> None:  # noqa: ANN001
     """Our un-permuted rows with split-half RoPE give the same logits as GGUF rows with traditional RoPE."""
-    import mlx.core as mx
-    from mlx_lm.models import llama
-
     from orchestration.embedded import embedded_dir
 
     path = embedded_dir(real_settings.models_dir, "dense")
-    config = json.loads((path / "config.json").read_text())
-    weights = mx.load(str(path / "model.safetensors"))
 
-    def permute(rows, n_head):  # llama.cpp's converter permutation  # noqa: ANN001, ANN202
-        shape = rows.shape
-        return rows.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+    def compare(job) -> tuple[bool, float]:  # noqa: ANN001
+        # On the MLX owner thread: a forward pass on the main thread leaves MLX's thread-local compile
+        # cache there, whose destructor crashes the interpreter at exit.
+        import mlx.core as mx
+        from mlx_lm.models import llama
 
-    assert mx.array_equal(unpermute_rows(permute(weights["model.layers.0.self_attn.q_proj.weight"], 9), 9),
-                          weights["model.layers.0.self_attn.q_proj.weight"])
-    gguf_layout = dict(weights)
-    for k, v in weights.items():
-        if k.endswith("q_proj.weight"):
-            gguf_layout[k] = permute(v, config["num_attention_heads"])
-        elif k.endswith("k_proj.weight"):
-            gguf_layout[k] = permute(v, config["num_key_value_heads"])
-    ours = llama.Model(llama.ModelArgs.from_dict(config))
-    ours.load_weights(list(weights.items()))
-    trad = llama.Model(llama.ModelArgs.from_dict({**config, "rope_traditional": True}))
-    trad.load_weights(list(gguf_layout.items()))
-    x = mx.array([[19556, 905, 17, 1604, 275, 24, 104, 727, 472]])
-    diff = mx.abs(ours(x) - trad(x)).max().item()
+        config = json.loads((path / "config.json").read_text())
+        weights = mx.load(str(path / "model.safetensors"))
+
+        def permute(rows, n_head):  # llama.cpp's converter permutation  # noqa: ANN001, ANN202
+            shape = rows.shape
+            return rows.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+
+        q0 = weights["model.layers.0.self_attn.q_proj.weight"]
+        roundtrip = bool(mx.array_equal(unpermute_rows(permute(q0, 9), 9), q0))
+        gguf_layout = dict(weights)
+        for k, v in weights.items():
+            if k.endswith("q_proj.weight"):
+                gguf_layout[k] = permute(v, config["num_attention_heads"])
+            elif k.endswith("k_proj.weight"):
+                gguf_layout[k] = permute(v, config["num_key_value_heads"])
+        ours = llama.Model(llama.ModelArgs.from_dict(config))
+        ours.load_weights(list(weights.items()))
+        trad = llama.Model(llama.ModelArgs.from_dict({**config, "rope_traditional": True}))
+        trad.load_weights(list(gguf_layout.items()))
+        x = mx.array([[19556, 905, 17, 1604, 275, 24, 104, 727, 472]])
+        return roundtrip, mx.abs(ours(x) - trad(x)).max().item()
+
+    roundtrip, diff = real_engine.backends["mlx"].worker.submit(compare).future.result(120)
+    assert roundtrip
     assert diff < 1e-3
 
 

@@ -1,0 +1,70 @@
+"""The `mageagent` command line as a user runs it: one JSON document on stdout with --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestration.patterns import PATTERNS
+
+
+def mageagent(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_models_json_lists_four_roles() -> None:
+    p = mageagent("models", "--json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert set(data["roles"]) == {"primary", "competitor", "validator", "tools"}
+    assert all(r["available"] for r in data["roles"].values())
+    assert data["memory"]["budget_gb"] > 0
+
+
+def test_doctor_is_green() -> None:
+    p = mageagent("doctor", "--json")
+    data = json.loads(p.stdout)
+    assert p.returncode == 0 and data["ok"], [c for c in data["checks"] if not c["ok"]]
+    names = {c["name"] for c in data["checks"]}
+    assert {"python", "mlx", "embedded GGUF", "role primary", "memory"} <= names
+
+
+def test_setup_is_idempotent_and_says_what_it_did() -> None:
+    p = mageagent("setup", "--no-download", "--json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert [c["variant"] for c in data["conversions"]] == ["dense", "q4"]
+    assert all(c["reused"] for c in data["conversions"])
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('profile = "giant"\n')
+    p = mageagent("--config", str(cfg), "models")
+    assert p.returncode == 2 and p.stdout == ""
+    assert "bad.toml" in p.stderr and "'profile'" in p.stderr and "'embedded' or 'reference'" in p.stderr
+
+
+def test_unknown_pattern_names_the_valid_ones() -> None:
+    p = mageagent("run", "nope", "hello", "--json")
+    assert p.returncode == 2 and p.stdout == ""
+    assert "hybrid" in p.stderr
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_run_json_prints_one_pattern_result(name: str) -> None:
+    p = mageagent("run", name, "Write a Python function that adds two numbers and save it to add.py",
+                  "--max-tokens", "8", "--temperature", "0", "--json", "-q",
+                  env={"MAGEAGENT_EXTRACTION_MAX_STRING": "32", "MAGEAGENT_EXTRACTION_MAX_CALLS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    data = json.loads(p.stdout)  # exactly one document: anything else on stdout breaks this
+    assert data["pattern"] == name
+    assert {"text", "tool_calls", "trace", "totals", "models"} <= set(data)
+    assert data["trace"]["steps"] and all(s["model"] == "embedded" for s in data["trace"]["steps"])
