@@ -146,3 +146,27 @@ async def test_every_pattern_once(real_engine: Engine, name: str) -> None:
         assert 0 < j.confidence <= 1
     if name == "auto":
         assert r.trace.route == "validated" and "function" in r.trace.matched_keywords
+
+
+TOOL_TABLE = [
+    ("Show me the contents of the file src/main.py", "Read"),
+    ("Run the test suite with pytest", "Bash"),
+    ("Search the code for the word TODO", "Grep"),
+    ("Create a file hello.txt containing the word hi", "Write"),
+    ("In config.py replace DEBUG = True with DEBUG = False", "Edit"),
+]
+
+
+async def test_tool_table_on_the_real_model_is_all_valid(real_engine: Engine) -> None:
+    """Every call is schema-valid; how many pick the expected tool is reported (scripts/bench.py tracks it)."""
+    import jsonschema
+
+    schemas = {t.name: t.parameters for t in SEED_TOOLS}
+    hits = 0
+    for prompt, expected in TOOL_TABLE:
+        r = await real_engine.run("tools", PatternRequest(prompt=prompt))
+        assert r.trace.steps[0].finish_reason == "stop"
+        for call in r.tool_calls:
+            jsonschema.validate(call.arguments, schemas[call.tool])
+        hits += bool(r.tool_calls) and r.tool_calls[0].tool == expected
+    print(f"expected tool picked first: {hits}/{len(TOOL_TABLE)}")
