@@ -163,17 +163,12 @@ def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
     add("embedded GGUF", found is not None, str(found[0]) if found else "not found", "run `mageagent setup`")
     from .engine import Engine
 
-    engine = Engine(settings)
-    state = engine.models_state()
-    total = 0.0
+    state = Engine(settings).models_state()
     for role, e in state["roles"].items():
         add(f"role {role}", e["available"], f"{e['model']} ({e.get('size_gb', '?')} GB)",
             e.get("problem", "") or "run `mageagent setup`")
-    seen: dict[str, float] = {}
-    for e in state["roles"].values():
-        if e.get("size_gb"):
-            seen[e["model"]] = e["size_gb"]
-    total = sum(seen.values())
+    # Roles that name the same model share one loaded copy: count each model once.
+    total = sum({e["model"]: e.get("size_gb") or 0.0 for e in state["roles"].values()}.values())
     try:
         import os
 
