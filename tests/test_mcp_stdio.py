@@ -68,3 +68,24 @@ async def test_cancelled_call_then_a_successful_one(tmp_path: Path) -> None:
     log = (tmp_path / "server.log").read_text()
     assert "cancelled" in log.lower()
     assert log.count("pattern primary done") == 2  # the cancelled call never finished its 2000 tokens
+
+
+async def test_background_warmup_never_delays_the_handshake(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    params = server_params(tmp_path, MAGEAGENT_WARMUP="true")
+    async with Client(params, mode="legacy") as client:
+        tools = await client.list_tools()
+        listed_at = datetime.now()
+        log = tmp_path / "server.log"
+        with anyio.fail_after(60):  # the models load in the background after the handshake
+            while "loaded embedded" not in (log.read_text() if log.exists() else ""):
+                await anyio.sleep(0.2)
+        result = await client.call_tool("mage_primary", {"prompt": "Say hi", "max_tokens": 4})
+    assert len(tools.tools) == 8 and not result.is_error
+    text = log.read_text()
+    assert text.count("loaded embedded") == 1  # the call used the warmed model: no second load
+    assert text.index("loaded embedded") < text.index("mage_primary")
+    line = next(ln for ln in text.splitlines() if "loaded embedded" in ln)
+    loaded_at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    assert listed_at < loaded_at  # tools/list was answered while the model was still loading
