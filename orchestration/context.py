@@ -40,9 +40,6 @@ class RunContext:
         self._t0 = time.perf_counter()
 
     # -- roles ---------------------------------------------------------------------------------------
-    def model_of(self, role: Role) -> str:
-        return self.settings.roles[role].model
-
     def role_system(self, role: Role) -> str | None:
         return self.settings.roles[role].system
 

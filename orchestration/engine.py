@@ -16,10 +16,9 @@ from .pool import GB
 from .settings import ROLES, Settings
 from .types import PatternRequest, PatternResult
 
-__all__ = ["Engine", "PATTERN_NAMES"]
+__all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
-PATTERN_NAMES = tuple(PATTERNS)
 
 
 def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, Backend]:
@@ -56,7 +55,6 @@ class Engine:
         missing = {cfg.backend_key for cfg in settings.roles.values()} - set(self.backends)
         if missing:
             raise RequestError(f"no backend for {', '.join(sorted(missing))}")
-        self.last_use: dict[str, str] = {}
 
     def pattern_names(self) -> list[str]:
         return list(self.patterns)

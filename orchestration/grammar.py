@@ -16,7 +16,7 @@ import numpy as np
 from .errors import SchemaError
 from .types import Constraint
 
-__all__ = ["grammar_for", "GrammarProcessor", "check_grammar"]
+__all__ = ["grammar_for", "GrammarProcessor"]
 
 _JSON_OPTIONS = {"whitespace_flexible": False}
 
@@ -45,15 +45,6 @@ def grammar_for(constraint: Constraint) -> str:
             lark += "REST: /(.|\\n)*/\n"
         return llguidance.LLMatcher.grammar_from_lark(lark)
     raise ValueError("empty constraint")
-
-
-def check_grammar(grammar: str) -> None:
-    """Raise SchemaError if llguidance refuses the grammar."""
-    import llguidance
-
-    error = llguidance.LLMatcher.validate_grammar(grammar)
-    if error and not error.startswith("WARNING"):
-        raise SchemaError(f"the constrainer cannot handle this schema: {error}")
 
 
 class GrammarProcessor:

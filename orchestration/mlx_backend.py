@@ -86,7 +86,7 @@ class MLXBackend:
         self.last_mask_seconds_per_token: float | None = None
 
     # -- resolving -----------------------------------------------------------------------------------
-    def resolve(self, model: str, quantization: str | None = None) -> ModelSpec:
+    def resolve(self, model: str) -> ModelSpec:
         """The spec for a model name: 'embedded', 'embedded-q4', a local directory, or an mlx-lm id."""
         if model in self._specs:
             return self._specs[model]
@@ -102,9 +102,7 @@ class MLXBackend:
                 raise ModelNotFoundError(f"{path} is not an mlx-lm model directory (no config.json)")
         else:
             path = self._hub_path(model)
-        if quantization is None:
-            quantization = self._quant_label(path)
-        spec = ModelSpec(key=str(path), model=model, backend=self.name, quantization=quantization,
+        spec = ModelSpec(key=str(path), model=model, backend=self.name, quantization=self._quant_label(path),
                          size_bytes=_dir_weight_bytes(path))
         self._specs[model] = spec
         self.pool.register(spec)

@@ -19,6 +19,7 @@ __all__ = [
     "REVISION",
     "user_content",
     "answer",
+    "step",
     "validation",
     "revision",
     "judge",
@@ -69,6 +70,11 @@ def _with_system(system: str | None, messages: list[Message]) -> list[Message]:
 def answer(request: PatternRequest, role_system: str | None = None) -> list[Message]:
     """A model answering the task; the request's system text wins over the role's."""
     return _with_system(request.system or role_system, [Message(role="user", content=user_content(request))])
+
+
+def step(text: str, system: str | None = None) -> list[Message]:
+    """A custom pattern's generate step: its rendered template as the user turn."""
+    return _with_system(system, [Message(role="user", content=text)])
 
 
 def validation(request: PatternRequest, response: str, overrides: PromptOverrides | None = None) -> list[Message]:

@@ -161,13 +161,6 @@ class Settings(_Strict):
     def _expand_user(cls, v: Path | None) -> Path | None:
         return v.expanduser() if v is not None else None
 
-    @field_validator("roles", mode="before")
-    @classmethod
-    def _roles_mapping(cls, v: Any) -> Any:
-        if v is None:
-            return {}
-        return v
-
     @model_validator(mode="before")
     @classmethod
     def _fill_roles(cls, data: Any) -> Any:

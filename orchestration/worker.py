@@ -59,7 +59,6 @@ class DeviceWorker:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.thread_ident: int | None = None
-        self.jobs_done = 0
         self.on_stop: list[Callable[[], None]] = []
         self._exit_hook = False
 
@@ -94,8 +93,6 @@ class DeviceWorker:
                 job.future.set_exception(e)
             else:
                 job.future.set_result(result)
-            finally:
-                self.jobs_done += 1
 
     def submit(self, fn: Callable[[Job[T]], T], on_event: Callable[[Any], None] | None = None) -> Job[T]:
         """Queue ``fn(job)`` for the owner thread; usable from any thread."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .. import prompts
 from ..context import RunContext
 from ..custom import CustomPattern
 from ..tools.extract import extract_tool_calls
-from ..types import Message, PatternRequest, PatternResult, ToolCall
+from ..types import PatternRequest, PatternResult, ToolCall
 from ._common import judge, validate
 
 __all__ = ["make_custom"]
@@ -27,9 +28,7 @@ def make_custom(name: str, spec: CustomPattern):  # noqa: ANN201 - returns a Pat
             values = {"prompt": request.prompt, "context": request.context or "", "feedback": feedback, **outputs}
             text = (step.prompt or "").format_map(values)
             if step.kind == "generate":
-                system = request.system or ctx.role_system(role)
-                messages = ([Message(role="system", content=system)] if system else []) + \
-                    [Message(role="user", content=text)]
+                messages = prompts.step(text, request.system or ctx.role_system(role))
                 c = await ctx.generate(role, messages, purpose=step.name, max_tokens=step.max_tokens,
                                        model=step.model)
                 outputs[step.name] = c.text
