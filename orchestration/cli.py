@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- eval ----------------------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .evaluation.report import markdown
+    from .evaluation.runner import EvalConfig, read_records, run_eval, select_items
+    from .evaluation.score import score
+
+    settings = _settings(args)
+    out = Path(args.out)
+    if args.rescore:
+        run_file = out / "run.json"
+        if not run_file.exists():
+            raise MageError(f"{run_file} not found: --rescore needs the directory of an earlier run")
+        config = EvalConfig.model_validate_json(run_file.read_text())
+        data = select_items(config, settings.cache_dir, download=not args.no_download)
+        wanted = {(s, i) for s in config.suites() for i in data.ids(s)}
+        records = [r for r in read_records(out / "records.jsonl") if (r["suite"], r["item"]) in wanted]
+    else:
+        config = EvalConfig(systems=args.systems, limit=args.limit, seed=args.seed, max_tokens=args.max_tokens,
+                            bfcl_categories=args.bfcl_categories,
+                            command="mageagent " + shlex.join(args.argv))
+        config.check()
+        data = select_items(config, settings.cache_dir, download=not args.no_download)
+        preload_openblas(settings.blas)
+
+        def say(message: str) -> None:
+            if not args.quiet:
+                sys.stderr.write(message + "\n")
+
+        records = anyio.run(run_eval, config, settings, out, data, say)
+    results = score(data, records, seed=config.seed)
+    models = ", ".join(sorted({f"{r}={c.model}" for r, c in settings.roles.items()}))
+    report = markdown(results, config.model_dump(), {"models": models})
+    (out / "results.json").write_text(json.dumps({"config": config.model_dump(), "results": results}, indent=1))
+    (out / "report.md").write_text(report)
+    _out({"config": config.model_dump(), "results": results, "out": str(out)}, args.json, report)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .patterns import PATTERNS
@@ -249,12 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     v.add_argument("--port", type=int, default=3457)
     v.set_defaults(fn=cmd_serve)
+    e = sub.add_parser("eval", help="quality: HumanEval and BFCL through the patterns, with confidence intervals")
+    from .evaluation.data import BFCL_CATEGORIES
+    from .evaluation.runner import DEFAULT_SYSTEMS, SYSTEMS
+
+    e.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS), metavar="SYSTEM",
+                   help=f"what to run (default: {' '.join(DEFAULT_SYSTEMS)}); all: {' '.join(SYSTEMS)}")
+    e.add_argument("--limit", type=int, help="items per suite (per category for BFCL), drawn with --seed")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--bfcl-categories", nargs="+", default=list(BFCL_CATEGORIES), choices=BFCL_CATEGORIES)
+    e.add_argument("--max-tokens", type=int, default=256, help="answer budget (default 256)")
+    e.add_argument("--out", default="eval-runs/latest", help="directory for records.jsonl, results.json, report.md; "
+                   "an unfinished run there is resumed")
+    e.add_argument("--rescore", action="store_true", help="score the records in --out again without generating")
+    e.add_argument("--no-download", action="store_true", help="use only the wheels already in the cache")
+    e.add_argument("--json", action="store_true", help="print config and results as one JSON document")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    e.set_defaults(fn=cmd_eval)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -150,6 +150,9 @@ class Settings(_Strict):
     extraction: Literal["auto", "always", "never"] = "auto"
     extraction_max_calls: int = Field(4, ge=1, le=32)
     extraction_max_string: int = Field(400, ge=16, le=20000, description="max characters of a free string argument")
+    extraction_constraint: Literal["grammar", "none"] = Field(
+        "grammar", description="'grammar': calls are valid by construction; 'none': free generation parsed "
+                               "leniently, one attempt (the evaluation's unconstrained baseline)")
     prompts: PromptOverrides = Field(default_factory=PromptOverrides)
     patterns: dict[str, CustomPattern] = Field(default_factory=dict, description="custom patterns by name")
     log_file: Path | None = None

@@ -9,7 +9,8 @@ from orchestration.grammar import GrammarProcessor, grammar_for
 from orchestration.patterns._common import PICK_CONSTRAINT, VERDICT_CONSTRAINT
 from orchestration.tools.catalogue import SEED_TOOLS
 from orchestration.tools.extract import extraction_schema
-from orchestration.types import Constraint
+from orchestration.tools.schema import token_bound
+from orchestration.types import Constraint, ToolDefinition
 
 pytestmark = pytest.mark.real_model  # needs the prepared tokenizer.json
 
@@ -50,6 +51,29 @@ def test_grammars_accept_exactly_the_valid_outputs(lltok, constraint: Constraint
         assert accepts(lltok, grammar, text), text
     for text in bad:
         assert not accepts(lltok, grammar, text), text
+
+
+_NUM_TOOL = [ToolDefinition(name="convert", parameters={
+    "type": "object", "properties": {"amount": {"type": "number"}, "count": {"type": "integer"},
+                                      "any": {"type": ["string", "number", "boolean", "null"]}}})]
+
+
+def test_numbers_are_bounded_so_extraction_always_ends(lltok) -> None:  # noqa: ANN001
+    """A runaway number ("10.9999...", seen from the embedded model) is cut by the grammar, not the budget."""
+    schema = extraction_schema(_NUM_TOOL, 1, 16)
+    grammar = grammar_for(Constraint(json_schema=schema))
+
+    def call(args: str) -> str:
+        return '[{"tool":"convert","arguments":{' + args + "}}]"
+
+    for ok in ['"amount":10.5', '"amount":-3.125', '"amount":46.603354', '"count":123456789012345',
+               '"any":2.5', '"any":"x"', '"amount":12']:
+        assert accepts(lltok, grammar, call(ok)), ok
+    for bad in ['"amount":10.9999999', '"count":1' + "0" * 16, '"amount":1' + "0" * 16, '"any":0.12345678',
+                '"count":1.5']:
+        assert not accepts(lltok, grammar, call(bad)), bad
+    # and the token budget is a true bound again
+    assert token_bound(schema) < 400
 
 
 def test_bitmask_unpacking_matches_a_reference(lltok) -> None:  # noqa: ANN001

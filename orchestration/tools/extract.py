@@ -17,7 +17,7 @@ from .catalogue import SEED_TOOLS, resolve_tools
 from .risk import risk_of
 from .schema import bound_schema, token_bound
 
-__all__ = ["extraction_schema", "extract_tool_calls", "parse_calls", "maybe_extract"]
+__all__ = ["extraction_schema", "extract_tool_calls", "parse_calls", "lenient_json", "maybe_extract"]
 
 PURPOSE = "extract tool calls"
 
@@ -65,6 +65,21 @@ def parse_calls(text: str, tools: list[ToolDefinition]) -> list[ToolCall]:
     return calls
 
 
+def lenient_json(text: str) -> str:
+    """The first JSON array or object in free text (code fences and prose around it ignored), as JSON text;
+    a lone object becomes a one-call array. The text unchanged where none parses."""
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch not in "[{":
+            continue
+        try:
+            value, _ = decoder.raw_decode(text, i)
+        except ValueError:
+            continue
+        return json.dumps([value] if isinstance(value, dict) else value)
+    return text
+
+
 async def extract_tool_calls(ctx: RunContext, response: str | None, model: str | None = None) -> list[ToolCall]:
     """Run the tools model under the call-array constraint on the task (and the reasoning model's answer)."""
     tools = resolve_tools(ctx.request.tools)
@@ -72,6 +87,16 @@ async def extract_tool_calls(ctx: RunContext, response: str | None, model: str |
     schema = extraction_schema(tools, s.extraction_max_calls, s.extraction_max_string)
     budget = token_bound(schema) + 1  # +1 for the end-of-sequence token
     messages = prompts.extraction(ctx.request, response, tools, s.prompts)
+    if s.extraction_constraint == "none":
+        # The unconstrained baseline: free text, the first JSON value in it, one attempt, the same
+        # budget capped at the answer budget (a free generation has no closing bracket to stop it).
+        def parse_free(c: Completion) -> list[ToolCall]:
+            return parse_calls(lenient_json(c.text), tools)
+
+        _, calls = await ctx.generate_parsed("tools", messages, parse_free, purpose=PURPOSE + " (unconstrained)",
+                                             retries=0, max_tokens=min(budget, ctx.answer_max_tokens), model=model)
+        return calls
+
     def parse(c: Completion) -> list[ToolCall]:
         if c.finish_reason == "length":
             raise ModelOutputError(f"output cut off after {c.completion_tokens} tokens; no partial call is "

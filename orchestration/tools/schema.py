@@ -15,10 +15,14 @@ SUPPORTED_KEYWORDS = {
     "type", "properties", "required", "additionalProperties", "items", "enum", "const",
     "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "pattern", "anyOf", "oneOf", "description", "title", "default", "examples",
-    "$schema", "format",
+    "$schema", "format", "multipleOf",
 }
 _TYPES = {"object", "array", "string", "integer", "number", "boolean", "null"}
-_NUMBER_BYTES = 24  # JSON numbers are not length-bounded by a schema: budget a generous digit count
+# JSON numbers are unbounded in a grammar (a small model can emit "0.999..." for ever): bound_schema gives each
+# number a range of +-1e15 and six decimal places, so a number takes at most 16 + 1 + 6 + 1 bytes.
+NUMBER_LIMIT = 10**15
+NUMBER_STEP = 1e-6
+_NUMBER_BYTES = 24
 _STRING_ESCAPE = 6  # a string character costs at most 6 bytes of JSON (\uXXXX), and a token is >= 1 byte
 
 
@@ -68,7 +72,7 @@ def validate_definition(tool: ToolDefinition) -> None:
 
 
 def bound_schema(schema: dict[str, Any], max_string: int, max_items: int) -> dict[str, Any]:
-    """A copy where every string, array and object is bounded, so generation must end."""
+    """A copy where every string, number, array and object is bounded, so generation must end."""
     s = copy.deepcopy(schema)
 
     def fix(node: Any) -> None:
@@ -78,6 +82,11 @@ def bound_schema(schema: dict[str, Any], max_string: int, max_items: int) -> dic
         tl = types if isinstance(types, list) else [types]
         if "string" in tl and "enum" not in node and "const" not in node:
             node["maxLength"] = min(int(node.get("maxLength", max_string)), max_string)
+        if ("number" in tl or "integer" in tl) and "enum" not in node and "const" not in node:
+            node["minimum"] = max(node.get("minimum", -NUMBER_LIMIT), -NUMBER_LIMIT)
+            node["maximum"] = min(node.get("maximum", NUMBER_LIMIT), NUMBER_LIMIT)
+            if "number" in tl:
+                node.setdefault("multipleOf", NUMBER_STEP)
         if "array" in tl:
             node["maxItems"] = min(int(node.get("maxItems", max_items)), max_items)
         if "object" in tl:

@@ -1,0 +1,80 @@
+"""The evaluation's Markdown report: rates with 95% intervals, paired comparisons, and what is noise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["markdown"]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _rate(r: dict[str, Any]) -> str:
+    if not r or r.get("n", 0) == 0:
+        return "-"
+    return f"{r['k']}/{r['n']} = {_pct(r['rate'])} [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]"
+
+
+def _comparison_rows(rows: list[dict[str, Any]], metric: str = "") -> list[str]:
+    out = []
+    for c in rows:
+        verdict = "significant" if c["significant"] else "within noise"
+        out.append(f"| {c['b']} vs {c['a']}{metric} | {c['n']} | {_pct(c['rate_b'])} vs {_pct(c['rate_a'])} | "
+                   f"{100 * c['diff']:+.1f} pts [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] | "
+                   f"{c['b_only']} / {c['a_only']} | {c['mcnemar_p']:.3f} | {verdict} |")
+    return out
+
+
+_CMP_HEAD = ["| comparison | items | rates | difference [95% paired bootstrap] | only B / only A right | "
+             "McNemar p | |", "|---|---|---|---|---|---|---|"]
+
+
+def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = ["# mageagent eval", ""]
+    lines += [f"- command: `{config.get('command') or 'mageagent eval'}`",
+              f"- models: {meta.get('models', '?')}",
+              f"- data: {', '.join(f'{k} {v}' for k, v in config.get('packages', {}).items())} (PyPI wheels)",
+              f"- selection: limit {config.get('limit') or 'all'} per suite/category, seed {config.get('seed')}; "
+              f"greedy decoding (T=0) unless a system says otherwise; answer budget {config.get('max_tokens')} "
+              "tokens",
+              "- intervals: 95% Wilson for a rate, 95% paired bootstrap for a difference; McNemar's exact test on "
+              "the discordant items. 'within noise' = the interval holds 0 or p >= 0.05.", ""]
+    he = results.get("humaneval")
+    if he:
+        lines += [f"## HumanEval ({he['n']} problems), pass@1", "",
+                  "| system | pass@1 [95% CI] | median s/problem | mean completion tokens | errors | what |",
+                  "|---|---|---|---|---|---|"]
+        for name, s in he["systems"].items():
+            lines.append(f"| {name} | {_rate(s)} | {s.get('seconds_median', '-')} | "
+                         f"{s.get('completion_tokens_mean', '-')} | {s.get('errors', '-')} | {s['description']} |")
+        c = he.get("compete")
+        if c:
+            lines += ["", f"Compete's judge: {c['judged']} judgements, picked A {c['picked_A']} and B "
+                          f"{c['picked_B']} times; position consistency with the order swapped "
+                          f"{_rate(c['position_consistency'])}; the candidate shown first was picked in "
+                          f"{_rate(c['first_shown_picked'])} of the judging passes; A and B identical in "
+                          f"{c['identical_candidates']}."]
+        sb = he["sandbox"]
+        lines += ["", f"Candidates ran in a subprocess (`python -I`, empty environment, own session) with "
+                      f"{sb['timeout_s']:.0f} s, {sb['memory_mb']} MB address space, {sb['file_mb']} MB files, "
+                      f"{sb['open_files']} open files; network {'isolated (unshare -rn)' if sb['network_isolated'] else 'NOT isolated'}.",
+                  "", "### Paired comparisons", "", *_CMP_HEAD, *_comparison_rows(he["comparisons"]), ""]
+    bf = results.get("bfcl")
+    if bf:
+        cats = ", ".join(f"{k} {v}" for k, v in bf["categories"].items())
+        lines += [f"## BFCL ({bf['n']} items: {cats})", "",
+                  "Valid = a call array that parses and matches the tools' schemas (an empty array is valid). "
+                  "Exact = the project's checker agrees with a possible answer (irrelevance: a valid empty array).",
+                  "", "| system | valid [95% CI] | exact [95% CI] | " +
+                  " | ".join(f"exact: {k}" for k in bf["categories"]) + " | median s/item | errors | what |",
+                  "|---|---|---|" + "---|" * len(bf["categories"]) + "---|---|---|"]
+        for name, s in bf["systems"].items():
+            per = " | ".join(_rate(s["by_category"][k]["exact"]) for k in bf["categories"])
+            lines.append(f"| {name} | {_rate(s['valid'])} | {_rate(s['exact'])} | {per} | {s['seconds_median']} | "
+                         f"{s['errors']} | {s['description']} |")
+        lines += ["", "### Paired comparisons", "", *_CMP_HEAD,
+                  *_comparison_rows(bf["comparisons"]["valid"], " (valid)"),
+                  *_comparison_rows(bf["comparisons"]["exact"], " (exact)"), ""]
+    return "\n".join(lines).rstrip() + "\n"

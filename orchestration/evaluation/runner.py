@@ -1,0 +1,240 @@
+"""Run the evaluation: every selected item through every selected system, each output recorded as it comes.
+
+A *system* is a pattern with its settings (weights, constraint, sampling). Records go to
+``OUT/records.jsonl`` one line per (suite, item, system, sample) the moment each finishes, so an interrupted
+run resumes where it stopped and a finished one can be re-scored (``score.py``) without generating again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..errors import ConfigError, MageError
+from ..settings import ROLES, Settings
+from ..types import PatternRequest
+from . import bfcl, humaneval
+from .data import BFCL_CATEGORIES, PACKAGES, BfclItem, HumanEvalProblem, load_bfcl, load_humaneval
+
+__all__ = ["System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
+           "read_records"]
+
+log = logging.getLogger(__name__)
+Suite = Literal["humaneval", "bfcl"]
+_Q4 = {"roles": {r: {"model": "embedded-q4"} for r in ROLES}}
+
+
+class System(BaseModel):
+    name: str
+    suite: Suite
+    pattern: str
+    description: str
+    overrides: dict[str, Any] = Field(default_factory=dict, description="settings overrides")
+    samples: int = 1
+    temperature: float | None = None
+    swap: bool | None = None
+
+
+SYSTEMS: dict[str, System] = {s.name: s for s in [
+    System(name="he-primary", suite="humaneval", pattern="primary", description="primary alone, greedy"),
+    System(name="he-validated", suite="humaneval", pattern="validated",
+           description="primary, validator PASS/FAIL, one revision on FAIL"),
+    System(name="he-compete", suite="humaneval", pattern="compete", swap=True,
+           description="A (primary) and B (competitor), judged in both orders"),
+    System(name="he-primary-k3", suite="humaneval", pattern="primary", samples=3, temperature=0.7,
+           description="matched compute: primary sampled 3 times (T=0.7), majority of the normalized code"),
+    System(name="he-hybrid", suite="humaneval", pattern="hybrid", description="primary then extraction"),
+    System(name="he-auto", suite="humaneval", pattern="auto", description="routed by task class"),
+    System(name="he-primary-q4", suite="humaneval", pattern="primary", overrides=_Q4,
+           description="primary alone on the 4-bit weights"),
+    System(name="bfcl-tools", suite="bfcl", pattern="tools",
+           description="tools model, grammar-constrained extraction, dense weights"),
+    System(name="bfcl-tools-free", suite="bfcl", pattern="tools", overrides={"extraction_constraint": "none"},
+           description="tools model, unconstrained (first JSON value in free text), dense weights"),
+    System(name="bfcl-tools-q4", suite="bfcl", pattern="tools", overrides=_Q4,
+           description="tools model, grammar-constrained, 4-bit weights"),
+    System(name="bfcl-tools-q4-free", suite="bfcl", pattern="tools",
+           overrides={**_Q4, "extraction_constraint": "none"},
+           description="tools model, unconstrained, 4-bit weights"),
+    System(name="bfcl-hybrid", suite="bfcl", pattern="hybrid",
+           description="primary answers, then constrained extraction (dense)"),
+]}
+DEFAULT_SYSTEMS = ["he-primary", "he-validated", "he-compete", "he-primary-k3",
+                   "bfcl-tools", "bfcl-tools-free", "bfcl-tools-q4", "bfcl-tools-q4-free"]
+
+
+class EvalConfig(BaseModel):
+    """What a run was asked for; stored as run.json beside the records so a re-score uses the same items."""
+
+    systems: list[str] = Field(default_factory=lambda: list(DEFAULT_SYSTEMS))
+    limit: int | None = Field(None, ge=1, description="items per suite (per category for BFCL); None = all")
+    seed: int = 0
+    bfcl_categories: list[str] = Field(default_factory=lambda: list(BFCL_CATEGORIES))
+    max_tokens: int = Field(256, ge=8, description="answer budget; also caps unconstrained extraction")
+    extraction_max_string: int = 100
+    sample_seed: int = 1000
+    command: str = ""
+    packages: dict[str, str] = Field(default_factory=lambda: dict(PACKAGES))
+
+    def check(self) -> None:
+        unknown = [s for s in self.systems if s not in SYSTEMS]
+        if unknown:
+            raise ConfigError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+        bad = [c for c in self.bfcl_categories if c not in BFCL_CATEGORIES]
+        if bad:
+            raise ConfigError(f"unknown BFCL category {', '.join(bad)}; choose from {', '.join(BFCL_CATEGORIES)}")
+
+    def suites(self) -> list[Suite]:
+        return [s for s in ("humaneval", "bfcl") if any(SYSTEMS[n].suite == s for n in self.systems)]
+
+
+class Dataset(BaseModel):
+    """The selected items of each suite, in run order."""
+
+    humaneval: list[HumanEvalProblem] = Field(default_factory=list)
+    bfcl: list[BfclItem] = Field(default_factory=list)
+
+    def ids(self, suite: Suite) -> list[str]:
+        return [p.task_id for p in self.humaneval] if suite == "humaneval" else [i.id for i in self.bfcl]
+
+
+def _pick(items: list[Any], limit: int | None, seed: int) -> list[Any]:
+    if limit is None or limit >= len(items):
+        return list(items)
+    return random.Random(seed).sample(items, limit)
+
+
+def select_items(config: EvalConfig, cache_dir: Path, *, download: bool = True) -> Dataset:
+    """A seeded random subset (``limit`` per suite, per category for BFCL), or everything."""
+    suites = config.suites()
+    data = Dataset()
+    if "humaneval" in suites:
+        data.humaneval = _pick(load_humaneval(cache_dir, download=download), config.limit, config.seed)
+    if "bfcl" in suites:
+        for cat in config.bfcl_categories:
+            data.bfcl += _pick(load_bfcl(cache_dir, cat, download=download), config.limit, config.seed)
+    return data
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
+    return r["suite"], r["item"], r["system"], r["sample"]
+
+
+def _request(system: System, config: EvalConfig, item: Any) -> PatternRequest:
+    if system.suite == "humaneval":
+        return PatternRequest(prompt=humaneval.task_prompt(item), extraction="never", max_tokens=config.max_tokens,
+                              temperature=system.temperature, swap=system.swap)
+    prompt, system_text = bfcl.task_prompt(item)
+    return PatternRequest(prompt=prompt, system=system_text, tools=bfcl.tool_definitions(item),
+                          extraction="always", max_tokens=config.max_tokens, temperature=system.temperature)
+
+
+def _record(system: System, suite: str, item_id: str, sample: int, result: Any, error: Exception | None,
+            seconds: float) -> dict[str, Any]:
+    rec: dict[str, Any] = {"suite": suite, "item": item_id, "system": system.name, "sample": sample,
+                           "pattern": system.pattern, "seconds": round(seconds, 3)}
+    if error is not None:
+        cause = error.__cause__
+        rec.update(text=None, tool_calls=None, error=str(error), raw=getattr(cause, "raw", None),
+                   error_type=type(cause or error).__name__)
+        return rec
+    t = result.trace
+    rec.update(text=result.text, tool_calls=[c.model_dump() for c in result.tool_calls], error=None, raw=None,
+               route=t.route, verdicts=[v.model_dump() for v in t.verdicts], revisions=t.revisions,
+               judgement=t.judgement.model_dump() if t.judgement else None,
+               steps=[{"purpose": s.purpose, "role": s.role, "prompt_tokens": s.prompt_tokens,
+                       "completion_tokens": s.completion_tokens, "seconds": s.seconds,
+                       "finish_reason": s.finish_reason} for s in t.steps],
+               prompt_tokens=result.totals.prompt_tokens, completion_tokens=result.totals.completion_tokens)
+    return rec
+
+
+async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Dataset,
+                   say: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n")) -> list[dict[str, Any]]:
+    """Generate every missing record into ``out_dir/records.jsonl``; returns all records of the selection."""
+    from ..engine import Engine
+
+    config.check()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_file = out_dir / "run.json"
+    if run_file.exists():
+        before = EvalConfig.model_validate_json(run_file.read_text())
+        mismatched = [k for k in ("limit", "seed", "max_tokens", "extraction_max_string", "sample_seed")
+                      if getattr(before, k) != getattr(config, k)]
+        if mismatched:
+            raise ConfigError(f"{out_dir} holds a run with different {', '.join(mismatched)}; use another --out "
+                              "directory or the same options")
+        config = config.model_copy(update={
+            "systems": list(dict.fromkeys(before.systems + config.systems)),
+            "bfcl_categories": list(dict.fromkeys(before.bfcl_categories + config.bfcl_categories))})
+    run_file.write_text(config.model_dump_json(indent=2))
+    records_path = out_dir / "records.jsonl"
+    done = {_key(r) for r in read_records(records_path)}
+    common = {"temperature": 0.0, "max_tokens": config.max_tokens,
+              "extraction_max_string": config.extraction_max_string}
+    root = Engine(base.model_copy(update=common))
+    engines: dict[str, Engine] = {}
+
+    def engine_for(system: System, sample: int) -> Engine:
+        overrides = json.loads(json.dumps(system.overrides))
+        if system.samples > 1:  # each sample its own seed, on every role
+            overrides.setdefault("roles", {})
+            for r in ROLES:
+                overrides["roles"].setdefault(r, {})["seed"] = config.sample_seed + sample
+        key = json.dumps(overrides, sort_keys=True)
+        if key not in engines:
+            data_ = _merge(base.model_dump(), {**common, **overrides})
+            engines[key] = Engine(Settings.model_validate(data_), backends=root.backends)
+        return engines[key]
+
+    systems = [SYSTEMS[n] for n in config.systems]
+    try:
+        with records_path.open("a") as sink:
+            for suite in config.suites():
+                items = data.humaneval if suite == "humaneval" else data.bfcl
+                chosen = [s for s in systems if s.suite == suite]
+                for i, item in enumerate(items, 1):
+                    item_id = item.task_id if suite == "humaneval" else item.id
+                    for system in chosen:
+                        for sample in range(system.samples):
+                            if (suite, item_id, system.name, sample) in done:
+                                continue
+                            request = _request(system, config, item)
+                            t0 = time.perf_counter()
+                            result, error = None, None
+                            try:
+                                result = await engine_for(system, sample).run(system.pattern, request)
+                            except MageError as e:  # a failed step is a result to score, not a crash
+                                error = e
+                            rec = _record(system, suite, item_id, sample, result, error, time.perf_counter() - t0)
+                            sink.write(json.dumps(rec) + "\n")
+                            sink.flush()
+                            status = "error" if error else "ok"
+                            say(f"[{suite} {i}/{len(items)}] {item_id} {system.name}#{sample}: {status} "
+                                f"{rec['seconds']:.1f}s")
+    finally:
+        root.close()
+    wanted = {(s, i) for s in config.suites() for i in data.ids(s)}
+    return [r for r in read_records(records_path) if (r["suite"], r["item"]) in wanted and r["system"] in
+            config.systems]
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

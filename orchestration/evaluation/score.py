@@ -1,0 +1,211 @@
+"""Score recorded outputs: HumanEval by running each candidate in the sandbox, BFCL with the call checker.
+
+Scoring reads only the records and the data, so a run can be re-scored (a changed checker, a different
+comparison) without generating again.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from typing import Any
+
+from ..tools.extract import parse_calls
+from ..types import ToolCall
+from . import bfcl, humaneval
+from .data import BfclItem
+from .runner import SYSTEMS, Dataset
+from .sandbox import Limits, network_isolated
+from .stats import compare, wilson
+
+__all__ = ["score"]
+
+HE_COMPARISONS = [  # (baseline, contender)
+    ("he-primary", "he-validated"),
+    ("he-primary", "he-compete"),
+    ("he-compete:A", "he-compete"),
+    ("he-primary-k3", "he-compete"),
+    ("he-primary", "he-primary-k3"),
+    ("he-primary", "he-hybrid"),
+    ("he-primary", "he-auto"),
+    ("he-primary", "he-primary-q4"),
+]
+BFCL_COMPARISONS = [
+    ("bfcl-tools-free", "bfcl-tools"),
+    ("bfcl-tools-q4-free", "bfcl-tools-q4"),
+    ("bfcl-tools", "bfcl-tools-q4"),
+    ("bfcl-tools-free", "bfcl-tools-q4-free"),
+    ("bfcl-tools", "bfcl-hybrid"),
+]
+
+
+def _rate(flags: list[bool]) -> dict[str, Any]:
+    k, n = sum(flags), len(flags)
+    lo, hi = wilson(k, n)
+    return {"k": k, "n": n, "rate": round(k / n, 4) if n else None, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def _cost(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    secs = [r["seconds"] for r in recs]
+    toks = [r.get("completion_tokens") or 0 for r in recs]
+    return {"seconds_median": round(statistics.median(secs), 2) if secs else None,
+            "seconds_total": round(sum(secs), 1), "completion_tokens_mean": round(statistics.mean(toks), 1)
+            if toks else None, "errors": sum(1 for r in recs if r.get("error"))}
+
+
+def _comparisons(table: dict[str, dict[str, bool]], pairs: list[tuple[str, str]], items: list[str],
+                 seed: int) -> list[dict[str, Any]]:
+    out = []
+    for a, b in pairs:
+        if a not in table or b not in table:
+            continue
+        common = [i for i in items if i in table[a] and i in table[b]]
+        c = compare(a, [table[a][i] for i in common], b, [table[b][i] for i in common], seed=seed)
+        out.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.model_dump().items()})
+    return out
+
+
+# -- HumanEval ---------------------------------------------------------------------------------------------
+def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limits, seed: int) -> dict[str, Any]:
+    problems = {p.task_id: p for p in data.humaneval}
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def run(task: str, text: str | None) -> bool:
+        if not text:
+            return False
+        if (task, text) not in cache:
+            o = humaneval.check(problems[task], text, limits)
+            cache[(task, text)] = {"status": o.status, "stderr": o.stderr[-200:]}
+        return cache[(task, text)]["status"] == "passed"
+
+    by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r["suite"] == "humaneval" and r["item"] in problems:
+            by[r["system"]][r["item"]].append(r)
+    table: dict[str, dict[str, bool]] = {}
+    systems: dict[str, Any] = {}
+    compete: dict[str, Any] = {}
+    per_item: list[dict[str, Any]] = []
+    for name, items in by.items():
+        spec = SYSTEMS[name]
+        flags: dict[str, bool] = {}
+        if spec.samples > 1:
+            oracle: dict[str, bool] = {}
+            for task, recs in items.items():
+                recs = sorted(recs, key=lambda r: r["sample"])
+                if len(recs) < spec.samples:
+                    continue  # an unfinished item is not scored
+                passes = [run(task, r["text"]) for r in recs]
+                votes = Counter(humaneval.normalize_code(r["text"] or "") for r in recs)
+                top = max(votes.values())
+                chosen = next(i for i, r in enumerate(recs) if votes[humaneval.normalize_code(r["text"] or "")] == top)
+                flags[task] = passes[chosen]
+                oracle[task] = any(passes)
+                per_item.append({"item": task, "system": name, "passes": passes, "majority_sample": chosen})
+            table[f"{name}:oracle"] = oracle
+            systems[f"{name}:oracle"] = {**_rate(list(oracle.values())), "description": "any of the samples passes"}
+        else:
+            for task, recs in items.items():
+                rec = recs[0]
+                flags[task] = run(task, rec["text"])
+                row = {"item": task, "system": name, "passed": flags[task], "error": rec.get("error")}
+                if name == "he-compete" and rec.get("judgement"):
+                    j = rec["judgement"]
+                    a, b = run(task, j["candidates"].get("A")), run(task, j["candidates"].get("B"))
+                    row.update(A=a, B=b, pick=j["pick"], orders=[v["pick"] for v in j.get("verdicts", [])])
+                    table.setdefault("he-compete:A", {})[task] = a
+                    table.setdefault("he-compete:B", {})[task] = b
+                    table.setdefault("he-compete:oracle", {})[task] = a or b
+                elif name == "he-compete":  # the pattern failed: A, B and oracle unknown, count as failures
+                    for part in ("A", "B", "oracle"):
+                        table.setdefault(f"he-compete:{part}", {})[task] = False
+                per_item.append(row)
+        table[name] = flags
+        all_recs = [r for recs in items.values() for r in recs]
+        systems[name] = {**_rate(list(flags.values())), **_cost(all_recs), "description": spec.description}
+    if "he-compete" in by:
+        judged = [r["judgement"] for recs in by["he-compete"].values() for r in recs if r.get("judgement")]
+        two = [j for j in judged if len(j.get("verdicts", [])) == 2]
+        consistent = sum(1 for j in two if j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"])
+        firsts = [j["verdicts"][0].get("shown_pick", j["verdicts"][0]["pick"]) for j in judged if j.get("verdicts")]
+        seconds = [j["verdicts"][1]["shown_pick"] for j in two]
+        shown = firsts + seconds
+        for part in ("A", "B", "oracle"):
+            key = f"he-compete:{part}"
+            systems[key] = {**_rate(list(table.get(key, {}).values())),
+                            "description": {"A": "compete's candidate A alone (primary)",
+                                            "B": "compete's candidate B alone (competitor)",
+                                            "oracle": "A or B passes (a perfect judge)"}[part]}
+        picks = Counter(j["pick"] for j in judged)
+        same = sum(1 for j in judged if j["candidates"].get("A") == j["candidates"].get("B"))
+        compete = {"judged": len(judged), "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
+                   "position_consistency": _rate([j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"]
+                                                  for j in two]),
+                   "consistent": consistent, "first_shown_picked": _rate([s == "A" for s in shown]),
+                   "identical_candidates": same}
+    items = list(problems)
+    return {"n": len(items), "systems": systems, "compete": compete,
+            "comparisons": _comparisons(table, HE_COMPARISONS, items, seed), "per_item": per_item,
+            "sandbox": {**limits.model_dump(), "network_isolated": network_isolated()}}
+
+
+# -- BFCL --------------------------------------------------------------------------------------------------
+def _calls_of(rec: dict[str, Any], item: BfclItem) -> list[ToolCall] | None:
+    """The record's calls, re-validated against the item's tools (None: no valid call array)."""
+    if rec.get("error") or rec.get("tool_calls") is None:
+        return None
+    tools = bfcl.tool_definitions(item)
+    import json
+
+    try:
+        return parse_calls(json.dumps([{"tool": c["tool"], "arguments": c["arguments"]}
+                                       for c in rec["tool_calls"]]), tools)
+    except Exception:  # noqa: BLE001 - any failure to re-validate is an invalid output
+        return None
+
+
+def _score_bfcl(data: Dataset, records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    items = {i.id: i for i in data.bfcl}
+    valid: dict[str, dict[str, bool]] = defaultdict(dict)
+    exact: dict[str, dict[str, bool]] = defaultdict(dict)
+    recs_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    per_item = []
+    for r in records:
+        if r["suite"] != "bfcl" or r["item"] not in items:
+            continue
+        item = items[r["item"]]
+        calls = _calls_of(r, item)
+        result = bfcl.check_calls(item, calls)
+        valid[r["system"]][item.id] = calls is not None
+        # Irrelevance is stricter than BFCL's own rule: an undecodable output is an error for the host,
+        # not an abstention, so only a valid empty array counts as "no call".
+        exact[r["system"]][item.id] = result.correct and calls is not None
+        recs_by[r["system"]].append(r)
+        per_item.append({"item": item.id, "system": r["system"], "valid": calls is not None,
+                         "correct": exact[r["system"]][item.id], "reason": result.reason if calls is not None
+                         else (r.get("error") or "")[:200]})
+    systems = {}
+    categories = sorted({i.category for i in items.values()})
+    for name in valid:
+        by_cat = {}
+        for cat in categories:
+            ids = [i for i in valid[name] if items[i].category == cat]
+            by_cat[cat] = {"valid": _rate([valid[name][i] for i in ids]), "exact": _rate([exact[name][i] for i in ids])}
+        systems[name] = {"valid": _rate(list(valid[name].values())), "exact": _rate(list(exact[name].values())),
+                         "by_category": by_cat, **_cost(recs_by[name]), "description": SYSTEMS[name].description}
+    order = list(items)
+    return {"n": len(items), "categories": {c: sum(1 for i in items.values() if i.category == c) for c in categories},
+            "systems": systems,
+            "comparisons": {"valid": _comparisons(dict(valid), BFCL_COMPARISONS, order, seed),
+                            "exact": _comparisons(dict(exact), BFCL_COMPARISONS, order, seed)},
+            "per_item": per_item}
+
+
+def score(data: Dataset, records: list[dict[str, Any]], *, seed: int = 0,
+          limits: Limits | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if data.humaneval:
+        out["humaneval"] = _score_humaneval(data, records, limits or Limits(), seed)
+    if data.bfcl:
+        out["bfcl"] = _score_bfcl(data, records, seed)
+    return out
