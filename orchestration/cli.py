@@ -210,6 +210,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .benchmark import markdown, plot, run_bench
+
+    settings = _settings(args)
+    preload_openblas(settings.blas)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = anyio.run(lambda: run_bench(settings, reps=args.reps, max_tokens=args.max_tokens,
+                                             sections=args.sections, tool_items=args.tool_items))
+    except ValueError as e:
+        raise MageError(str(e)) from e
+    result["command"] = "mageagent " + shlex.join(args.argv)
+    png = None
+    if "patterns" in result and not args.no_plot and plot(result, out / "bench.png"):
+        png = "bench.png"
+    report = markdown(result, png)
+    (out / "bench.json").write_text(json.dumps(result, indent=1))
+    (out / "bench.md").write_text(report)
+    _out(result, args.json, report)
+    return 0
+
+
 # -- eval ----------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     import anyio
@@ -290,6 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     v.add_argument("--port", type=int, default=3457)
     v.set_defaults(fn=cmd_serve)
+    b = sub.add_parser("bench", help="speed and memory: pattern latency, overhead, extraction, MCP, memory")
+    from .benchmark import SECTIONS, TOOL_TABLE
+
+    b.add_argument("--reps", type=int, default=3, help="repetitions (median and min-max are reported)")
+    b.add_argument("--max-tokens", type=int, default=48, help="answer budget of the fixed prompt")
+    b.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    b.add_argument("--tool-items", type=int, default=len(TOOL_TABLE), help="requests of the extraction table")
+    b.add_argument("--out", default="bench-runs/latest", help="directory for bench.json, bench.md, bench.png")
+    b.add_argument("--no-plot", action="store_true", help="skip the PNG (needs matplotlib)")
+    b.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    b.set_defaults(fn=cmd_bench)
+
     e = sub.add_parser("eval", help="quality: HumanEval and BFCL through the patterns, with confidence intervals")
     from .evaluation.data import BFCL_CATEGORIES
     from .evaluation.runner import DEFAULT_SYSTEMS, SYSTEMS

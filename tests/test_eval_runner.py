@@ -1,0 +1,126 @@
+"""The evaluation runner and scorer over the scripted fake: records, resume, re-score, A/B/judge/oracle, BFCL."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+
+import pytest
+
+from orchestration import cli
+from orchestration.errors import ConfigError
+from orchestration.evaluation.data import load_bfcl, load_humaneval
+from orchestration.evaluation.runner import Dataset, EvalConfig, read_records, run_eval
+from orchestration.evaluation.score import score
+from orchestration.testing import ScriptedBackend, fake_settings
+
+pytestmark = pytest.mark.anyio
+
+
+def _code(answer: str) -> str:
+    return f"Here it is:\n```python\n{answer}```\n"
+
+
+@pytest.fixture
+def data(eval_cache):
+    problem = load_humaneval(eval_cache, download=False)[0]  # has_close_elements
+    simple = [i for i in load_bfcl(eval_cache, "simple_python", download=False) if i.id == "simple_python_0"]
+    irrelevant = [i for i in load_bfcl(eval_cache, "irrelevance", download=False) if i.id == "irrelevance_0"]
+    return Dataset(humaneval=[problem], bfcl=simple + irrelevant)
+
+
+def _script(problem) -> ScriptedBackend:  # noqa: ANN001
+    good = _code(problem.prompt + problem.canonical_solution)
+    bad = _code(f"def {problem.entry_point}(numbers, threshold):\n    return False\n")
+    also_bad = _code(f"def {problem.entry_point}(numbers, threshold):\n    # comment\n    return False\n")
+    f = ScriptedBackend()
+    f.enqueue(good, model="primary-model")  # he-primary
+    f.enqueue(bad, model="primary-model").enqueue("FAIL: always False", model="validator-model")  # he-validated
+    f.enqueue(good, model="primary-model").enqueue("PASS", model="validator-model")
+    f.enqueue(good, model="primary-model").enqueue(bad, model="competitor-model")  # he-compete
+    f.enqueue("B: shorter", model="validator-model").enqueue("A: shorter", model="validator-model")
+    for text in (bad, good, also_bad):  # he-primary-k3: the majority (bad, same code) fails, one sample passes
+        f.enqueue(text, model="primary-model")
+    call = [{"tool": "calculate_triangle_area", "arguments": {"base": 10, "height": 5}}]
+    f.enqueue(call, model="tools-model")  # bfcl-tools on simple_python_0
+    f.enqueue("Sure! " + json.dumps(call[0]) + " is the call.", model="tools-model")  # bfcl-tools-free: lenient
+    f.enqueue([], model="tools-model")  # bfcl-tools on irrelevance_0: no call, right
+    f.enqueue("I cannot compute that.", model="tools-model")  # bfcl-tools-free: no JSON at all
+    return f
+
+
+CONFIG = EvalConfig(systems=["he-primary", "he-validated", "he-compete", "he-primary-k3", "bfcl-tools",
+                             "bfcl-tools-free"], limit=1)
+
+
+async def test_run_records_every_output_and_scores_them(data, tmp_path):
+    fake = _script(data.humaneval[0])
+    records = await run_eval(CONFIG, fake_settings(), tmp_path, data, say=lambda m: None, backends={"mlx": fake})
+    assert not fake.replies, "every scripted reply was used"
+    assert len(records) == 1 + 1 + 1 + 3 + 2 + 2
+    lines = read_records(tmp_path / "records.jsonl")
+    assert lines == records
+    free_fail = next(r for r in records if r["system"] == "bfcl-tools-free" and r["item"] == "irrelevance_0")
+    assert free_fail["error"] and free_fail["raw"] == "I cannot compute that." and free_fail["text"] is None
+    compete = next(r for r in records if r["system"] == "he-compete")
+    assert compete["judgement"]["pick"] == "B" and len(compete["judgement"]["verdicts"]) == 2
+
+    results = score(data, records)
+    he = results["humaneval"]["systems"]
+    assert he["he-primary"]["k"] == 1 and he["he-validated"]["k"] == 1
+    assert he["he-compete"]["k"] == 0  # the judge picked the wrong one ...
+    assert (he["he-compete:A"]["k"], he["he-compete:B"]["k"], he["he-compete:oracle"]["k"]) == (1, 0, 1)
+    assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1  # majority wrong, one right
+    c = results["humaneval"]["compete"]
+    assert c["position_consistency"]["k"] == 1
+    assert (c["first_shown_picked"]["k"], c["first_shown_picked"]["n"]) == (1, 2)
+    bf = results["bfcl"]["systems"]
+    assert (bf["bfcl-tools"]["valid"]["k"], bf["bfcl-tools"]["exact"]["k"]) == (2, 2)
+    assert (bf["bfcl-tools-free"]["valid"]["k"], bf["bfcl-tools-free"]["exact"]["k"]) == (1, 1)
+    cmp = {(x["a"], x["b"]): x for x in results["bfcl"]["comparisons"]["valid"]}
+    assert cmp[("bfcl-tools-free", "bfcl-tools")]["b_only"] == 1
+
+    # resumed: nothing is generated again
+    again = ScriptedBackend()
+    assert await run_eval(CONFIG, fake_settings(), tmp_path, data, say=lambda m: None,
+                          backends={"mlx": again}) == records
+    assert again.history == []
+
+
+async def test_resume_refuses_different_options(data, tmp_path):
+    await run_eval(EvalConfig(systems=["bfcl-tools"], limit=1, bfcl_categories=["irrelevance"]), fake_settings(),
+                   tmp_path, Dataset(bfcl=data.bfcl[1:]), say=lambda m: None,
+                   backends={"mlx": ScriptedBackend().enqueue([])})
+    with pytest.raises(ConfigError, match="different limit"):
+        await run_eval(EvalConfig(systems=["bfcl-tools"], limit=2), fake_settings(), tmp_path, data,
+                       say=lambda m: None, backends={"mlx": ScriptedBackend()})
+
+
+def test_unknown_system_and_category_are_refused():
+    with pytest.raises(ConfigError, match="unknown system"):
+        EvalConfig(systems=["he-best"]).check()
+    with pytest.raises(ConfigError, match="unknown BFCL category"):
+        EvalConfig(bfcl_categories=["live"]).check()
+
+
+async def test_rescore_from_the_command_line_reads_only_records(data, tmp_path, eval_cache, monkeypatch):
+    cfg = CONFIG.model_copy(update={"limit": 1, "seed": 0})
+    # the same selection the command line makes from --limit 1 --seed 0
+    from orchestration.evaluation.runner import select_items
+
+    chosen = select_items(cfg, eval_cache, download=False)
+    fake = _script(chosen.humaneval[0])
+    # BFCL items differ with the seed's draw: answer each with an empty array / no JSON
+    fake.replies = type(fake.replies)(list(fake.replies)[:12])
+    for _ in chosen.bfcl:
+        fake.enqueue([], model="tools-model").enqueue("no JSON here", model="tools-model")
+    await run_eval(cfg, fake_settings(), tmp_path, chosen, say=lambda m: None, backends={"mlx": fake})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(eval_cache.parent))
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert cli.main(["eval", "--out", str(tmp_path), "--rescore", "--no-download", "--json"]) == 0
+    doc = json.loads(buf.getvalue())
+    assert doc["results"]["humaneval"]["systems"]["he-compete:oracle"]["k"] == 1
+    assert (tmp_path / "report.md").read_text().startswith("# mageagent eval")
+    assert "he-primary-k3" in (tmp_path / "report.md").read_text()
