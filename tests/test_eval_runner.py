@@ -67,6 +67,7 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     assert compete["judgement"]["pick"] == "B" and len(compete["judgement"]["verdicts"]) == 2
 
     results = score(data, records)
+    assert results["humaneval"]["canonical_passed"] == 1
     he = results["humaneval"]["systems"]
     assert he["he-primary"]["k"] == 1 and he["he-validated"]["k"] == 1
     assert he["he-compete"]["k"] == 0  # the judge picked the wrong one ...

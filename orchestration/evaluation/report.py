@@ -44,7 +44,7 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
     he = results.get("humaneval")
     if he:
         lines += [f"## HumanEval ({he['n']} problems), pass@1", "",
-                  "| system | pass@1 [95% CI] | median s/problem | mean completion tokens | errors | what |",
+                  "| system | pass@1 [95% CI] | median s per problem | mean completion tokens per problem | errors | what |",
                   "|---|---|---|---|---|---|"]
         for name, s in he["systems"].items():
             lines.append(f"| {name} | {_rate(s)} | {s.get('seconds_median', '-')} | "
@@ -57,7 +57,8 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
                           f"{_rate(c['first_shown_picked'])} of the judging passes; A and B identical in "
                           f"{c['identical_candidates']}."]
         sb = he["sandbox"]
-        lines += ["", f"Candidates ran in a subprocess (`python -I`, empty environment, own session) with "
+        lines += ["", f"Harness check: the canonical solutions pass {he.get('canonical_passed', '?')}/{he['n']} in the "
+                      "same sandbox.", "", f"Candidates ran in a subprocess (`python -I`, empty environment, own session) with "
                       f"{sb['timeout_s']:.0f} s, {sb['memory_mb']} MB address space, {sb['file_mb']} MB files, "
                       f"{sb['open_files']} open files; network {'isolated (unshare -rn)' if sb['network_isolated'] else 'NOT isolated'}.",
                   "", "### Paired comparisons", "", *_CMP_HEAD, *_comparison_rows(he["comparisons"]), ""]

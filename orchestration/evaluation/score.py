@@ -46,11 +46,16 @@ def _rate(flags: list[bool]) -> dict[str, Any]:
 
 
 def _cost(recs: list[dict[str, Any]]) -> dict[str, Any]:
-    secs = [r["seconds"] for r in recs]
-    toks = [r.get("completion_tokens") or 0 for r in recs]
-    return {"seconds_median": round(statistics.median(secs), 2) if secs else None,
-            "seconds_total": round(sum(secs), 1), "completion_tokens_mean": round(statistics.mean(toks), 1)
-            if toks else None, "errors": sum(1 for r in recs if r.get("error"))}
+    """Per item (all of its samples together): median seconds and mean completion tokens; failed runs."""
+    secs: dict[str, float] = defaultdict(float)
+    toks: dict[str, int] = defaultdict(int)
+    for r in recs:
+        secs[r["item"]] += r["seconds"]
+        toks[r["item"]] += r.get("completion_tokens") or 0
+    return {"seconds_median": round(statistics.median(secs.values()), 2) if secs else None,
+            "seconds_total": round(sum(secs.values()), 1),
+            "completion_tokens_mean": round(statistics.mean(toks.values()), 1) if toks else None,
+            "errors": sum(1 for r in recs if r.get("error"))}
 
 
 def _comparisons(table: dict[str, dict[str, bool]], pairs: list[tuple[str, str]], items: list[str],
@@ -103,7 +108,6 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
                 oracle[task] = any(passes)
                 per_item.append({"item": task, "system": name, "passes": passes, "majority_sample": chosen})
             table[f"{name}:oracle"] = oracle
-            systems[f"{name}:oracle"] = {**_rate(list(oracle.values())), "description": "any of the samples passes"}
         else:
             for task, recs in items.items():
                 rec = recs[0]
@@ -123,6 +127,9 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         table[name] = flags
         all_recs = [r for recs in items.values() for r in recs]
         systems[name] = {**_rate(list(flags.values())), **_cost(all_recs), "description": spec.description}
+        if spec.samples > 1:
+            systems[f"{name}:oracle"] = {**_rate(list(table[f"{name}:oracle"].values())),
+                                         "description": f"any of the {spec.samples} samples passes"}
     if "he-compete" in by:
         judged = [r["judgement"] for recs in by["he-compete"].values() for r in recs if r.get("judgement")]
         two = [j for j in judged if len(j.get("verdicts", [])) == 2]
@@ -144,7 +151,9 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
                    "consistent": consistent, "first_shown_picked": _rate([s == "A" for s in shown]),
                    "identical_candidates": same}
     items = list(problems)
-    return {"n": len(items), "systems": systems, "compete": compete,
+    # The harness's own check: each problem's canonical solution must pass in the same sandbox.
+    canonical = sum(run(t, "```python\n" + p.prompt + p.canonical_solution + "```") for t, p in problems.items())
+    return {"n": len(items), "canonical_passed": canonical, "systems": systems, "compete": compete,
             "comparisons": _comparisons(table, HE_COMPARISONS, items, seed), "per_item": per_item,
             "sandbox": {**limits.model_dump(), "network_isolated": network_isolated()}}
 
