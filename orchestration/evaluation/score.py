@@ -177,6 +177,7 @@ def _score_bfcl(data: Dataset, records: list[dict[str, Any]], seed: int) -> dict
     items = {i.id: i for i in data.bfcl}
     valid: dict[str, dict[str, bool]] = defaultdict(dict)
     exact: dict[str, dict[str, bool]] = defaultdict(dict)
+    first: dict[str, dict[str, bool]] = defaultdict(dict)  # diagnostic: had only the first call been kept
     recs_by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     per_item = []
     for r in records:
@@ -189,6 +190,8 @@ def _score_bfcl(data: Dataset, records: list[dict[str, Any]], seed: int) -> dict
         # Irrelevance is stricter than BFCL's own rule: an undecodable output is an error for the host,
         # not an abstention, so only a valid empty array counts as "no call".
         exact[r["system"]][item.id] = result.correct and calls is not None
+        if item.category != "irrelevance":
+            first[r["system"]][item.id] = calls is not None and bfcl.check_calls(item, calls[:1]).correct
         recs_by[r["system"]].append(r)
         per_item.append({"item": item.id, "system": r["system"], "valid": calls is not None,
                          "correct": exact[r["system"]][item.id], "reason": result.reason if calls is not None
@@ -201,6 +204,7 @@ def _score_bfcl(data: Dataset, records: list[dict[str, Any]], seed: int) -> dict
             ids = [i for i in valid[name] if items[i].category == cat]
             by_cat[cat] = {"valid": _rate([valid[name][i] for i in ids]), "exact": _rate([exact[name][i] for i in ids])}
         systems[name] = {"valid": _rate(list(valid[name].values())), "exact": _rate(list(exact[name].values())),
+                         "exact_first_call_only": _rate(list(first[name].values())),
                          "by_category": by_cat, **_cost(recs_by[name]), "description": SYSTEMS[name].description}
     order = list(items)
     return {"n": len(items), "categories": {c: sum(1 for i in items.values() if i.category == c) for c in categories},
