@@ -68,7 +68,8 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
         lines += [f"## BFCL ({bf['n']} items: {cats})", "",
                   "Valid = a call array that parses and matches the tools' schemas (an empty array is valid). "
                   "Exact = the project's checker agrees with a possible answer (irrelevance: a valid empty array).",
-                  "", "'First call only' is a diagnostic: the exact rate on the calling categories had every output been "
+                  "", "'First call only' is a diagnostic: the exact rate on the calling categories had every "
+                  "output been "
                   "cut to its first call (the embedded model often repeats a call when allowed several).",
                   "", "| system | valid [95% CI] | exact [95% CI] | " +
                   " | ".join(f"exact: {k}" for k in bf["categories"]) + " | first call only | median s/item | errors "
