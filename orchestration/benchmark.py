@@ -11,8 +11,8 @@ Sections (all by default):
   the same call on the engine directly;
 - http: a warm call through ``mageagent serve`` (the OpenAI-compatible API) against the engine directly;
 - remote: primary on ``mlx_lm.server`` (an OpenAI-compatible backend) against in-process, same model;
-- memory: peak resident memory of a fresh process running compete on each profile against the sum of the
-  sizes of the models it loaded.
+- memory: peak resident memory of a fresh process running compete (short answers) on each memory profile
+  against the sum of the sizes of the models it loaded.
 """
 
 from __future__ import annotations
@@ -291,7 +291,8 @@ async def _remote(settings: Settings, reps: int) -> dict[str, Any]:
 
 # -- memory ----------------------------------------------------------------------------------------------
 def memory_probe(roles: dict[str, str], max_tokens: int) -> dict[str, Any]:
-    """Run compete once on these role models in a fresh process; its peak RSS and the loaded models' sizes."""
+    """Run compete once (A, B, judge: every distinct model of these roles loads) in a fresh process, with short
+    answers (the weights dominate); its peak RSS and the sizes of the models it loaded."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAGEAGENT_ROLES__")}
     for role, model in roles.items():
         env[f"MAGEAGENT_ROLES__{role.upper()}__MODEL"] = model
@@ -300,8 +301,8 @@ def memory_probe(roles: dict[str, str], max_tokens: int) -> dict[str, Any]:
             "from orchestration.engine import Engine\nfrom orchestration.settings import load_settings\n"
             "from orchestration.types import PatternRequest\n"
             "e = Engine(load_settings())\n"
-            f"anyio.run(e.run, 'compete', PatternRequest(prompt={PROMPT!r}, max_tokens={max_tokens}, "
-            "extraction='always', temperature=0.0))\n"
+            f"anyio.run(e.run, 'compete', PatternRequest(prompt={PROMPT!r}, max_tokens={min(16, max_tokens)}, "
+            "extraction='never', temperature=0.0))\n"
             "loaded = {k: v for k, v in ((x.model, x.size_gb) for b in e.backends.values() for x in b.state() "
             "if x.loaded)}\n"
             "sys.stderr.write('MEMORY ' + json.dumps({'loaded': loaded}) + '\\n')\n"
