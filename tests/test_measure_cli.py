@@ -13,7 +13,7 @@ pytestmark = pytest.mark.real_model
 
 def test_eval_tiny_subset_end_to_end(tmp_path, eval_cache):
     out = tmp_path / "run"
-    p = mageagent("eval", "--limit", "1", "--seed", "3", "--max-tokens", "24", "--bfcl-categories", "simple_python",
+    p = mageagent("eval", "--limit", "2", "--seed", "3", "--max-tokens", "24", "--bfcl-categories", "simple_python",
                   "--systems", "he-primary", "bfcl-tools", "bfcl-tools-free", "--out", str(out), "--json", "-q",
                   timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -21,16 +21,18 @@ def test_eval_tiny_subset_end_to_end(tmp_path, eval_cache):
     records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
     assert {(r["suite"], r["system"]) for r in records} == {("humaneval", "he-primary"), ("bfcl", "bfcl-tools"),
                                                              ("bfcl", "bfcl-tools-free")}
-    he = next(r for r in records if r["system"] == "he-primary")
-    assert he["text"] and he["steps"][0]["completion_tokens"] <= 24 and he["error"] is None
-    tools = next(r for r in records if r["system"] == "bfcl-tools")
-    assert tools["error"] is None, tools["error"]  # constrained extraction always yields a valid array
+    assert len(records) == 2 * 3
+    for he in (r for r in records if r["system"] == "he-primary"):
+        assert he["text"] and he["steps"][0]["completion_tokens"] <= 24 and he["error"] is None
+    for tools in (r for r in records if r["system"] == "bfcl-tools"):
+        assert tools["error"] is None, tools["error"]  # constrained extraction always yields a valid array
     res = doc["results"]
-    assert res["humaneval"]["n"] == 1 and res["humaneval"]["systems"]["he-primary"]["n"] == 1
-    assert res["bfcl"]["systems"]["bfcl-tools"]["valid"]["k"] == 1
-    assert doc["config"]["command"].startswith("mageagent eval --limit 1")
+    assert res["humaneval"]["n"] == 2 and res["humaneval"]["systems"]["he-primary"]["n"] == 2
+    assert res["humaneval"]["canonical_passed"] == 2
+    assert res["bfcl"]["systems"]["bfcl-tools"]["valid"]["k"] == 2
+    assert doc["config"]["command"].startswith("mageagent eval --limit 2")
     report = (out / "report.md").read_text()
-    assert "## HumanEval (1 problems)" in report and "## BFCL (1 items" in report
+    assert "## HumanEval (2 problems)" in report and "## BFCL (2 items" in report
     # re-scoring reads the records only and gives the same numbers
     again = mageagent("eval", "--out", str(out), "--rescore", "--no-download", "--json")
     assert again.returncode == 0, again.stderr[-2000:]
