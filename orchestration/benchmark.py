@@ -305,17 +305,26 @@ def memory_probe(roles: dict[str, str], max_tokens: int) -> dict[str, Any]:
             "extraction='never', temperature=0.0))\n"
             "loaded = {k: v for k, v in ((x.model, x.size_gb) for b in e.backends.values() for x in b.state() "
             "if x.loaded)}\n"
-            "sys.stderr.write('MEMORY ' + json.dumps({'loaded': loaded}) + '\\n')\n"
+            "hwm = None\n"
+            "try:\n"
+            "    hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+            "except OSError:\n"
+            "    import resource\n"
+            "    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+            "sys.stderr.write('MEMORY ' + json.dumps({'loaded': loaded, 'hwm_kib': hwm}) + '\\n')\n"
             "e.close()\n")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read() if proc.stderr else ""
+    err = proc.communicate()[1] or ""
+    status = proc.returncode
     line = next((ln for ln in err.splitlines() if ln.startswith("MEMORY ")), None)
-    if os.waitstatus_to_exitcode(status) != 0 or line is None:
+    if status != 0 or line is None:
         raise RuntimeError(f"memory probe failed: {err[-600:]}")
-    loaded = json.loads(line[7:])["loaded"]
-    peak_gb = usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is in KiB on Linux
+    doc = json.loads(line[7:])
+    loaded = doc["loaded"]
+    # The child's own high-water mark (VmHWM), read by the child: a parent's ru_maxrss for a child counts the
+    # parent's resident memory at fork time (Linux keeps it across exec), which hid every difference here.
+    peak_gb = doc["hwm_kib"] * 1024 / 1e9
     models_gb = sum(v or 0.0 for v in loaded.values())
     return {"roles": roles, "loaded_models": loaded, "models_gb": round(models_gb, 3), "peak_rss_gb": round(peak_gb, 3),
             "ratio": round(peak_gb / models_gb, 2) if models_gb else None}
@@ -375,7 +384,7 @@ async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, 
 
 
 def markdown(r: dict[str, Any], png: str | None = None) -> str:
-    lines = ["# mageagent bench", "",
+    lines = ["# mageagent bench", "", f"command: `{r.get('command', 'mageagent bench')}`", "",
              f"profile {r['profile']} ({', '.join(f'{k}={v}' for k, v in r['roles'].items())}); BLAS "
              f"{r['blas'].get('library') or 'bundled'}; {r['cpu_count']} CPUs; max_tokens {r['max_tokens']}; "
              f"{r['reps']} repetitions (median, min-max)", ""]

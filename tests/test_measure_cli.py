@@ -64,10 +64,14 @@ def test_bench_sections_end_to_end(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_memory_probe_counts_a_shared_model_once():
+def test_memory_probe_counts_a_shared_model_once_and_sees_the_difference():
     from orchestration.benchmark import memory_probe
 
     r = memory_probe({role: "embedded" for role in ("primary", "competitor", "validator", "tools")}, 4)
     assert list(r["loaded_models"]) == ["embedded"]
     assert 0.3 < r["models_gb"] < 1.0
     assert r["peak_rss_gb"] > r["models_gb"]  # the weights are resident, plus Python, MLX and the KV cache
+    q4 = memory_probe({role: "embedded-q4" for role in ("primary", "competitor", "validator", "tools")}, 4)
+    assert list(q4["loaded_models"]) == ["embedded-q4"] and q4["models_gb"] < r["models_gb"]
+    # each probe's own peak: the 4-bit copy is ~0.4 GB smaller, and the bench process's memory is not counted
+    assert q4["peak_rss_gb"] < r["peak_rss_gb"] - 0.2
