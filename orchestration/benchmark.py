@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .settings import ROLES, Settings
+from .settings import ROLES, Settings, derive
 
 __all__ = ["SECTIONS", "MEMORY_PROFILES", "run_bench", "markdown", "plot", "memory_probe"]
 
@@ -55,9 +55,16 @@ MEMORY_PROFILES: dict[str, dict[str, str]] = {
 }
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(values), 3), "min_s": round(min(values), 3),
-            "max_s": round(max(values), 3), "n": len(values)}
+# The short call of the mcp, http and remote sections.
+_SMALL = {"prompt": "Say hello in one short sentence.", "max_tokens": 16}
+
+
+def _spread(values: list[float], suffix: str = "_s") -> dict[str, Any] | None:
+    """Median, min, max and count (keys end in ``suffix``; seconds by default); None for no values."""
+    if not values:
+        return None
+    return {f"median{suffix}": round(statistics.median(values), 3), f"min{suffix}": round(min(values), 3),
+            f"max{suffix}": round(max(values), 3), "n": len(values)}
 
 
 def _say(message: str) -> None:
@@ -94,12 +101,12 @@ async def _patterns(engine: Any, reps: int, max_tokens: int, overhead: bool) -> 
         out["patterns"][p] = {**_spread(times[p]), "ratio_to_primary": round(statistics.median(times[p]) / base, 3),
                               "seed_ratio": SEED_RATIOS.get(p), "steps": step_medians}
     if overhead:
-        out["overhead"] = await _overhead(engine, times, steps, reps)
+        out["overhead"] = await _overhead(engine, times, steps)
     return out
 
 
-async def _overhead(engine: Any, times: dict[str, list[float]], steps: dict[str, list[list[dict[str, Any]]]],
-                    reps: int) -> dict[str, Any]:
+async def _overhead(engine: Any, times: dict[str, list[float]],
+                    steps: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:
     """Wall time of each pattern run against plain mlx-lm for the same token counts, per run, then medians."""
     res = {}
     for p in PATTERNS:
@@ -163,15 +170,8 @@ async def _tools(engine: Any, items: int) -> dict[str, Any]:
     return {"items": n, "valid_rate_constrained": round(valid["constrained"] / n, 3),
             "valid_rate_unconstrained": round(valid["unconstrained"] / n, 3),
             "expected_tool_accuracy": round(hits / n, 3),
-            "tps_constrained": _stats(tps["constrained"]), "tps_unconstrained": _stats(tps["unconstrained"]),
-            "mask_ms_per_token": _stats([1000 * m for m in masks]), "table": rows}
-
-
-def _stats(values: list[float]) -> dict[str, Any] | None:
-    if not values:
-        return None
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "n": len(values)}
+            "tps_constrained": _spread(tps["constrained"], ""), "tps_unconstrained": _spread(tps["unconstrained"], ""),
+            "mask_ms_per_token": _spread([1000 * m for m in masks], ""), "table": rows}
 
 
 # -- MCP -------------------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ async def _mcp(engine: Any, reps: int, config: str | None) -> dict[str, Any]:
 
     from .types import PatternRequest
 
-    call = PatternRequest(prompt="Say hello in one short sentence.", max_tokens=16, temperature=0.0)
+    call = PatternRequest(**_SMALL, temperature=0.0)
     direct = []
     await engine.run("primary", call)
     for _ in range(reps):
@@ -216,9 +216,6 @@ async def _mcp(engine: Any, reps: int, config: str | None) -> dict[str, Any]:
 
 
 # -- HTTP API and a remote backend ----------------------------------------------------------------------
-_SMALL = {"prompt": "Say hello in one short sentence.", "max_tokens": 16}
-
-
 async def _http(reps: int, config: str | None) -> dict[str, Any]:
     import httpx2
 
@@ -261,16 +258,14 @@ async def _remote(settings: Settings, reps: int) -> dict[str, Any]:
     port = free_port()
     proc = subprocess.Popen(mlx_lm_server_command(str(model_dir), port), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    call = PatternRequest(prompt=_SMALL["prompt"], max_tokens=_SMALL["max_tokens"], temperature=0.0)
+    call = PatternRequest(**_SMALL, temperature=0.0)
     res: dict[str, Any] = {}
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
         remote_roles = {"primary": {"model": str(model_dir), "backend": "openai", "structured_output": "none",
                                     "base_url": f"http://127.0.0.1:{port}/v1"}}
         for name, roles in (("in_process", {}), ("mlx_lm_server", remote_roles)):
-            data = settings.model_dump()
-            data["roles"] = {**data["roles"], **{r: {**data["roles"][r], **v} for r, v in roles.items()}}
-            eng = Engine(Settings.model_validate(data))
+            eng = Engine(derive(settings, {"roles": roles}))
             try:
                 await eng.run("primary", call)  # load
                 ts = []
@@ -303,9 +298,7 @@ def memory_probe(roles: dict[str, str], max_tokens: int) -> dict[str, Any]:
             "e = Engine(load_settings())\n"
             f"anyio.run(e.run, 'compete', PatternRequest(prompt={PROMPT!r}, max_tokens={min(16, max_tokens)}, "
             "extraction='never', temperature=0.0))\n"
-            "loaded = {k: v for k, v in ((x.model, x.size_gb) for b in e.backends.values() for x in b.state() "
-            "if x.loaded)}\n"
-            "hwm = None\n"
+            "loaded = dict((x.model, x.size_gb) for b in e.backends.values() for x in b.state() if x.loaded)\n"
             "try:\n"
             "    hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
             "except OSError:\n"
@@ -355,6 +348,7 @@ async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, 
     bad = [s for s in chosen if s not in SECTIONS]
     if bad:
         raise ValueError(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
+    config = str(settings.config_file) if settings.config_file else None  # for the server subprocesses
     run_settings = settings.model_copy(update={"extraction_max_string": 64, "extraction_max_calls": 2})
     engine = Engine(run_settings)
     out: dict[str, Any] = {"profile": settings.profile, "roles": {r: c.model for r, c in settings.roles.items()},
@@ -366,11 +360,10 @@ async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, 
         if "tools" in chosen:
             out["tools"] = await _tools(engine, tool_items)
         if "mcp" in chosen:
-            out["mcp"] = await _mcp(engine, reps, str(settings.config_file) if settings.config_file else None)
+            out["mcp"] = await _mcp(engine, reps, config)
         out["models"] = [s.model_dump(mode="json") for b in engine.backends.values() for s in b.state()]
     finally:
         engine.close()
-    config = str(settings.config_file) if settings.config_file else None
     if "http" in chosen:
         out["http"] = await _http(reps, config)
         if "mcp" in out:

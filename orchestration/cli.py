@@ -241,7 +241,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import anyio
 
     from .evaluation.report import markdown
-    from .evaluation.runner import EvalConfig, read_records, run_eval, select_items
+    from .evaluation.runner import EvalConfig, run_eval, select_items, selected_records
     from .evaluation.score import score
 
     settings = _settings(args)
@@ -252,8 +252,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise MageError(f"{run_file} not found: --rescore needs the directory of an earlier run")
         config = EvalConfig.model_validate_json(run_file.read_text())
         data = select_items(config, settings.cache_dir, download=not args.no_download)
-        wanted = {(s, i) for s in config.suites() for i in data.ids(s)}
-        records = [r for r in read_records(out / "records.jsonl") if (r["suite"], r["item"]) in wanted]
+        records = selected_records(out / "records.jsonl", config, data)
     else:
         config = EvalConfig(systems=args.systems, limit=args.limit, seed=args.seed, max_tokens=args.max_tokens,
                             bfcl_categories=args.bfcl_categories,

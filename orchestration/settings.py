@@ -30,6 +30,7 @@ __all__ = [
     "Settings",
     "PROFILES",
     "load_settings",
+    "derive",
     "default_cache_dir",
     "default_memory_budget_gb",
 ]
@@ -237,6 +238,15 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def derive(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """A copy of ``settings`` with nested ``overrides`` merged in (e.g. {"roles": {"tools": {"model": ...}}}),
+    validated like any settings."""
+    try:
+        return Settings.model_validate(_merge(settings.model_dump(), overrides))
+    except ValidationError as e:
+        raise ConfigError(f"invalid settings overrides {dict(overrides)}: {e}") from e
 
 
 def _has_path(data: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:

@@ -7,8 +7,8 @@ run resumes where it stopped and a finished one can be re-scored (``score.py``) 
 
 from __future__ import annotations
 
+import copy
 import json
-import logging
 import random
 import sys
 import time
@@ -20,15 +20,14 @@ from pydantic import BaseModel, Field
 
 from ..backend import Backend
 from ..errors import ConfigError, MageError
-from ..settings import ROLES, Settings
+from ..settings import ROLES, Settings, derive
 from ..types import PatternRequest
 from . import bfcl, humaneval
 from .data import BFCL_CATEGORIES, PACKAGES, BfclItem, HumanEvalProblem, load_bfcl, load_humaneval
 
 __all__ = ["System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
-           "read_records"]
+           "read_records", "selected_records"]
 
-log = logging.getLogger(__name__)
 Suite = Literal["humaneval", "bfcl"]
 _Q4 = {"roles": {r: {"model": "embedded-q4"} for r in ROLES}}
 
@@ -131,6 +130,12 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def selected_records(path: Path, config: EvalConfig, data: Dataset) -> list[dict[str, Any]]:
+    """The records in ``path`` of the selection's items and the config's systems."""
+    wanted = {(s, i) for s in config.suites() for i in data.ids(s)}
+    return [r for r in read_records(path) if (r["suite"], r["item"]) in wanted and r["system"] in config.systems]
+
+
 def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
     return r["suite"], r["item"], r["system"], r["sample"]
 
@@ -189,19 +194,18 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     done = {_key(r) for r in read_records(records_path)}
     common = {"temperature": 0.0, "max_tokens": config.max_tokens,
               "extraction_max_string": config.extraction_max_string}
-    root = Engine(base.model_copy(update=common), backends=backends)
+    root = Engine(derive(base, common), backends=backends)
     engines: dict[str, Engine] = {}
 
     def engine_for(system: System, sample: int) -> Engine:
-        overrides = json.loads(json.dumps(system.overrides))
+        overrides = copy.deepcopy(system.overrides)
         if system.samples > 1:  # each sample its own seed, on every role
             overrides.setdefault("roles", {})
             for r in ROLES:
                 overrides["roles"].setdefault(r, {})["seed"] = config.sample_seed + sample
         key = json.dumps(overrides, sort_keys=True)
         if key not in engines:
-            data_ = _merge(base.model_dump(), {**common, **overrides})
-            engines[key] = Engine(Settings.model_validate(data_), backends=root.backends)
+            engines[key] = Engine(derive(base, {**common, **overrides}), backends=root.backends)
         return engines[key]
 
     systems = [SYSTEMS[n] for n in config.systems]
@@ -210,8 +214,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
             for suite in config.suites():
                 items = data.humaneval if suite == "humaneval" else data.bfcl
                 chosen = [s for s in systems if s.suite == suite]
-                for i, item in enumerate(items, 1):
-                    item_id = item.task_id if suite == "humaneval" else item.id
+                for i, (item_id, item) in enumerate(zip(data.ids(suite), items), 1):
                     for system in chosen:
                         for sample in range(system.samples):
                             if (suite, item_id, system.name, sample) in done:
@@ -231,13 +234,4 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
                                 f"{rec['seconds']:.1f}s")
     finally:
         root.close()
-    wanted = {(s, i) for s in config.suites() for i in data.ids(s)}
-    return [r for r in read_records(records_path) if (r["suite"], r["item"]) in wanted and r["system"] in
-            config.systems]
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return selected_records(records_path, config, data)

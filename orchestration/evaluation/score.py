@@ -6,10 +6,12 @@ comparison) without generating again.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
+from ..errors import ModelOutputError
 from ..tools.extract import parse_calls
 from ..types import ToolCall
 from . import bfcl, humaneval
@@ -73,15 +75,14 @@ def _comparisons(table: dict[str, dict[str, bool]], pairs: list[tuple[str, str]]
 # -- HumanEval ---------------------------------------------------------------------------------------------
 def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limits, seed: int) -> dict[str, Any]:
     problems = {p.task_id: p for p in data.humaneval}
-    cache: dict[tuple[str, str], dict[str, Any]] = {}
+    passed: dict[tuple[str, str], bool] = {}  # each distinct candidate runs once
 
     def run(task: str, text: str | None) -> bool:
         if not text:
             return False
-        if (task, text) not in cache:
-            o = humaneval.check(problems[task], text, limits)
-            cache[(task, text)] = {"status": o.status, "stderr": o.stderr[-200:]}
-        return cache[(task, text)]["status"] == "passed"
+        if (task, text) not in passed:
+            passed[(task, text)] = humaneval.check(problems[task], text, limits).status == "passed"
+        return passed[(task, text)]
 
     by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -101,9 +102,10 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
                 if len(recs) < spec.samples:
                     continue  # an unfinished item is not scored
                 passes = [run(task, r["text"]) for r in recs]
-                votes = Counter(humaneval.normalize_code(r["text"] or "") for r in recs)
+                codes = [humaneval.normalize_code(r["text"] or "") for r in recs]
+                votes = Counter(codes)
                 top = max(votes.values())
-                chosen = next(i for i, r in enumerate(recs) if votes[humaneval.normalize_code(r["text"] or "")] == top)
+                chosen = next(i for i, code in enumerate(codes) if votes[code] == top)  # ties: the earliest
                 flags[task] = passes[chosen]
                 oracle[task] = any(passes)
                 per_item.append({"item": task, "system": name, "passes": passes, "majority_sample": chosen})
@@ -133,7 +135,6 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
     if "he-compete" in by:
         judged = [r["judgement"] for recs in by["he-compete"].values() for r in recs if r.get("judgement")]
         two = [j for j in judged if len(j.get("verdicts", [])) == 2]
-        consistent = sum(1 for j in two if j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"])
         firsts = [j["verdicts"][0].get("shown_pick", j["verdicts"][0]["pick"]) for j in judged if j.get("verdicts")]
         seconds = [j["verdicts"][1]["shown_pick"] for j in two]
         shown = firsts + seconds
@@ -148,7 +149,7 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         compete = {"judged": len(judged), "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
                    "position_consistency": _rate([j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"]
                                                   for j in two]),
-                   "consistent": consistent, "first_shown_picked": _rate([s == "A" for s in shown]),
+                   "first_shown_picked": _rate([s == "A" for s in shown]),
                    "identical_candidates": same}
     items = list(problems)
     # The harness's own check: each problem's canonical solution must pass in the same sandbox.
@@ -163,13 +164,10 @@ def _calls_of(rec: dict[str, Any], item: BfclItem) -> list[ToolCall] | None:
     """The record's calls, re-validated against the item's tools (None: no valid call array)."""
     if rec.get("error") or rec.get("tool_calls") is None:
         return None
-    tools = bfcl.tool_definitions(item)
-    import json
-
     try:
         return parse_calls(json.dumps([{"tool": c["tool"], "arguments": c["arguments"]}
-                                       for c in rec["tool_calls"]]), tools)
-    except Exception:  # noqa: BLE001 - any failure to re-validate is an invalid output
+                                       for c in rec["tool_calls"]]), bfcl.tool_definitions(item))
+    except (ModelOutputError, KeyError, TypeError):  # a record that no longer validates is an invalid output
         return None
 
 
