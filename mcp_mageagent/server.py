@@ -20,7 +20,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from orchestration.blas import preload_openblas
+from orchestration.models.blas import preload_openblas
 from orchestration.cli import trace_line
 from orchestration.engine import Engine
 from orchestration.errors import MageError, ModelNotFoundError, PatternError

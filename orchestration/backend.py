@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from .pool import ModelSpec, ModelState
+from .models.pool import ModelSpec, ModelState
 from .types import Chunk, Completion, GenerationRequest
 
 __all__ = ["OnChunk", "Backend", "generate"]

@@ -246,7 +246,7 @@ async def _http(reps: int, config: str | None) -> dict[str, Any]:
 
 async def _remote(settings: Settings, reps: int) -> dict[str, Any]:
     """The primary role in-process versus on mlx_lm.server (same model directory, same request)."""
-    from .embedded import VARIANTS, embedded_dir
+    from .models.smollm2 import VARIANTS, embedded_dir
     from .engine import Engine
     from .testing import free_port, mlx_lm_server_command, wait_http
     from .types import PatternRequest
@@ -292,7 +292,7 @@ def memory_probe(roles: dict[str, str], max_tokens: int) -> dict[str, Any]:
     for role, model in roles.items():
         env[f"MAGEAGENT_ROLES__{role.upper()}__MODEL"] = model
     code = ("import json, sys, anyio\n"
-            "from orchestration.blas import preload_openblas\npreload_openblas()\n"
+            "from orchestration.models.blas import preload_openblas\npreload_openblas()\n"
             "from orchestration.engine import Engine\nfrom orchestration.settings import load_settings\n"
             "from orchestration.types import PatternRequest\n"
             "e = Engine(load_settings())\n"
@@ -339,7 +339,7 @@ def _memory(max_tokens: int, reps: int) -> dict[str, Any]:
 # -- driver ----------------------------------------------------------------------------------------------
 async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, sections: list[str] | None = None,
                     tool_items: int = len(TOOL_TABLE)) -> dict[str, Any]:
-    from .blas import blas_status
+    from .models.blas import blas_status
     from .engine import Engine
 
     if reps < 1:

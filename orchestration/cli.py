@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .blas import blas_status, preload_openblas
+from .models.blas import blas_status, preload_openblas
 from .errors import MageError
 from .settings import Settings, load_settings
 
@@ -116,7 +116,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_setup(args: argparse.Namespace) -> int:
     settings = _settings(args)
     preload_openblas(settings.blas)
-    from .embedded import setup
+    from .models.smollm2 import setup
 
     report = setup(settings.cache_dir, settings.models_dir, download=not args.no_download, force=args.force)
     lines = [f"GGUF: {report.gguf} ({report.gguf_origin})"]
@@ -158,7 +158,7 @@ def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
             add(mod, True, "importable")
         except Exception as e:  # same: report, don't crash the doctor
             add(mod, False, str(e), f"pip install {mod.replace('_', '-')}")
-    from .embedded import find_gguf
+    from .models.smollm2 import find_gguf
 
     found = find_gguf(settings.cache_dir)
     add("embedded GGUF", found is not None, str(found[0]) if found else "not found", "run `mageagent setup`")

@@ -12,7 +12,7 @@ from .context import OnProgress, RunContext
 from .errors import ConfigError, MageError, RequestError
 from .patterns import PATTERNS, PatternFn
 from .patterns.custom import make_custom
-from .pool import GB
+from .models.pool import GB
 from .settings import ROLES, Settings
 from .types import PatternRequest, PatternResult
 
@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 
 def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, Backend]:
-    from .mlx_backend import MLXBackend
+    from .models.mlx_backend import MLXBackend
 
     backends: dict[str, Backend] = {
         "mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download)}
     for cfg in settings.roles.values():
         if cfg.backend == "openai" and cfg.backend_key not in backends:
-            from .openai_backend import OpenAIBackend
+            from .models.openai_backend import OpenAIBackend
 
             key = env.get(cfg.api_key_env) if cfg.api_key_env else None
             if cfg.api_key_env and not key:

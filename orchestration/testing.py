@@ -17,7 +17,7 @@ import anyio
 
 from .backend import OnChunk
 from .errors import ModelNotFoundError
-from .pool import ModelSpec, ModelState
+from .models.pool import ModelSpec, ModelState
 from .settings import Settings, load_settings
 from .types import Chunk, Completion, GenerationRequest
 

@@ -4,7 +4,7 @@
 never does (use `mcp-mageagent` or `python -m mcp_mageagent` everywhere else).
 """
 
-from orchestration.blas import preload_openblas
+from orchestration.models.blas import preload_openblas
 from orchestration.settings import load_settings
 
 settings = load_settings()

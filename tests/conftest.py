@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.blas import preload_openblas
+from orchestration.models.blas import preload_openblas
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -14,7 +14,7 @@ def pytest_configure(config: pytest.Config) -> None:
     preload_openblas("auto")
 
 
-from orchestration import mlx_backend  # noqa: E402
+from orchestration.models import mlx_backend  # noqa: E402
 from orchestration.settings import Settings, load_settings
 
 
@@ -38,7 +38,7 @@ def real_settings() -> Settings:
     """The embedded profile from the user's cache (prepared by `mageagent setup` in the test command)."""
     settings = load_settings(env={}, max_tokens=24, temperature=0.0, extraction_max_string=48,
                              extraction_max_calls=2)
-    from orchestration.embedded import VARIANTS, embedded_dir
+    from orchestration.models.smollm2 import VARIANTS, embedded_dir
 
     path = embedded_dir(settings.models_dir, VARIANTS["embedded"])
     if not (path / "config.json").exists():
@@ -48,7 +48,7 @@ def real_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def real_engine(real_settings: Settings):  # noqa: ANN201
-    from orchestration.blas import preload_openblas
+    from orchestration.models.blas import preload_openblas
 
     preload_openblas(real_settings.blas)
     from orchestration.engine import Engine

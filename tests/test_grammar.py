@@ -19,7 +19,7 @@ pytestmark = pytest.mark.real_model  # needs the prepared tokenizer.json
 def lltok(real_settings):  # noqa: ANN001, ANN201
     import llguidance
 
-    from orchestration.embedded import embedded_dir
+    from orchestration.models.smollm2 import embedded_dir
 
     text = (embedded_dir(real_settings.models_dir, "dense") / "tokenizer.json").read_text()
     return llguidance.LLTokenizer(text, eos_token=2)

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from orchestration.errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
-from orchestration.openai_backend import OpenAIBackend
+from orchestration.models.openai_backend import OpenAIBackend
 from orchestration.settings import load_settings
 from orchestration.engine import Engine
 from orchestration.errors import ConfigError

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from orchestration.errors import ModelLoadError
-from orchestration.pool import GB, ModelPool, ModelSpec
+from orchestration.models.pool import GB, ModelPool, ModelSpec
 
 
 class Loader:

@@ -44,7 +44,7 @@ def random_model_dir(tmp_path_factory: pytest.TempPathFactory, real_settings) ->
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
 
-    from orchestration.embedded import embedded_dir
+    from orchestration.models.smollm2 import embedded_dir
 
     src = embedded_dir(real_settings.models_dir, "dense")
     out = tmp_path_factory.mktemp("random-llama")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.convert import build_tokenizer_json, unpermute_rows
+from orchestration.models.convert import build_tokenizer_json, unpermute_rows
 from orchestration.engine import Engine
 from orchestration.patterns import PATTERNS
 from orchestration.tools.catalogue import SEED_TOOLS
@@ -18,7 +18,7 @@ DATA = Path(__file__).parent / "data" / "smollm2-token-ids.json"
 
 
 def _gguf(settings) -> Path:  # noqa: ANN001
-    from orchestration.embedded import find_gguf
+    from orchestration.models.smollm2 import find_gguf
 
     found = find_gguf(settings.cache_dir)
     assert found is not None, "run `mageagent setup`"
@@ -41,7 +41,7 @@ def test_tokenizer_matches_llama_cpp_ids(real_settings) -> None:  # noqa: ANN001
 def test_converted_tokenizer_in_model_dir_matches_too(real_settings) -> None:  # noqa: ANN001
     from mlx_lm.tokenizer_utils import load as load_tokenizer
 
-    from orchestration.embedded import embedded_dir
+    from orchestration.models.smollm2 import embedded_dir
 
     tok = load_tokenizer(embedded_dir(real_settings.models_dir, "dense"))
     for text, ids in json.loads(DATA.read_text()):
@@ -53,7 +53,7 @@ def test_converted_tokenizer_in_model_dir_matches_too(real_settings) -> None:  #
 
 def test_unpermute_is_equivalent_to_traditional_rope(real_settings, real_engine: Engine) -> None:  # noqa: ANN001
     """Our un-permuted rows with split-half RoPE give the same logits as GGUF rows with traditional RoPE."""
-    from orchestration.embedded import embedded_dir
+    from orchestration.models.smollm2 import embedded_dir
 
     path = embedded_dir(real_settings.models_dir, "dense")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from orchestration.embedded import embedded_dir
+from orchestration.models.smollm2 import embedded_dir
 from orchestration.engine import Engine
 from orchestration.errors import BackendUnavailable, ModelNotFoundError
-from orchestration.openai_backend import OpenAIBackend
+from orchestration.models.openai_backend import OpenAIBackend
 from orchestration.settings import load_settings
 from orchestration.testing import free_port, mlx_lm_server_command, wait_http
 from orchestration.types import Chunk, GenerationRequest, Message, PatternRequest

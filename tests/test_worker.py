@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from orchestration.errors import GenerationCancelled
-from orchestration.worker import DeviceWorker, Job
+from orchestration.models.worker import DeviceWorker, Job
 
 
 @pytest.fixture

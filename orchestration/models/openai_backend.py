@@ -17,10 +17,10 @@ from typing import Any
 import anyio
 import httpx2
 
-from .backend import OnChunk
-from .errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
+from ..backend import OnChunk
+from ..errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
 from .pool import ModelSpec, ModelState
-from .types import Chunk, Completion, GenerationRequest
+from ..types import Chunk, Completion, GenerationRequest
 
 __all__ = ["OpenAIBackend"]
 

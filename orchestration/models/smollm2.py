@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .convert import ConversionReport, Variant, convert_gguf
-from .errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
 
 __all__ = ["GGUF_FILE", "PACKAGE", "SetupReport", "embedded_dir", "find_gguf", "setup", "VARIANTS"]
 

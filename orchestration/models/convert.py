@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 __all__ = ["Variant", "ConversionReport", "convert_gguf", "build_tokenizer_json", "unpermute_rows"]
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import OnChunk
-from .embedded import VARIANTS, embedded_dir
-from .errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
+from ..backend import OnChunk
+from .smollm2 import VARIANTS, embedded_dir
+from ..errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
 from .pool import GB, ModelPool, ModelSpec, ModelState
-from .types import Chunk, Completion, GenerationRequest
+from ..types import Chunk, Completion, GenerationRequest
 from .worker import DeviceWorker, Job
 
 __all__ = ["MLXBackend", "LoadedModel", "load_model"]
@@ -148,7 +148,7 @@ class MLXBackend:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
 
-        from .grammar import GrammarProcessor, grammar_for
+        from ..grammar import GrammarProcessor, grammar_for
 
         job.check_cancelled()
         handle: LoadedModel = self.pool.acquire(spec)
@@ -229,7 +229,7 @@ class MLXBackend:
         return self.pool.state()
 
     async def warmup(self, models: list[str], pin: bool = False) -> None:
-        from .types import Message
+        from ..types import Message
 
         for name in dict.fromkeys(models):
             if pin:
