@@ -66,3 +66,28 @@ def test_tool_need_table(text: str, needed: bool) -> None:
 
 def test_tool_need_looks_at_every_text() -> None:
     assert tool_need("Explain this", "I will run pytest") == [r"\brun\b"]
+
+
+@pytest.mark.parametrize(("text", "pattern", "hit"), [
+    ("read the file", r"\bread\b.*\bfile\b", True),
+    ("file then read", r"\bread\b.*\bfile\b", False),  # order matters, as in the seed's regex
+    ("read\nsome\nfile", r"\bread\b.*\bfile\b", True),  # across lines (DOTALL)
+    ("readfile", r"\bread\b.*\bfile\b", False),
+    ("list dirs", r"\blist\b.*\bdir", True),
+    ("function call", r"\bfunction\b.*\bcall\b", True),
+    ("API CALL", r"\bapi\b.*\bcall\b", True),
+])
+def test_tool_need_chains_agree_with_the_seed_regex(text: str, pattern: str, hit: bool) -> None:
+    import re
+
+    assert bool(re.search(pattern, text, re.IGNORECASE | re.DOTALL)) is hit  # the seed's meaning
+    assert (pattern in tool_need(text)) is hit
+
+
+@pytest.mark.parametrize("prompt", ["read " * 8000, "read a " * 6000, "list " * 8000, "function " * 4500])
+def test_tool_need_is_linear_on_a_40kb_prompt(prompt: str) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    tool_need(prompt)
+    assert time.perf_counter() - t0 < 0.1  # the one-regex version took 1.8-3.1 s on these
