@@ -131,3 +131,49 @@ def test_host_tools_validate_nested_enums_and_integers() -> None:
     bad = [{"tool": "create_ticket", "arguments": {"title": "t", "priority": "urgent"}}]
     with pytest.raises(ModelOutputError, match="do not match"):
         parse_calls(json.dumps(bad), [NESTED])
+
+
+def _prop(schema: dict) -> dict:
+    return {"type": "object", "properties": {"a": schema}}
+
+
+@pytest.mark.parametrize(
+    ("params", "keyword"),
+    [
+        (_prop({"enum": []}), "enum"),
+        (_prop({"type": "string", "enum": []}), "enum"),
+        (_prop({"enum": "abc"}), "enum"),
+        (_prop({"anyOf": []}), "anyOf"),
+        (_prop({"oneOf": {}}), "oneOf"),
+        (_prop({"type": []}), "type"),
+        (_prop({"type": ["string", "string"]}), "type"),
+        (_prop({"type": "string", "maxLength": "x"}), "maxLength"),
+        (_prop({"type": "string", "maxLength": True}), "maxLength"),
+        (_prop({"type": "string", "minLength": -1}), "minLength"),
+        (_prop({"type": "integer", "minimum": "a"}), "minimum"),
+        (_prop({"type": "number", "maximum": float("inf")}), "maximum"),
+        (_prop({"type": "number", "multipleOf": 0}), "multipleOf"),
+        (_prop({"type": "string", "pattern": 5}), "pattern"),
+        (_prop({"type": "string", "pattern": "(["}), "pattern"),
+        (_prop({"type": "string", "description": 5}), "description"),
+        (_prop({"type": "array", "items": {"type": "string"}, "maxItems": 2.5}), "maxItems"),
+        (_prop({"type": "string", "minLength": 5, "maxLength": 2}), "minLength"),
+        ({"type": "object", "properties": []}, "properties"),
+        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": "a"}, "required"),
+        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": [1]}, "required"),
+        ({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": "no"},
+         "additionalProperties"),
+        (_prop({"type": "object", "properties": {"x": {"type": "string"}}, "required": ["y"]}), "required"),
+    ],
+)
+def test_bad_keyword_values_are_refused_naming_tool_and_keyword(params: dict, keyword: str) -> None:
+    # Before: several of these passed and failed later as ValueError/TypeError (max() of an empty enum,
+    # int('x'), '>' between int and str) in the middle of a call, or reached the constrainer unchecked.
+    with pytest.raises(SchemaError) as e:
+        validate_definition(ToolDefinition(name="bad_tool", parameters=params))
+    assert "'bad_tool'" in str(e.value) and keyword in str(e.value)
+
+
+def test_integral_floats_and_good_values_are_accepted() -> None:
+    validate_definition(ToolDefinition(name="ok", parameters=_prop(
+        {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}, "maxItems": 3.0, "minItems": 1})))

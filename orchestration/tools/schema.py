@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import SchemaError
@@ -26,6 +30,54 @@ _NUMBER_BYTES = 24
 _STRING_ESCAPE = 6  # a string character costs at most 6 bytes of JSON (\uXXXX), and a token is >= 1 byte
 
 
+def _is_int(v: Any) -> bool:
+    # JSON Schema counts 5.0 as an integer
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_regex(v: Any) -> bool:
+    try:
+        re.compile(v)
+    except (re.error, TypeError):
+        return False
+    return True
+
+
+# What each keyword's value must be (checked before anything reads it, so a bad value is an error
+# naming the tool and the keyword, never a TypeError or a max() of nothing deep in the constrainer).
+_KEYWORD_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "type": (lambda v: (isinstance(v, str) or (isinstance(v, list) and v and len(set(map(str, v))) == len(v)
+                                                  and all(isinstance(t, str) for t in v))),
+             "a type name or a non-empty list of distinct type names"),
+    "properties": (lambda v: isinstance(v, dict), "an object mapping property names to schemas"),
+    "required": (lambda v: isinstance(v, list) and all(isinstance(r, str) for r in v) and len(set(v)) == len(v),
+                 "a list of distinct property names"),
+    "additionalProperties": (lambda v: isinstance(v, (bool, dict)), "true, false or a schema"),
+    "enum": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list"),
+    "anyOf": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of schemas"),
+    "oneOf": (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of schemas"),
+    "minItems": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "maxItems": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "minLength": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "maxLength": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "minimum": (_is_number, "a finite number"),
+    "maximum": (_is_number, "a finite number"),
+    "exclusiveMinimum": (_is_number, "a finite number"),
+    "exclusiveMaximum": (_is_number, "a finite number"),
+    "multipleOf": (lambda v: _is_number(v) and v > 0, "a number greater than 0"),
+    "pattern": (_is_regex, "a string holding a valid regular expression"),
+    "description": (lambda v: isinstance(v, str), "a string"),
+    "title": (lambda v: isinstance(v, str), "a string"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "$schema": (lambda v: isinstance(v, str), "a string"),
+    "examples": (lambda v: isinstance(v, list), "a list"),
+}
+
+
 def _walk(tool: str, schema: Any, path: str) -> None:
     if isinstance(schema, bool):
         if schema is False:
@@ -33,18 +85,28 @@ def _walk(tool: str, schema: Any, path: str) -> None:
         raise SchemaError(f"tool '{tool}': schema at {path} is `true` (any value); give it a type")
     if not isinstance(schema, dict):
         raise SchemaError(f"tool '{tool}': schema at {path} is not an object")
-    for key in schema:
+    for key, value in schema.items():
         if key not in SUPPORTED_KEYWORDS:
             raise SchemaError(
                 f"tool '{tool}': JSON-schema construct '{key}' at {path} is not supported by the constrainer "
                 f"(supported: {', '.join(sorted(SUPPORTED_KEYWORDS))})"
             )
+        check = _KEYWORD_VALUES.get(key)
+        if check is not None and not check[0](value):
+            raise SchemaError(f"tool '{tool}': keyword '{key}' at {path} must be {check[1]} "
+                              f"(got {json.dumps(value, default=repr)[:80]})")
+    for lo, hi in (("minItems", "maxItems"), ("minLength", "maxLength"), ("minimum", "maximum")):
+        if lo in schema and hi in schema and schema[lo] > schema[hi]:
+            raise SchemaError(f"tool '{tool}': keyword '{lo}' at {path} is greater than '{hi}': no value fits")
     types = schema.get("type")
     for t in types if isinstance(types, list) else [types] if types else []:
         if t not in _TYPES:
             raise SchemaError(f"tool '{tool}': unknown type '{t}' at {path}")
     if types is None and not any(k in schema for k in ("anyOf", "oneOf", "enum", "const")):
         raise SchemaError(f"tool '{tool}': schema at {path} has no type, enum, const or anyOf")
+    missing = [r for r in schema.get("required") or [] if r not in (schema.get("properties") or {})]
+    if missing:
+        raise SchemaError(f"tool '{tool}': required at {path} names unknown properties: {', '.join(missing)}")
     for name, sub in (schema.get("properties") or {}).items():
         _walk(tool, sub, f"{path}.properties.{name}")
     if isinstance(schema.get("additionalProperties"), dict):
@@ -65,10 +127,6 @@ def validate_definition(tool: ToolDefinition) -> None:
     if params.get("type") != "object":
         raise SchemaError(f"tool '{tool.name}': parameters must be a JSON schema of type 'object'")
     _walk(tool.name, params, "parameters")
-    req = params.get("required") or []
-    missing = [r for r in req if r not in (params.get("properties") or {})]
-    if missing:
-        raise SchemaError(f"tool '{tool.name}': required names unknown properties: {', '.join(missing)}")
 
 
 def bound_schema(schema: dict[str, Any], max_string: int, max_items: int) -> dict[str, Any]:
