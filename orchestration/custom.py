@@ -40,6 +40,14 @@ def template_refs(template: str) -> list[str]:
     return refs
 
 
+def _why(ref: str, seen: list[str]) -> str:
+    if ref in seen:
+        return " (an extract_tools step gives tool calls, not text)"
+    if ref in RESERVED:
+        return f" ('{ref}' is the request's text: use it in a prompt template)"
+    return ""
+
+
 class CustomStep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,7 +97,11 @@ class CustomPattern(BaseModel):
             raise ValueError(f"pattern name {name!r} must be lower_snake_case")
         if name in BUILTIN_NAMES:
             raise ValueError(f"pattern name {name!r} is a built-in pattern")
+        answers = [s.name for s in self.steps if s.kind in ("generate", "judge")]
+        if self.result is None and not answers:
+            raise ValueError(f"pattern '{name}': no generate or judge step gives an answer; set result")
         seen: list[str] = []
+        texts: list[str] = []  # earlier steps with a text output (an extract_tools step has calls, not text)
         for step in self.steps:
             where = f"pattern '{name}', step '{step.name}'"
             if step.name in seen:
@@ -98,19 +110,24 @@ class CustomPattern(BaseModel):
                 refs = template_refs(step.prompt or "")
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
-            names = refs + (step.candidates or []) + ([step.source] if step.source else [])
-            for ref in names:
-                if ref not in RESERVED and ref not in seen:
-                    known = ", ".join(sorted(RESERVED | set(seen)))
-                    raise ValueError(f"{where}: unknown reference '{ref}' (known here: {known})")
+            for ref in refs:  # a template may also use the request's {prompt}, {context} and {feedback}
+                if ref not in RESERVED and ref not in texts:
+                    raise ValueError(f"{where}: unknown reference '{ref}'{_why(ref, seen)} "
+                                     f"(known here: {', '.join(sorted(RESERVED | set(texts)))})")
+            inputs = [("candidates", c) for c in step.candidates or []] + ([("source", step.source)]
+                                                                           if step.source else [])
+            for key, ref in inputs:  # judge and extract_tools read earlier steps' outputs only
+                if ref not in texts:
+                    raise ValueError(f"{where}: {key} '{ref}' is not an earlier generate, validate or judge "
+                                     f"step{_why(ref, seen)} (known here: {', '.join(texts) or 'none'})")
             if step.on_fail is not None and step.on_fail not in seen:
                 raise ValueError(f"{where}: on_fail '{step.on_fail}' is not an earlier step")
             seen.append(step.name)
-        answers = [s.name for s in self.steps if s.kind in ("generate", "judge")]
-        if self.result is not None and self.result not in seen:
-            raise ValueError(f"pattern '{name}': result '{self.result}' is not a step")
-        if self.result is None and not answers:
-            raise ValueError(f"pattern '{name}': no generate or judge step gives an answer; set result")
+            if step.kind != "extract_tools":
+                texts.append(step.name)
+        if self.result is not None and self.result not in texts:
+            raise ValueError(f"pattern '{name}': result '{self.result}' is not a generate, validate or judge "
+                             f"step{_why(self.result, seen)}")
 
     @property
     def answer_step(self) -> str:

@@ -63,6 +63,30 @@ def test_bad_custom_patterns_are_config_errors_at_start_up(tmp_path: Path, body:
     assert "c.toml" in str(e.value) and "patterns" in str(e.value)
 
 
+GEN = step("a", "generate", role="primary", prompt="x")
+CALLS = step("t", "extract_tools", source="a")
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "fragment"),
+    [  # each of these was accepted and failed mid-call with a KeyError (or a missing output) before
+        (HEAD, GEN + step("t", "extract_tools", source="prompt"), "source 'prompt' is not an earlier"),
+        (HEAD, GEN + step("t", "extract_tools", source="context"), "source 'context' is not an earlier"),
+        (HEAD, GEN + step("j", "judge", candidates=["prompt", "a"]), "candidates 'prompt' is not an earlier"),
+        (HEAD, GEN + step("j", "judge", candidates=["a", "feedback"]), "candidates 'feedback'"),
+        (HEAD, GEN + CALLS + step("b", "generate", role="primary", prompt="{t}"), "unknown reference 't'"),
+        (HEAD, GEN + CALLS + step("j", "judge", candidates=["a", "t"]), "candidates 't'"),
+        (HEAD, GEN + CALLS + step("u", "extract_tools", source="t"), "source 't'"),
+        (HEAD + 'result = "t"\n', GEN + CALLS, "result 't' is not a generate, validate or judge step"),
+    ],
+)
+def test_references_to_request_text_and_tool_calls_are_checked_at_start_up(tmp_path: Path, head: str, body: str,
+                                                                           fragment: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        settings_from(tmp_path, head + body)
+    assert fragment in str(e.value)
+
+
 def test_builtin_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="built-in"):
         settings_from(tmp_path, '[patterns.hybrid]\ndescription = "x"\n'
