@@ -21,9 +21,9 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from orchestration.models.blas import preload_openblas
-from orchestration.cli import trace_line
 from orchestration.engine import Engine
 from orchestration.errors import MageError, ModelNotFoundError, PatternError
+from orchestration.format import result_text, trace_line
 from orchestration.settings import ROLES, Settings, load_settings
 from orchestration.types import PatternRequest, PatternResult, ToolDefinition
 
@@ -79,16 +79,6 @@ def tool_name(pattern: str) -> str:
     return f"mage_{pattern}"
 
 
-def render_text(result: PatternResult) -> str:
-    """The readable mirror of the structured result: answer, tool calls as JSON, one-line trace."""
-    parts = [result.text.rstrip() or "(empty answer)"]
-    if result.tool_calls:
-        calls = [c.model_dump() for c in result.tool_calls]
-        parts.append("Tool calls for the host to run (this server runs none):\n" + json.dumps(calls, indent=2))
-    parts.append(trace_line(result))
-    return "\n\n".join(parts)
-
-
 def _error_message(e: MageError) -> str:
     msg = str(e)
     cause = e.__cause__
@@ -119,7 +109,7 @@ def _make_tool(engine: Engine, pattern: str, with_swap: bool) -> Callable[..., A
         except MageError as e:  # user, model and pattern errors alike: the calling model reads the message
             raise ToolError(_error_message(e)) from e
         log.info("%s: %s", tool_name(pattern), trace_line(result))
-        return CallToolResult(content=[TextContent(type="text", text=render_text(result))],
+        return CallToolResult(content=[TextContent(type="text", text=result_text(result, for_host=True))],
                               structured_content=result.model_dump(mode="json"))
 
     if with_swap:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .models.blas import blas_status, preload_openblas
 from .errors import MageError
+from .format import result_text
 from .settings import Settings, load_settings
 
 __all__ = ["main", "build_parser"]
@@ -43,30 +44,6 @@ def _engine(settings: Settings):  # noqa: ANN202 - imported lazily so OpenBLAS l
 
 
 # -- run -----------------------------------------------------------------------------------------------
-def _format_result(result: Any) -> str:
-    lines = [result.text.rstrip(), ""]
-    if result.tool_calls:
-        lines.append("Tool calls (for the host to run):")
-        lines.append(json.dumps([c.model_dump() for c in result.tool_calls], indent=2))
-    else:
-        lines.append("Tool calls: none")
-    lines.append(trace_line(result))
-    return "\n".join(lines)
-
-
-def trace_line(result: Any) -> str:
-    """One line: pattern, route, steps with their seconds, totals."""
-    t = result.trace
-    steps = ", ".join(f"{s.purpose}[{s.role}] {s.seconds:.1f}s" for s in t.steps)
-    extra = f" route={t.route}" if t.route else ""
-    if t.verdicts:
-        extra += f" verdict={t.verdicts[-1].verdict} revisions={t.revisions}"
-    if t.judgement:
-        extra += f" pick={t.judgement.pick} ({t.judgement.confidence:.2f})"
-    return (f"[{result.pattern}{extra}] {steps} | {result.totals.prompt_tokens}+{result.totals.completion_tokens} "
-            f"tokens, {result.totals.seconds:.1f}s")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
@@ -92,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = anyio.run(engine.run, args.name, request, progress)
     finally:
         engine.close()
-    _out(result.model_dump(mode="json"), args.json, _format_result(result))
+    _out(result.model_dump(mode="json"), args.json, result_text(result))
     return 0
 
 
@@ -214,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import anyio
 
-    from .benchmark import markdown, plot, run_bench
+    from .bench import markdown, plot, run_bench
 
     settings = _settings(args)
     preload_openblas(settings.blas)
@@ -316,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=3457)
     v.set_defaults(fn=cmd_serve)
     b = sub.add_parser("bench", help="speed and memory: pattern latency, overhead, extraction, MCP, memory")
-    from .benchmark import SECTIONS, TOOL_TABLE
+    from .bench import SECTIONS, TOOL_TABLE
 
     b.add_argument("--reps", type=int, default=3, help="repetitions (median and min-max are reported)")
     b.add_argument("--max-tokens", type=int, default=48, help="answer budget of the fixed prompt")

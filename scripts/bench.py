@@ -1,4 +1,4 @@
-"""The speed benchmark: a thin entry to `mageagent bench` (see orchestration/benchmark.py).
+"""The speed benchmark: a thin entry to `mageagent bench` (see orchestration/bench/).
 
 Usage: .venv/bin/python scripts/bench.py [--reps 3] [--max-tokens 48] [--out docs/bench] [--json]
 """

@@ -65,7 +65,7 @@ def test_bench_sections_end_to_end(tmp_path):
 
 
 def test_memory_probe_counts_a_shared_model_once_and_sees_the_difference():
-    from orchestration.benchmark import memory_probe
+    from orchestration.bench import memory_probe
 
     r = memory_probe({role: "embedded" for role in ("primary", "competitor", "validator", "tools")}, 4)
     assert list(r["loaded_models"]) == ["embedded"]

@@ -1,0 +1,35 @@
+"""Plain-text renderings of a pattern result that the faces share (the CLI, the MCP server's text mirror, logs)."""
+
+from __future__ import annotations
+
+import json
+
+from .types import PatternResult
+
+__all__ = ["trace_line", "result_text"]
+
+
+def trace_line(result: PatternResult) -> str:
+    """One line: pattern, route, steps with their seconds, totals."""
+    t = result.trace
+    steps = ", ".join(f"{s.purpose}[{s.role}] {s.seconds:.1f}s" for s in t.steps)
+    extra = f" route={t.route}" if t.route else ""
+    if t.verdicts:
+        extra += f" verdict={t.verdicts[-1].verdict} revisions={t.revisions}"
+    if t.judgement:
+        extra += f" pick={t.judgement.pick} ({t.judgement.confidence:.2f})"
+    return (f"[{result.pattern}{extra}] {steps} | {result.totals.prompt_tokens}+{result.totals.completion_tokens} "
+            f"tokens, {result.totals.seconds:.1f}s")
+
+
+def result_text(result: PatternResult, *, for_host: bool = False) -> str:
+    """The answer, the tool calls as JSON, the trace line: for a person (CLI) or a host model (MCP text)."""
+    parts = [result.text.rstrip() or ("(empty answer)" if for_host else "")]
+    if result.tool_calls:
+        calls = json.dumps([c.model_dump() for c in result.tool_calls], indent=2)
+        head = "Tool calls for the host to run (this server runs none):" if for_host else "Tool calls (for the host to run):"
+        parts.append(f"{head}\n{calls}")
+    elif not for_host:
+        parts.append("Tool calls: none")
+    parts.append(trace_line(result))
+    return "\n\n".join(parts)
