@@ -36,7 +36,7 @@ def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, B
                                   "is not set")
             backends[cfg.backend_key] = OpenAIBackend(
                 cfg.base_url or "", api_key=key, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                structured_output=cfg.structured_output)
+                structured_output=cfg.structured_output, max_output_tokens=cfg.max_output_tokens)
     return backends
 
 

@@ -56,6 +56,9 @@ class RoleConfig(_Strict):
     api_key_env: str | None = Field(None, description="openai: the environment variable holding the API key")
     timeout_s: float = Field(300.0, gt=0, description="openai: seconds without data before giving up")
     retries: int = Field(2, ge=0, le=10, description="openai: retries on connection errors, 429 and 5xx")
+    max_output_tokens: int = Field(4096, ge=1, le=1_000_000, description=(
+        "openai: the largest max_tokens the endpoint accepts; larger budgets (extraction sizes its budget from "
+        "the schema) are capped to it"))
     structured_output: Literal["json_schema", "none"] = Field(
         "json_schema", description="openai: send JSON schemas as response_format (vLLM, llama.cpp, Ollama); "
                                    "'none' validates and retries instead")

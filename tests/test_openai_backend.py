@@ -139,3 +139,48 @@ def test_role_config_for_remote_backends() -> None:
         Engine(s, env={})
     with pytest.raises(ConfigError, match="needs base_url"):
         load_settings(env={}, roles={"primary": {"model": "qwen", "backend": "openai"}})
+
+
+async def test_max_tokens_is_capped_to_what_the_endpoint_accepts() -> None:
+    # The extraction sizes its budget from the schema (30,047 tokens for the seed tools): vLLM and OpenAI
+    # answer HTTP 400 to that. The body carries at most max_output_tokens.
+    script = Script(httpx2.Response(200, content=GOOD), httpx2.Response(200, content=GOOD),
+                    httpx2.Response(200, content=GOOD))
+    await backend(script).stream(req().model_copy(update={"max_tokens": 30047}))
+    await backend(script, max_output_tokens=100).stream(req().model_copy(update={"max_tokens": 30047}))
+    await backend(script, max_output_tokens=100).stream(req())
+    assert [b["max_tokens"] for b in script.bodies] == [4096, 100, 8]
+
+
+def test_max_output_tokens_reaches_the_backend_from_the_role() -> None:
+    from orchestration.engine import _default_backends
+
+    s = load_settings(env={}, roles={"tools": {"model": "m", "backend": "openai", "base_url": URL,
+                                               "max_output_tokens": 2048}})
+    assert _default_backends(s, {})[f"openai:{URL}"].max_output_tokens == 2048  # type: ignore[attr-defined]
+
+
+async def _forever(line: bytes):  # noqa: ANN202
+    while True:
+        yield line
+
+
+@pytest.mark.parametrize("line", [f"data: {json.dumps(delta('x'))}\n\n".encode(), b": keep-alive\n\n",
+                                  f"data: {json.dumps(delta(''))}\n\n".encode()],
+                         ids=["text", "keep-alive", "empty-delta"])
+async def test_an_endless_stream_is_cut_at_max_tokens_plus_a_margin(line: bytes) -> None:
+    import time
+
+    chunks = []
+
+    async def on_chunk(c) -> None:  # noqa: ANN001
+        chunks.append(c)
+
+    script = Script(httpx2.Response(200, content=_forever(line)))
+    t0 = time.perf_counter()
+    with pytest.raises(BackendUnavailable, match="kept streaming past max_tokens=8"):
+        await backend(script).stream(req(), on_chunk)
+    assert time.perf_counter() - t0 < 5
+    from orchestration.models.openai_backend import stream_limit
+
+    assert len(chunks) <= stream_limit(8) + 1

@@ -3,6 +3,8 @@
 Same seam as the MLX backend: streaming is the primitive, usage comes from the server, cancelling the
 awaiting task closes the stream. Connection errors, 429 and 5xx before the first byte are retried with
 exponential backoff; a stream that breaks off mid-way is an error, never a silently short answer.
+``max_tokens`` is capped to what the endpoint accepts (``max_output_tokens``), and a server that streams
+past it (plus a margin) is cut off: an endless stream is an error, not a hang.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ __all__ = ["OpenAIBackend"]
 
 log = logging.getLogger(__name__)
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def stream_limit(max_tokens: int) -> int:
+    """The most content chunks accepted for ``max_tokens``: servers may split or merge tokens a little."""
+    return max_tokens + max(32, max_tokens // 4)
 
 
 class _Retryable(Exception):
@@ -56,12 +63,14 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 300.0, retries: int = 2,
-                 structured_output: str = "json_schema", transport: httpx2.AsyncBaseTransport | None = None) -> None:
+                 structured_output: str = "json_schema", max_output_tokens: int = 4096,
+                 transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
         self.retries = retries
         self.structured_output = structured_output
+        self.max_output_tokens = max_output_tokens
         self._transport = transport
         self._last_used: dict[str, float] = {}
         self._known: set[str] = set()
@@ -107,7 +116,7 @@ class OpenAIBackend:
         body: dict[str, Any] = {
             "model": req.model,
             "messages": [m.model_dump() for m in req.messages],
-            "max_tokens": req.max_tokens,
+            "max_tokens": min(req.max_tokens, self.max_output_tokens),
             "temperature": req.temperature,
             "top_p": req.top_p,
             "stream": True,
@@ -160,6 +169,8 @@ class OpenAIBackend:
         first_top: list[dict[str, Any]] | None = None
         t_first: float | None = None
         url = f"{self.base_url}/chat/completions"
+        limit = stream_limit(body["max_tokens"])
+        lines = 0
         async with self._client() as client:
             try:
                 async with client.stream("POST", url, json=body) as resp:
@@ -170,6 +181,11 @@ class OpenAIBackend:
                         text = (await resp.aread()).decode(errors="replace")
                         raise self._http_error(resp.status_code, text, req.model)
                     async for line in resp.aiter_lines():
+                        lines += 1
+                        if tokens > limit or lines > 4 * limit:  # keep-alives or empty deltas count too
+                            raise BackendUnavailable(
+                                f"{self.base_url} kept streaming past max_tokens={body['max_tokens']}: cut off "
+                                f"after {tokens} chunks ({lines} lines); no partial answer is returned")
                         if not line.startswith("data:"):
                             continue
                         payload = line[5:].strip()
