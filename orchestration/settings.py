@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .custom import CustomPattern
 from .errors import ConfigError
@@ -26,6 +26,7 @@ __all__ = [
     "ROLES",
     "Role",
     "RoleConfig",
+    "HttpSettings",
     "PromptOverrides",
     "Settings",
     "PROFILES",
@@ -38,8 +39,11 @@ __all__ = [
 Role = Literal["primary", "competitor", "validator", "tools"]
 ROLES: tuple[Role, ...] = ("primary", "competitor", "validator", "tools")
 ENV_PREFIX = "MAGEAGENT_"
-EMBEDDED_DENSE = "embedded"
-EMBEDDED_Q4 = "embedded-q4"
+EMBEDDED_DENSE = "smollm2-135m"
+EMBEDDED_Q4 = "smollm2-135m-q4"
+QWEN_05 = "qwen2.5-coder-0.5b"
+QWEN_15 = "qwen2.5-coder-1.5b"
+DEFAULT_PROFILE = "qwen"
 
 
 class _Strict(BaseModel):
@@ -49,7 +53,8 @@ class _Strict(BaseModel):
 class RoleConfig(_Strict):
     """Which model plays a role, and that role's own sampling and system prompt."""
 
-    model: str = Field(description="'embedded', 'embedded-q4', an mlx-lm model id, or a local mlx-lm directory; "
+    model: str = Field(description="a local model ('qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b', 'smollm2-135m', "
+                                   "'smollm2-135m-q4'), an mlx-lm model id, or a local mlx-lm directory; "
                                    "for backend 'openai' the model name the server knows")
     backend: Literal["mlx", "openai"] = "mlx"
     base_url: str | None = Field(None, description="openai: the endpoint, e.g. http://127.0.0.1:8080/v1")
@@ -101,6 +106,25 @@ def _embedded_roles() -> dict[str, RoleConfig]:
     }
 
 
+_QWEN_FORM = "fp32 (from Q4_K_M)"
+
+
+def _qwen_roles(primary: str = QWEN_05, competitor: str = QWEN_15) -> dict[str, RoleConfig]:
+    # Measured on 2 cores (README): the 0.5B writes ~8 tok/s, the 1.5B ~3, so the 0.5B carries the
+    # steps a user waits for (answer, verdicts, tool calls) and compete pits it against the 1.5B.
+    # Greedy everywhere: small coder models write their best code at temperature 0.
+    return {
+        "primary": RoleConfig(model=primary, quantization=_QWEN_FORM, temperature=0.0, pinned=True),
+        "competitor": RoleConfig(model=competitor, quantization=_QWEN_FORM, temperature=0.0),
+        "validator": RoleConfig(model=QWEN_05, quantization=_QWEN_FORM, temperature=0.0),
+        "tools": RoleConfig(model=QWEN_05, quantization=_QWEN_FORM, temperature=0.0),
+    }
+
+
+def _qwen15_roles() -> dict[str, RoleConfig]:
+    return _qwen_roles(primary=QWEN_15, competitor=QWEN_05)
+
+
 def _reference_roles() -> dict[str, RoleConfig]:
     return {
         "primary": RoleConfig(model="mlx-community/Qwen2.5-72B-Instruct-8bit", quantization="8-bit", pinned=True),
@@ -111,7 +135,9 @@ def _reference_roles() -> dict[str, RoleConfig]:
     }
 
 
-PROFILES = {"embedded": _embedded_roles, "reference": _reference_roles}
+PROFILES = {"qwen": _qwen_roles, "qwen-1.5b": _qwen15_roles, "tiny": _embedded_roles,
+            "embedded": _embedded_roles,  # the tiny profile's old name
+            "reference": _reference_roles}
 
 
 class PromptOverrides(_Strict):
@@ -132,6 +158,23 @@ def default_memory_budget_gb() -> float:
     return round(total / 1024**3 / 2, 1)
 
 
+class HttpSettings(_Strict):
+    """The HTTP faces (``mageagent serve`` and the MCP streamable-HTTP transport): who may call, and how much."""
+
+    api_key_env: str | None = Field(None, description="the environment variable holding the API key clients send "
+                                                      "as 'Authorization: Bearer KEY'; required off loopback")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header values allowed besides "
+                                     "loopback ('name:port' or 'name:*'), against DNS rebinding")
+    allowed_origins: list[str] = Field(default_factory=list, description="browser Origin values allowed besides "
+                                       "loopback ('http://name:port' or 'http://name:*')")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="the largest request body")
+    max_prompt_chars: int = Field(400_000, ge=1, description="the most characters of system, context and prompt "
+                                  "together (tokens are checked against each model's context when it runs)")
+    queue_depth: int = Field(8, ge=1, le=1024, description="requests admitted at once (running or waiting); "
+                             "beyond it the answer is 429 with Retry-After")
+    retry_after_s: int = Field(5, ge=1, le=3600, description="the Retry-After of a 429")
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "mageagent"
@@ -140,7 +183,7 @@ def default_cache_dir() -> Path:
 class Settings(_Strict):
     """Everything the engine, the CLI and the server need; see the README for each key."""
 
-    profile: Literal["embedded", "reference"] = "embedded"
+    profile: Literal["qwen", "qwen-1.5b", "tiny", "embedded", "reference"] = DEFAULT_PROFILE
     roles: dict[Role, RoleConfig] = Field(default_factory=dict)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(512, ge=1, le=32768)
@@ -154,13 +197,23 @@ class Settings(_Strict):
     extraction: Literal["auto", "always", "never"] = "auto"
     extraction_max_calls: int = Field(4, ge=1, le=32)
     extraction_max_string: int = Field(400, ge=16, le=20000, description="max characters of a free string argument")
-    extraction_constraint: Literal["grammar", "none"] = Field(
-        "grammar", description="'grammar': calls are valid by construction; 'none': free generation parsed "
-                               "leniently, one attempt (the evaluation's unconstrained baseline)")
+    extraction_constraint: Literal["grounded", "grammar", "none"] = Field(
+        "grounded", description="'grounded': calls are valid and grounded by construction (paths, contents and "
+                                "edited text from the request and the answer); 'grammar': valid only (the tools' "
+                                "plain schemas); 'none': free generation parsed leniently, one attempt (the "
+                                "evaluation's unconstrained baseline)")
     prompts: PromptOverrides = Field(default_factory=PromptOverrides)
     patterns: dict[str, CustomPattern] = Field(default_factory=dict, description="custom patterns by name")
+    publish: list[str] | None = Field(
+        None, description="the patterns the MCP server publishes as tools (built-in or custom); default all")
     log_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sandbox: Literal["auto", "bwrap", "sandbox-exec", "weak"] = Field(
+        "auto", description="how model-written code runs (the evaluation's HumanEval): 'auto' = bubblewrap on "
+                            "Linux, sandbox-exec on macOS, refused where neither works; 'weak' = a plain "
+                            "subprocess with limits only (it can read your files), for machines without "
+                            "user namespaces")
+    http: HttpSettings = Field(default_factory=HttpSettings)
     config_file: Path | None = None
 
     @field_validator("cache_dir", "log_file")
@@ -174,9 +227,9 @@ class Settings(_Strict):
         # Roles not given come from the profile; a role given in part is merged over the profile's.
         if not isinstance(data, dict):
             return data
-        profile = data.get("profile", "embedded")
+        profile = data.get("profile", DEFAULT_PROFILE)
         # An unknown profile is reported by field validation; fill roles from the default meanwhile.
-        base = PROFILES.get(profile, PROFILES["embedded"])
+        base = PROFILES.get(profile, PROFILES[DEFAULT_PROFILE])
         given = data.get("roles") or {}
         if not isinstance(given, dict):
             return data
@@ -198,6 +251,21 @@ class Settings(_Strict):
     def _check_patterns(cls, v: dict[str, CustomPattern]) -> dict[str, CustomPattern]:
         for name, pattern in v.items():
             pattern.check(name)  # reported at start-up, never mid-call
+        return v
+
+    @field_validator("publish")
+    @classmethod
+    def _check_publish(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        from .patterns import PATTERNS  # the patterns import this module
+
+        if v is None:
+            return v
+        known = [*PATTERNS, *info.data.get("patterns", {})]
+        unknown = [p for p in v if p not in known]
+        if unknown:
+            raise ValueError(f"unknown pattern(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if not v:
+            raise ValueError("empty: name at least one pattern, or leave publish out to publish all")
         return v
 
     @property

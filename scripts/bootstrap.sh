@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up shared by the README's two commands: a virtual environment with the project installed,
-# OpenBLAS where the system can provide it, the Node tools of the tests, and the embedded model.
+# OpenBLAS where the system can provide it, the Node tools of the tests, and the local models (the default profile's and the tiny test model).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +36,6 @@ if command -v npm >/dev/null && [ -f tests/inspector/package.json ] && [ ! -d te
   (cd tests/inspector && npm ci --silent --no-audit --no-fund >&2) || echo "   npm install failed; that test will fail" >&2
 fi
 
-echo "== preparing the embedded model" >&2
+echo "== preparing the default profile's models (Qwen2.5-Coder 0.5B and 1.5B) and the tiny test model" >&2
 .venv/bin/mageagent setup >&2
+.venv/bin/mageagent setup --model smollm2-135m --model smollm2-135m-q4 >&2

@@ -35,15 +35,38 @@ def _forbid_real_loads(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 
 @pytest.fixture(scope="session")
 def real_settings() -> Settings:
-    """The embedded profile from the user's cache (prepared by `mageagent setup` in the test command)."""
-    settings = load_settings(env={}, max_tokens=24, temperature=0.0, extraction_max_string=48,
+    """The tiny profile (SmolLM2-135M) from the user's cache (prepared by the test command's set-up)."""
+    settings = load_settings(env={}, profile="tiny", max_tokens=24, temperature=0.0, extraction_max_string=48,
                              extraction_max_calls=2)
-    from orchestration.models.smollm2 import VARIANTS, embedded_dir
-
-    path = embedded_dir(settings.models_dir, VARIANTS["embedded"])
-    if not (path / "config.json").exists():
-        pytest.fail(f"the embedded model is not prepared at {path}: run `mageagent setup` (the test script does)")
+    _require_prepared(settings, "smollm2-135m")
     return settings
+
+
+def _require_prepared(settings: Settings, name: str) -> None:
+    from orchestration.models.catalog import local_dir
+
+    path = local_dir(settings.models_dir, name)
+    if not (path / "config.json").exists():
+        pytest.fail(f"{name} is not prepared at {path}: run `mageagent setup --model {name}` (the test script does)")
+
+
+@pytest.fixture(scope="session")
+def qwen_settings() -> Settings:
+    """Every role on Qwen2.5-Coder-0.5B, greedy, short budgets: the real-model layer that CI runs."""
+    settings = load_settings(env={}, profile="qwen", max_tokens=96, temperature=0.0,
+                             roles={r: {"model": "qwen2.5-coder-0.5b"} for r in ("primary", "competitor",
+                                                                                 "validator", "tools")})
+    _require_prepared(settings, "qwen2.5-coder-0.5b")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def qwen_engine(qwen_settings: Settings):  # noqa: ANN201
+    from orchestration.engine import Engine
+
+    engine = Engine(qwen_settings)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
-"""Convert a llama-architecture GGUF (the embedded SmolLM2) into an mlx-lm model directory.
+"""GGUF -> mlx-lm model directories: shared reading, tokenizer rebuilding and atomic writing; the llama path.
 
+Shared by the model families: ``read_gguf_dense`` (ggml-org's ``gguf`` reader, for the K-quants),
+``build_tokenizer_json`` and ``write_model_dir``/``stamped``. The llama path (the tiny SmolLM2):
 ``mx.load(gguf, return_metadata=True)`` already gives MLX-quantized triplets (weight, scales,
 biases; group size 32) plus the tokenizer metadata. This module maps tensor names to mlx-lm's
 llama names, un-permutes the q/k rows that llama.cpp's converter interleaved for its rotary
@@ -10,7 +12,6 @@ vocabulary and merges so token ids match llama.cpp's exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,11 +22,13 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ..errors import ModelLoadError
+from .sources import sha256_file
 
-__all__ = ["Variant", "ConversionReport", "convert_gguf", "build_tokenizer_json", "unpermute_rows"]
+__all__ = ["Variant", "ConversionReport", "convert_gguf", "build_tokenizer_json", "unpermute_rows", "read_gguf_dense", "gguf_metadata", "map_name",
+           "write_model_dir", "stamped", "QWEN2_SPLIT"]
 
 Variant = Literal["dense", "q4"]
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the stamp lists the files and their sizes
 GROUP_SIZE = 32
 BITS = 4
 
@@ -70,7 +73,7 @@ def unpermute_rows(rows: Any, n_head: int) -> Any:
     return rows.reshape(n_head, head_dim // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
-def _map_name(gguf_name: str) -> str:
+def map_name(gguf_name: str) -> str:
     stem, _, suffix = gguf_name.rpartition(".")  # suffix: weight / scales / biases
     parts = stem.split(".")
     if parts[0] == "blk":
@@ -107,16 +110,16 @@ def _convert_tensors(
             heads = n_head if stem.endswith(".attn_q") else n_kv
             parts = [unpermute_rows(p, heads) for p in parts]
         if not quantized:
-            out[_map_name(f"{stem}.weight")] = parts[0].astype(mx.float32)
+            out[map_name(f"{stem}.weight")] = parts[0].astype(mx.float32)
         elif variant == "dense":
             dense = mx.dequantize(parts[0], parts[1].astype(mx.float32), parts[2].astype(mx.float32),
                                   group_size=GROUP_SIZE, bits=quant_bits(parts[0], parts[1]))
-            out[_map_name(f"{stem}.weight")] = dense.astype(mx.float32)
+            out[map_name(f"{stem}.weight")] = dense.astype(mx.float32)
         else:
-            bits[_map_name(f"{stem}.weight").rpartition(".")[0]] = quant_bits(parts[0], parts[1])
-            out[_map_name(f"{stem}.weight")] = parts[0]
-            out[_map_name(f"{stem}.scales")] = parts[1].astype(mx.float32)
-            out[_map_name(f"{stem}.biases")] = parts[2].astype(mx.float32)
+            bits[map_name(f"{stem}.weight").rpartition(".")[0]] = quant_bits(parts[0], parts[1])
+            out[map_name(f"{stem}.weight")] = parts[0]
+            out[map_name(f"{stem}.scales")] = parts[1].astype(mx.float32)
+            out[map_name(f"{stem}.biases")] = parts[2].astype(mx.float32)
     mx.eval(out)
     return out, bits
 
@@ -151,25 +154,125 @@ def _model_config(meta: dict[str, Any], bits: dict[str, int], has_output: bool) 
     return config
 
 
-def build_tokenizer_json(meta: dict[str, Any]) -> str:
-    """Rebuild a Hugging Face ``tokenizer.json`` from GGUF metadata (byte-level BPE, smollm pre-tokenizer)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+# Qwen2's split regex (llama.cpp's "qwen2" pre-tokenizer; the same as the Hugging Face tokenizer.json).
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+PreTokenizer = Literal["smollm", "qwen2"]
+
+
+def _as_list(v: Any) -> list[Any]:
+    return v.tolist() if hasattr(v, "tolist") else list(v)
+
+
+def build_tokenizer_json(meta: dict[str, Any], pre: PreTokenizer = "smollm") -> str:
+    """Rebuild a Hugging Face ``tokenizer.json`` from GGUF metadata (byte-level BPE, llama.cpp's pre-tokenizer)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     if str(meta.get("tokenizer.ggml.model")) != "gpt2":
         raise ModelLoadError(f"GGUF tokenizer model {meta.get('tokenizer.ggml.model')!r} is not supported (only gpt2 BPE)")
-    tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
-    merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
-    types = [int(t) for t in meta["tokenizer.ggml.token_type"].tolist()]
+    tokens: list[str] = [str(t) for t in meta["tokenizer.ggml.tokens"]]
+    merges = [tuple(str(m).split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+    types = [int(t) for t in _as_list(meta["tokenizer.ggml.token_type"])]
     bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False)
     tok = Tokenizer(bpe)
-    # llama.cpp's "smollm" pre-tokenizer: every digit alone, then GPT-2's byte-level split.
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
-    )
+    if pre == "smollm":
+        # llama.cpp's "smollm" pre-tokenizer: every digit alone, then GPT-2's byte-level split.
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    else:
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
-    control = [tokens[i] for i, t in enumerate(types) if t == 3]  # llama.cpp token type 3 = control
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in control])
+    # llama.cpp token types: 3 = control (<|im_start|>), 4 = user-defined (<tool_call>); both are one id each.
+    tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                            for i, t in enumerate(types) if t == 3])
+    tok.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i, t in enumerate(types) if t == 4])
     return tok.to_str()
+
+
+def _reader(gguf: Path) -> Any:
+    from gguf import GGUFReader
+
+    try:
+        return GGUFReader(str(gguf))
+    except Exception as e:  # the reader raises ValueError/struct.error/OSError on a bad file
+        raise ModelLoadError(f"cannot read GGUF {gguf}: {type(e).__name__}: {e}") from e
+
+
+def _metadata(reader: Any, gguf: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        try:
+            meta[key] = field.contents()
+        except Exception as e:  # an unreadable metadata value is a broken file
+            raise ModelLoadError(f"{gguf}: metadata {key!r} cannot be read ({e})") from e
+    return meta
+
+
+def gguf_metadata(gguf: Path) -> dict[str, Any]:
+    """A GGUF's metadata as Python values (no tensor is read)."""
+    return _metadata(_reader(gguf), gguf)
+
+
+def read_gguf_dense(gguf: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every tensor of ``gguf`` dequantized to float32 numpy (PyTorch layout), and its metadata as Python values.
+
+    Uses ggml-org's ``gguf`` package, which reads the K-quants (Q4_K, Q5_0, Q6_K, ...) that ``mx.load`` refuses.
+    """
+    import numpy as np
+    from gguf.quants import dequantize
+
+    reader = _reader(gguf)
+    meta = _metadata(reader, gguf)
+    tensors: dict[str, Any] = {}
+    for t in reader.tensors:
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        try:
+            values = dequantize(t.data, t.tensor_type)
+        except NotImplementedError as e:
+            raise ModelLoadError(f"{gguf}: tensor {t.name} has type {t.tensor_type.name}, which gguf cannot "
+                                 f"dequantize") from e
+        tensors[t.name] = np.ascontiguousarray(values.reshape(shape), dtype=np.float32)
+    return tensors, meta
+
+
+def stamped(out_dir: Path, stamp: dict[str, Any]) -> bool:
+    """True when ``out_dir`` holds a finished conversion with this stamp and the files it lists verify by size."""
+    try:
+        old = json.loads((out_dir / "mageagent_conversion.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if any(old.get(k) != v for k, v in stamp.items()):
+        return False
+    files = old.get("files") or {}
+    return bool(files) and all((out_dir / n).is_file() and (out_dir / n).stat().st_size == size
+                               for n, size in files.items())
+
+
+def write_model_dir(out_dir: Path, tensors: dict[str, Any], config: dict[str, Any], tokenizer_json: str,
+                    tokenizer_config: dict[str, Any], stamp: dict[str, Any]) -> None:
+    """Write an mlx-lm directory into a temporary sibling, then swap it in: never half a model in place."""
+    import mlx.core as mx
+
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    mx.save_safetensors(str(tmp / "model.safetensors"), tensors, metadata={"format": "mlx"})
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    (tmp / "tokenizer.json").write_text(tokenizer_json)
+    (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    files = {p.name: p.stat().st_size for p in tmp.iterdir()}
+    (tmp / "mageagent_conversion.json").write_text(json.dumps({**stamp, "files": files}, indent=2))
+    for p in tmp.iterdir():
+        with p.open("rb") as f:
+            os.fsync(f.fileno())
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
 
 
 def _tokenizer_config(meta: dict[str, Any]) -> dict[str, Any]:
@@ -192,14 +295,6 @@ def _tokenizer_config(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
@@ -209,16 +304,11 @@ def convert_gguf(gguf: Path, out_dir: Path, variant: Variant = "dense", *, force
     import mlx.core as mx
 
     t0 = time.perf_counter()
-    digest = _sha256(gguf)
-    stamp = out_dir / "mageagent_conversion.json"
-    if not force and stamp.exists():
-        try:
-            old = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old.get("source_sha256") == digest and old.get("format") == FORMAT_VERSION and old.get("variant") == variant:
-            return ConversionReport(output_dir=str(out_dir), variant=variant, source=str(gguf), source_sha256=digest,
-                                    reused=True, seconds=time.perf_counter() - t0, size_bytes=_dir_size(out_dir))
+    digest = sha256_file(gguf)
+    stamp = {"format": FORMAT_VERSION, "variant": variant, "source_sha256": digest}
+    if not force and stamped(out_dir, stamp):
+        return ConversionReport(output_dir=str(out_dir), variant=variant, source=str(gguf), source_sha256=digest,
+                                reused=True, seconds=time.perf_counter() - t0, size_bytes=_dir_size(out_dir))
     try:
         weights, meta = mx.load(str(gguf), return_metadata=True)
     except Exception as e:  # mx.load raises plain RuntimeError/ValueError on a bad file
@@ -226,19 +316,8 @@ def convert_gguf(gguf: Path, out_dir: Path, variant: Variant = "dense", *, force
     if str(meta.get("general.architecture")) != "llama":
         raise ModelLoadError(f"{gguf}: architecture {meta.get('general.architecture')!r} is not supported (llama only)")
     tensors, bits = _convert_tensors(weights, meta, variant)
-    # Write into a temporary sibling, then swap, so an interrupted run never leaves half a model.
-    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / "model.safetensors"), tensors, metadata={"format": "mlx"})
     config = _model_config(meta, bits, has_output="output.weight" in weights)
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    (tmp / "tokenizer.json").write_text(build_tokenizer_json(meta))
-    (tmp / "tokenizer_config.json").write_text(json.dumps(_tokenizer_config(meta), indent=2))
-    (tmp / "mageagent_conversion.json").write_text(
-        json.dumps({"format": FORMAT_VERSION, "variant": variant, "source": str(gguf), "source_sha256": digest}, indent=2)
-    )
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    write_model_dir(out_dir, tensors, config, build_tokenizer_json(meta), _tokenizer_config(meta),
+                    {**stamp, "source": str(gguf)})
     return ConversionReport(output_dir=str(out_dir), variant=variant, source=str(gguf), source_sha256=digest,
                             reused=False, seconds=time.perf_counter() - t0, size_bytes=_dir_size(out_dir))

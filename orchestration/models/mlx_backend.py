@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backend import OnChunk
-from .smollm2 import VARIANTS, embedded_dir
+from .catalog import LOCAL, local_dir
 from ..errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
 from .pool import GB, ModelPool, ModelSpec, ModelState
 from ..types import Chunk, Completion, GenerationRequest
@@ -87,14 +87,15 @@ class MLXBackend:
 
     # -- resolving -----------------------------------------------------------------------------------
     def resolve(self, model: str) -> ModelSpec:
-        """The spec for a model name: 'embedded', 'embedded-q4', a local directory, or an mlx-lm id."""
+        """The spec for a model name: a local model (``qwen2.5-coder-0.5b``...), a directory, or an mlx-lm id."""
         if model in self._specs:
             return self._specs[model]
-        if model in VARIANTS:
-            path = embedded_dir(self.models_dir, VARIANTS[model])
+        if model in LOCAL:
+            path = local_dir(self.models_dir, model)
             if not (path / "config.json").is_file():
                 raise ModelNotFoundError(
-                    f"the embedded model '{model}' is not prepared ({path} is missing): run `mageagent setup`"
+                    f"the local model '{model}' is not prepared ({path} is missing): run `mageagent setup` "
+                    f"(or `mageagent setup --model {model}`)"
                 )
         elif Path(model).expanduser().is_dir():
             path = Path(model).expanduser().resolve()

