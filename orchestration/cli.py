@@ -188,14 +188,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .http_api import build_app
+    import os
+
+    from .http_api import api_key, build_app
 
     settings = _settings(args)
+    key = api_key(settings.http, args.host, os.environ)  # off loopback only with a key
     engine = _engine(settings)
     logging.getLogger().setLevel(logging.INFO)
-    sys.stderr.write(f"mageagent: serving the OpenAI-compatible API on http://{args.host}:{args.port}/v1\n")
+    sys.stderr.write(f"mageagent: serving the OpenAI-compatible API on http://{args.host}:{args.port}/v1"
+                     f"{' (API key required)' if key else ''}\n")
     try:
-        uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(build_app(engine, settings.http, api_key=key), host=args.host, port=args.port,
+                    log_level="warning")
     finally:
         engine.close()
     return 0

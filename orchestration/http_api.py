@@ -4,32 +4,80 @@
 Tool calls come back in OpenAI's ``tool_calls`` field; the trace in the extra ``mageagent`` field.
 A thin face like the MCP one: parse, call the engine, map errors (OpenAI-style bodies, 4xx for the
 caller's mistakes).
+
+At the door, in this order: Host and Origin against an allow-list (DNS rebinding; the MCP SDK's
+``TransportSecurityMiddleware`` does the checking), a JSON content type for POST, the API key
+(``Authorization: Bearer``, compared in constant time), the body size, then parsing (bad UTF-8, deep
+nesting and lone surrogates are 400s), the prompt length in characters, and a bounded queue (429 with
+Retry-After beyond it). Every error, 404 and 500 included, has OpenAI's ``{"error": {...}}`` shape. A client
+that disconnects cancels its run, streaming or not.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import math
 import time
 import uuid
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 import anyio
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .engine import Engine
-from .errors import MageError, ModelNotFoundError, PatternError, UserError
+from .errors import ConfigError, MageError, ModelNotFoundError, PatternError, UserError
+from .settings import HttpSettings
+from .tools.catalogue import resolve_tools
 from .types import PatternRequest, PatternResult, ToolDefinition
 
-__all__ = ["build_app", "PREFIX"]
+__all__ = ["build_app", "PREFIX", "api_key", "is_loopback", "transport_security"]
 
 log = logging.getLogger(__name__)
 PREFIX = "mageagent:"
+MAX_JSON_DEPTH = 64  # a chat request nests a few levels; tool schemas a few more
+T = TypeVar("T")
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key(http: HttpSettings, host: str, env: Mapping[str, str]) -> str | None:
+    """The API key for a server bound to ``host``: read from ``http.api_key_env``; none off loopback is refused."""
+    if http.api_key_env is None:
+        if not is_loopback(host):
+            raise ConfigError(f"refusing to bind {host} (not loopback) without an API key: set http.api_key_env "
+                              "to the name of an environment variable holding one")
+        return None
+    key = env.get(http.api_key_env)
+    if not key:
+        raise ConfigError(f"http.api_key_env names {http.api_key_env}, but that environment variable is not set")
+    return key
+
+
+def transport_security(http: HttpSettings) -> TransportSecuritySettings:
+    """Host/Origin allow-lists for the SDK's checker: loopback plus the configured names, always enforced."""
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                     allowed_hosts=LOOPBACK_HOSTS + http.allowed_hosts,
+                                     allowed_origins=LOOPBACK_ORIGINS + http.allowed_origins)
 
 
 class _Function(BaseModel):
@@ -70,9 +118,52 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="only one choice is produced")
 
 
-def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> JSONResponse:
+class _Refused(Exception):
+    """An error response decided before the engine runs."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
+def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                        status_code=status)
+                        status_code=status, headers=headers)
+
+
+def _check_tree(value: Any) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and strings with lone surrogates (not encodable as UTF-8)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((k, depth) for k in node)
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a string holds a lone UTF-16 surrogate (e.g. \\ud800), which is not text") from None
+
+
+def parse_body(raw: bytes) -> Any:
+    """The request body as JSON; ValueError (with a reason a client can act on) for anything else."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the request body is not UTF-8 (byte {e.start})") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as e:
+        raise ValueError(f"the request body is not valid JSON ({e})") from None
+    _check_tree(value)
+    return value
 
 
 def to_pattern_request(chat: ChatRequest) -> PatternRequest:
@@ -108,25 +199,125 @@ def _usage(result: PatternResult) -> dict[str, int]:
             "total_tokens": t.prompt_tokens + t.completion_tokens}
 
 
-def build_app(engine: Engine) -> Starlette:
-    """The Starlette app over ``engine``."""
+class _Stream(StreamingResponse):
+    """A streaming response that closes its generator (cancelling the run) and releases its queue slot
+    however it ends: finished, client gone, or cancelled."""
+
+    def __init__(self, content: Any, release: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str | None = None) -> Starlette:
+    """The Starlette app over ``engine``; with ``api_key`` every request must carry it as a Bearer token."""
+    http = http or HttpSettings()
+    security = TransportSecurityMiddleware(transport_security(http))
+    key = api_key.encode() if api_key else None
+    admitted = 0
 
     def models_list() -> list[dict[str, Any]]:
         now = int(time.time())
         return [{"id": PREFIX + name, "object": "model", "created": now, "owned_by": "mageagent"}
                 for name in engine.pattern_names()]
 
+    async def guard(request: Request) -> None:
+        refused = await security.validate_request(request, is_post=request.method == "POST")
+        if refused is not None:  # the SDK's plain-text refusal, in OpenAI's shape
+            codes = {400: "invalid_content_type", 421: "invalid_host", 403: "invalid_origin"}
+            raise _Refused(_error(refused.status_code, bytes(refused.body).decode(), "invalid_request_error",
+                                  code=codes.get(refused.status_code)))
+        if key is not None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
+                raise _Refused(_error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                                      "invalid_request_error", code="invalid_api_key",
+                                      headers={"WWW-Authenticate": "Bearer"}))
+
+    def endpoint(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            try:
+                await guard(request)
+                return await fn(request)
+            except _Refused as r:
+                return r.response
+
+        return handle
+
+    async def read_body(request: Request) -> bytes:
+        # The SDK's RequestBodyLimitMiddleware answers in plain text; the same check here keeps OpenAI's shape.
+        too_big = _Refused(_error(413, f"the request body is larger than {http.max_body_bytes} bytes",
+                                  "invalid_request_error", code="request_too_large"))
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > http.max_body_bytes:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > http.max_body_bytes:
+                raise too_big
+        return bytes(body)
+
+    def admit() -> Callable[[], None]:
+        nonlocal admitted
+        if admitted >= http.queue_depth:
+            raise _Refused(_error(429, f"{admitted} requests are already queued or running (queue_depth "
+                                  f"{http.queue_depth}); retry after {http.retry_after_s}s", "rate_limit_error",
+                                  code="queue_full", headers={"Retry-After": str(http.retry_after_s)}))
+        admitted += 1
+        done = False
+
+        def release() -> None:
+            nonlocal admitted, done
+            if not done:
+                done = True
+                admitted -= 1
+
+        return release
+
+    async def until_disconnect(request: Request, fn: Callable[[], Awaitable[T]]) -> T | None:
+        """``fn()``'s result, or None when the client went away first (``fn`` is then cancelled)."""
+        out: list[Any] = []
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            log.info("client disconnected: its run is cancelled")
+            tg.cancel_scope.cancel()
+
+        async def work() -> None:
+            try:
+                out.append(await fn())
+            except MageError as e:
+                out.append(e)
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            tg.start_soon(work)
+        if out and isinstance(out[0], MageError):
+            raise out[0]
+        return out[0] if out else None
+
     async def list_models(_: Request) -> Response:
         return JSONResponse({"object": "list", "data": models_list()})
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok", **engine.models_state()})
+        # Resolving models reads files (and may ask the hub's cache): never on the event loop.
+        state = await anyio.to_thread.run_sync(engine.models_state)
+        return JSONResponse({"status": "ok", **state})
 
     async def chat(request: Request) -> Response:
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the request body is not valid JSON", "invalid_request_error")
+            body = parse_body(await read_body(request))
+        except ValueError as e:
+            return _error(400, str(e), "invalid_request_error")
         try:
             chat_req = ChatRequest.model_validate(body)
         except ValidationError as e:
@@ -142,13 +333,28 @@ def build_app(engine: Engine) -> Starlette:
             preq = to_pattern_request(chat_req)
         except (ValueError, MageError) as e:
             return _error(400, str(e), "invalid_request_error", param="messages")
+        try:
+            if preq.tools:
+                resolve_tools(preq.tools)  # a bad host schema is refused before any model runs
+        except MageError as e:
+            return _error(400, str(e), "invalid_request_error", param="tools")
+        chars = len(preq.prompt) + len(preq.context or "") + len(preq.system or "")
+        if chars > http.max_prompt_chars:
+            return _error(400, f"the messages hold {chars} characters; this server accepts at most "
+                          f"{http.max_prompt_chars} (http.max_prompt_chars)", "invalid_request_error",
+                          param="messages", code="context_length_exceeded")
+        release = admit()
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if chat_req.stream:
-            return StreamingResponse(_stream(rid, chat_req.model, name, preq), media_type="text/event-stream")
+            return _Stream(_stream(rid, chat_req.model, name, preq), release)
         try:
-            result = await engine.run(name, preq)
+            result = await until_disconnect(request, lambda: engine.run(name, preq))
         except MageError as e:
             return _mage_error(e)
+        finally:
+            release()
+        if result is None:  # nobody is listening; the status is for the logs
+            return _error(499, "the client closed the request", "invalid_request_error")
         calls = _tool_calls(result)
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if calls:
@@ -208,8 +414,16 @@ def build_app(engine: Engine) -> Starlette:
         yield chunk({}, "tool_calls" if calls else "stop", usage=_usage(result), mageagent=_extra(result))
         yield "data: [DONE]\n\n"
 
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, str(exc.detail), "invalid_request_error", headers=exc.headers)
+
+    async def server_error(_: Request, exc: Exception) -> Response:
+        log.error("unexpected %s in the HTTP API: %s", type(exc).__name__, exc, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log", "server_error")
+
     return Starlette(routes=[
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-    ])
+        Route("/v1/chat/completions", endpoint(chat), methods=["POST"]),
+        Route("/v1/models", endpoint(list_models), methods=["GET"]),
+        Route("/health", endpoint(health), methods=["GET"]),
+    ], exception_handlers={HTTPException: http_error, Exception: server_error})

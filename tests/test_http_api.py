@@ -12,6 +12,7 @@ import uvicorn
 
 from orchestration.engine import Engine
 from orchestration.http_api import build_app
+from orchestration.settings import HttpSettings
 from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings, free_port
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
@@ -20,13 +21,13 @@ P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "to
 class ServerThread:
     """uvicorn on 127.0.0.1 in a thread, over an engine with the scripted fake backend."""
 
-    def __init__(self) -> None:
+    def __init__(self, http: HttpSettings | None = None, api_key: str | None = None) -> None:
         self.fake = ScriptedBackend()
         settings = fake_settings()
         self.engine = Engine(settings, {"mlx": self.fake})
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(build_app(self.engine), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+        app = build_app(self.engine, http, api_key=api_key) if http or api_key else build_app(self.engine)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -152,3 +153,192 @@ def test_engine_failure_is_a_server_error_with_the_reason(srv: ServerThread) -> 
     assert e.value.status_code == 500 and "validator" in e.value.body["message"]
 
 
+
+
+# -- at the door: key, Host/Origin, content type, sizes, parsing, queue, disconnects --------------------------
+def raw(srv: ServerThread, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+        host: str | None = None) -> tuple[int, dict, dict]:
+    """One request with full control of the bytes and headers: status, headers, JSON body."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", host or f"127.0.0.1:{srv.port}")
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    if body is not None:
+        hdrs.setdefault("Content-Length", str(len(body)))
+    for k, v in hdrs.items():
+        if v is not None:
+            conn.putheader(k, v)
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(data)
+
+
+def chat_body(content: object = "hi", **extra: object) -> bytes:
+    import json
+
+    return json.dumps({"model": "mageagent:primary", "messages": [{"role": "user", "content": content}],
+                       **extra}).encode()
+
+
+def assert_openai_error(status: int, body: dict, expected: int) -> None:
+    assert status == expected, body
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+
+
+def test_api_key_is_required_and_compared_when_set() -> None:
+    with ServerThread(HttpSettings(), api_key="s3cret") as srv:
+        for auth in (None, "Bearer wrong", "Basic s3cret", "Bearer s3cre", "Bearer s3cret!"):
+            status, _, body = raw(srv, "GET", "/v1/models", headers={"Authorization": auth})
+            assert_openai_error(status, body, 401)
+            assert body["error"]["code"] == "invalid_api_key"
+        status, _, body = raw(srv, "POST", "/v1/chat/completions", chat_body(), {"Authorization": "Bearer x"})
+        assert_openai_error(status, body, 401)
+        assert srv.fake.history == []
+        assert raw(srv, "GET", "/v1/models", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        srv.fake.enqueue("ok", model=P)
+        openai_client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="s3cret", max_retries=0)
+        assert openai_client.chat.completions.create(
+            model="mageagent:primary", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content == "ok"
+
+
+def test_the_api_key_setting_and_the_loopback_rule() -> None:
+    from orchestration.errors import ConfigError
+    from orchestration.http_api import api_key
+
+    assert api_key(HttpSettings(), "127.0.0.1", {}) is None
+    assert api_key(HttpSettings(), "::1", {}) is None and api_key(HttpSettings(), "localhost", {}) is None
+    for host in ("0.0.0.0", "192.168.1.5", "::", "example.com"):
+        with pytest.raises(ConfigError, match="refusing to bind .* without an API key"):
+            api_key(HttpSettings(), host, {})
+    with pytest.raises(ConfigError, match="MAGE_KEY, but that environment variable is not set"):
+        api_key(HttpSettings(api_key_env="MAGE_KEY"), "0.0.0.0", {})
+    assert api_key(HttpSettings(api_key_env="MAGE_KEY"), "0.0.0.0", {"MAGE_KEY": "k"}) == "k"
+
+
+@pytest.mark.parametrize(("headers", "host", "status", "code"), [
+    ({}, "evil.example:80", 421, "invalid_host"),             # DNS rebinding: a foreign name for 127.0.0.1
+    ({"Origin": "http://evil.example"}, None, 403, "invalid_origin"),
+    ({"Content-Type": "text/plain"}, None, 400, "invalid_content_type"),
+    ({"Content-Type": None}, None, 400, "invalid_content_type"),
+])
+def test_host_origin_and_content_type_are_checked(srv: ServerThread, headers: dict, host: str | None, status: int,
+                                                  code: str) -> None:
+    s, _, body = raw(srv, "POST", "/v1/chat/completions", chat_body(), headers, host=host)
+    assert_openai_error(s, body, status)
+    assert body["error"]["code"] == code and srv.fake.history == []
+
+
+def test_allowed_hosts_and_origins_extend_loopback() -> None:
+    http = HttpSettings(allowed_hosts=["mage.lan:*"], allowed_origins=["http://mage.lan:*"])
+    with ServerThread(http) as srv:
+        assert raw(srv, "GET", "/v1/models", host="mage.lan:3457", headers={"Origin": "http://mage.lan:3457"})[0] == 200
+        assert raw(srv, "GET", "/v1/models", host="other.lan:3457")[0] == 421
+        assert raw(srv, "GET", "/v1/models", headers={"Origin": "http://localhost:5173"})[0] == 200
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b"[" * 100_000 + b"]" * 100_000, "nests deeper"),                       # was a RecursionError: plain 500
+    (chat_body([{"type": "text", "text": "x", "n": [[[[[[[[]]]]]]]] * 0}]).replace(b'"n": []', b'"n": '
+                                                                                 + b"[" * 80 + b"]" * 80),
+     "nests deeper"),
+    (b'{"model": "mageagent:primary", "messages": [{"role": "user", "content": "\xff\xfe"}]}', "not UTF-8"),
+    (chat_body("\\ud800 lone").replace(b"\\\\ud800", b"\\ud800"), "lone UTF-16 surrogate"),
+    (b'{"model": ', "not valid JSON"),
+    (b"", "not valid JSON"),
+])
+def test_malformed_bodies_are_400_in_openai_shape(srv: ServerThread, body: bytes, fragment: str) -> None:
+    s, _, data = raw(srv, "POST", "/v1/chat/completions", body)
+    assert_openai_error(s, data, 400)
+    assert fragment in data["error"]["message"] and srv.fake.history == []
+
+
+def test_body_size_and_prompt_length_are_limited() -> None:
+    with ServerThread(HttpSettings(max_body_bytes=4096, max_prompt_chars=1000)) as srv:
+        s, _, data = raw(srv, "POST", "/v1/chat/completions", chat_body("x" * 5000))
+        assert_openai_error(s, data, 413)
+        s, _, data = raw(srv, "POST", "/v1/chat/completions", chat_body("x" * 100),
+                         {"Content-Length": "99999999"})  # a lying header is refused before reading
+        assert_openai_error(s, data, 413)
+        s, _, data = raw(srv, "POST", "/v1/chat/completions", chat_body("x" * 1001))
+        assert_openai_error(s, data, 400)
+        assert data["error"]["code"] == "context_length_exceeded" and "1001 characters" in data["error"]["message"]
+        assert srv.fake.history == []
+
+
+def test_unknown_routes_and_methods_keep_the_openai_shape(srv: ServerThread) -> None:
+    s, _, data = raw(srv, "GET", "/v1/nothing")
+    assert_openai_error(s, data, 404)
+    s, _, data = raw(srv, "GET", "/v1/chat/completions")
+    assert_openai_error(s, data, 405)
+
+
+def test_a_bad_host_tool_schema_is_refused_before_any_model_runs(srv: ServerThread) -> None:
+    tools = [{"type": "function", "function": {"name": "deploy", "parameters": {
+        "type": "object", "properties": {"env": {"type": "string", "enum": []}}}}}]
+    s, _, data = raw(srv, "POST", "/v1/chat/completions", chat_body("deploy it", tools=tools))
+    assert_openai_error(s, data, 400)
+    assert "'deploy'" in data["error"]["message"] and "enum" in data["error"]["message"]
+    assert data["error"]["param"] == "tools" and srv.fake.history == []
+
+
+def test_beyond_the_queue_depth_is_429_with_retry_after() -> None:
+    with ServerThread(HttpSettings(queue_depth=1, retry_after_s=7)) as srv:
+        srv.fake.enqueue("slow " * 20, model=P, delay=0.05)
+        done: list[int] = []
+        t = threading.Thread(target=lambda: done.append(raw(srv, "POST", "/v1/chat/completions", chat_body())[0]))
+        t.start()
+        deadline = time.time() + 5
+        while not srv.fake.history:
+            assert time.time() < deadline
+            time.sleep(0.01)
+        s, headers, data = raw(srv, "POST", "/v1/chat/completions", chat_body())
+        assert_openai_error(s, data, 429)
+        assert headers["retry-after"] == "7" and data["error"]["type"] == "rate_limit_error"
+        t.join(10)
+        assert done == [200]
+        srv.fake.enqueue("next", model=P)  # the slot was given back
+        assert raw(srv, "POST", "/v1/chat/completions", chat_body())[0] == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_disconnects_cancels_its_run(stream: bool) -> None:
+    import http.client
+    import socket
+
+    with ServerThread(HttpSettings(queue_depth=1)) as srv:
+        srv.fake.enqueue("word " * 400, model=P, delay=0.05)  # 20 s if nobody stops it
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.request("POST", "/v1/chat/completions", chat_body(stream=stream),
+                     {"Content-Type": "application/json"})
+        deadline = time.time() + 5
+        while not srv.fake.history:
+            assert time.time() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        t0 = time.time()
+        while srv.fake.cancelled == 0:
+            assert time.time() - t0 < 3, "the run went on after the client left"
+            time.sleep(0.02)
+        srv.fake.enqueue("next", model=P)  # and its queue slot is free again
+        assert raw(srv, "POST", "/v1/chat/completions", chat_body())[0] == 200
+
+
+def test_health_resolves_models_off_the_event_loop(srv: ServerThread) -> None:
+    seen: list[int] = []
+    original = srv.engine.models_state
+
+    def recording() -> dict:
+        seen.append(threading.get_ident())
+        return original()
+
+    srv.engine.models_state = recording  # type: ignore[method-assign]
+    assert raw(srv, "GET", "/health")[0] == 200
+    assert seen and seen[0] != srv.thread.ident  # uvicorn's loop runs on srv.thread
