@@ -82,7 +82,8 @@ class Completion(_Model):
     constrained: bool = Field(False, description="the constraint was enforced token by token while decoding")
 
 
-Risk = Literal["read", "write", "destructive"]
+# Ordered: read < write < execute < destructive. "execute" runs code or constructs the classifier cannot bound.
+Risk = Literal["read", "write", "execute", "destructive"]
 
 
 class ToolDefinition(_Model):
@@ -105,7 +106,8 @@ class ToolCall(_Model):
 
     tool: str
     arguments: dict[str, Any]
-    risk: Risk = Field(description="read: only reads; write: changes files; destructive: may destroy data")
+    risk: Risk = Field(description="read: only reads; write: changes files in a known way; execute: runs code "
+                                   "or shell constructs whose effect is not known; destructive: may destroy data")
 
 
 ExtractionMode = Literal["auto", "always", "never"]
