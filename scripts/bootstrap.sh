@@ -30,6 +30,19 @@ if [ "$(uname -s)" = "Linux" ] && ! ldconfig -p 2>/dev/null | grep -q 'libopenbl
   fi
 fi
 
+# bubblewrap isolates model-written code (the evaluation, execution-grounded checks); without it they refuse
+# to run unless the settings say sandbox = "weak".
+if [ "$(uname -s)" = "Linux" ] && ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "== installing bubblewrap" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >&2 \
+      || echo "   bubblewrap could not be installed; running model-written code will be refused" >&2
+  else
+    echo "   note: bubblewrap (bwrap) is absent and cannot be installed here (not root or no apt-get); running" >&2
+    echo "   model-written code will be refused. Debian/Ubuntu: sudo apt-get install bubblewrap" >&2
+  fi
+fi
+
 # The MCP Inspector's CLI, used by one test as a third-party client (skipped where Node is absent).
 if command -v npm >/dev/null && [ -f tests/inspector/package.json ] && [ ! -d tests/inspector/node_modules ]; then
   echo "== installing the MCP Inspector CLI (npm)" >&2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..sandbox import Limits, SandboxMode, SandboxResult, run_python
 from .data import HumanEvalProblem
-from .sandbox import Limits, Outcome, run_program
 
 __all__ = ["task_prompt", "extract_code", "program", "check", "normalize_code"]
 
@@ -39,8 +39,10 @@ def program(problem: HumanEvalProblem, answer: str) -> str:
     return f"{body}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
 
 
-def check(problem: HumanEvalProblem, answer: str, limits: Limits | None = None) -> Outcome:
-    return run_program(program(problem, answer), limits)
+def check(problem: HumanEvalProblem, answer: str, limits: Limits | None = None,
+          mode: SandboxMode = "auto") -> SandboxResult:
+    """Run the checking program in the sandbox; ``.passed``: every test passed within the limits."""
+    return run_python(program(problem, answer), limits=limits, mode=mode)
 
 
 def normalize_code(answer: str) -> str:

@@ -6,6 +6,10 @@ from typing import Any
 
 __all__ = ["markdown"]
 
+_SANDBOX = {"bwrap": "bubblewrap: no network, read-only system and interpreter, private tmpfs, own PID namespace",
+            "sandbox-exec": "macOS Seatbelt, deny-default profile",
+            "weak": "a plain subprocess: NOT isolated from the user's files or the network"}
+
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
@@ -57,10 +61,11 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
                           f"{_rate(c['first_shown_picked'])} of the judging passes; A and B identical in "
                           f"{c['identical_candidates']}."]
         sb = he["sandbox"]
+        kind = sb.get("kind", "?")  # runs scored before the sandbox move have no kind
         lines += ["", f"Harness check: the canonical solutions pass {he.get('canonical_passed', '?')}/{he['n']} in the "
-                      "same sandbox.", "", f"Candidates ran in a subprocess (`python -I`, empty environment, own session) with "
+                      "same sandbox.", "", f"Candidates ran in the `{kind}` sandbox ({_SANDBOX.get(kind, 'unknown')}) with "
                       f"{sb['timeout_s']:.0f} s, {sb['memory_mb']} MB address space, {sb['file_mb']} MB files, "
-                      f"{sb['open_files']} open files; network {'isolated (unshare -rn)' if sb['network_isolated'] else 'NOT isolated'}.",
+                      f"{sb['open_files']} open files.",
                   "", "### Paired comparisons", "", *_CMP_HEAD, *_comparison_rows(he["comparisons"]), ""]
     bf = results.get("bfcl")
     if bf:

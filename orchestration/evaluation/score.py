@@ -12,12 +12,12 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from ..errors import ModelOutputError
+from ..sandbox import Limits, SandboxKind, SandboxMode, resolve
 from ..tools.extract import parse_calls
 from ..types import ToolCall
 from . import bfcl, humaneval
 from .data import BfclItem
 from .runner import SYSTEMS, Dataset
-from .sandbox import Limits, network_isolated
 from .stats import compare, wilson
 
 __all__ = ["score"]
@@ -73,7 +73,8 @@ def _comparisons(table: dict[str, dict[str, bool]], pairs: list[tuple[str, str]]
 
 
 # -- HumanEval ---------------------------------------------------------------------------------------------
-def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limits, seed: int) -> dict[str, Any]:
+def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limits, kind: SandboxKind,
+                     seed: int) -> dict[str, Any]:
     problems = {p.task_id: p for p in data.humaneval}
     passed: dict[tuple[str, str], bool] = {}  # each distinct candidate runs once
 
@@ -81,7 +82,7 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         if not text:
             return False
         if (task, text) not in passed:
-            passed[(task, text)] = humaneval.check(problems[task], text, limits).status == "passed"
+            passed[(task, text)] = humaneval.check(problems[task], text, limits, kind).passed
         return passed[(task, text)]
 
     by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -156,7 +157,7 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
     canonical = sum(run(t, "```python\n" + p.prompt + p.canonical_solution + "```") for t, p in problems.items())
     return {"n": len(items), "canonical_passed": canonical, "systems": systems, "compete": compete,
             "comparisons": _comparisons(table, HE_COMPARISONS, items, seed), "per_item": per_item,
-            "sandbox": {**limits.model_dump(), "network_isolated": network_isolated()}}
+            "sandbox": {**limits.model_dump(), "kind": kind}}
 
 
 # -- BFCL --------------------------------------------------------------------------------------------------
@@ -212,11 +213,12 @@ def _score_bfcl(data: Dataset, records: list[dict[str, Any]], seed: int) -> dict
             "per_item": per_item}
 
 
-def score(data: Dataset, records: list[dict[str, Any]], *, seed: int = 0,
-          limits: Limits | None = None) -> dict[str, Any]:
+def score(data: Dataset, records: list[dict[str, Any]], *, seed: int = 0, limits: Limits | None = None,
+          sandbox: SandboxMode = "auto") -> dict[str, Any]:
+    """Score the records; HumanEval candidates run in the ``sandbox`` (refused up front where it cannot)."""
     out: dict[str, Any] = {}
     if data.humaneval:
-        out["humaneval"] = _score_humaneval(data, records, limits or Limits(), seed)
+        out["humaneval"] = _score_humaneval(data, records, limits or Limits(), resolve(sandbox), seed)
     if data.bfcl:
         out["bfcl"] = _score_bfcl(data, records, seed)
     return out

@@ -1,0 +1,361 @@
+"""Run untrusted Python (model-written code) in an isolated, limited process; never ``exec`` it in this one.
+
+Kinds, best first:
+
+- ``bwrap`` (Linux, bubblewrap): new PID, network, IPC, UTS (and user, when we are not root) namespaces, so
+  no network and no other process in sight; a root made of read-only binds of the system directories and the
+  interpreter only (no home, no repository, no ``/etc`` beyond the loader's cache); a private, size-capped
+  tmpfs work dir and ``/tmp``; the candidate runs as uid 65534 when we are root; limits on CPU seconds,
+  address space, processes, file size, open files, core dumps. At the wall-clock limit the whole namespace is
+  killed: bwrap's PID 1 goes and the kernel kills everything left, ``setsid`` children included.
+- ``sandbox-exec`` (macOS): a deny-default Seatbelt profile (no network; reads limited to the system and the
+  interpreter; writes to the work dir only) plus the same limits. Written from Apple's profile language, not
+  exercised by this project's tests (they run on Linux).
+- ``weak``: a plain subprocess with the limits, an empty environment, a temp work dir and its own session.
+  It can read the user's files and reach the network, and a ``setsid`` child escapes the kill. Used only
+  when the settings ask for it (``sandbox = "weak"``).
+
+Output is read with a cap: a program that writes more than ``max_output_bytes`` to stdout or stderr is
+killed and reported. Nothing waits without a deadline.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigError
+
+__all__ = ["Limits", "SandboxResult", "SandboxKind", "SandboxMode", "Availability", "availability", "resolve",
+           "run_python"]
+
+log = logging.getLogger(__name__)
+
+SandboxKind = Literal["bwrap", "sandbox-exec", "weak"]
+SandboxMode = Literal["auto", "bwrap", "sandbox-exec", "weak"]
+KilledReason = Literal["timeout", "output_limit", "cpu_limit", "signal"]
+
+_NOBODY = 65534
+_WORK = "/sandbox"  # the work dir inside bwrap
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+_GRACE_S = 0.3  # weak mode: how long to drain pipes a leftover child keeps open after the program exited
+
+
+class Limits(BaseModel):
+    """What one program may use."""
+
+    model_config = ConfigDict(extra="forbid")
+    timeout_s: float = Field(10.0, gt=0, le=3600, description="wall clock, start-up included")
+    memory_mb: int = Field(1024, ge=64, description="address space per process")
+    file_mb: int = Field(16, ge=1, description="largest file it may write")
+    disk_mb: int = Field(64, ge=1, description="the work dir and /tmp, each (bwrap: tmpfs size)")
+    processes: int = Field(64, ge=2, description="processes and threads (bwrap only: weak counts per user)")
+    open_files: int = Field(64, ge=16)
+    max_output_bytes: int = Field(1_000_000, ge=1024, description="stdout and stderr, each")
+
+
+class SandboxResult(BaseModel):
+    """How one program ended. ``exit_status`` is negative for a signal, None if it never exited."""
+
+    kind: SandboxKind
+    exit_status: int | None
+    stdout: str = ""
+    stderr: str = ""
+    output_truncated: bool = False
+    timed_out: bool = False
+    killed_reason: KilledReason | None = None
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_status == 0 and self.killed_reason is None
+
+    @property
+    def status(self) -> Literal["passed", "failed", "timeout"]:
+        return "timeout" if self.timed_out else "passed" if self.passed else "failed"
+
+
+class Availability(BaseModel):
+    kind: SandboxKind
+    ok: bool
+    reason: str = ""
+
+
+# -- the interpreter and the limits ------------------------------------------------------------------------
+def _interpreter() -> tuple[str, list[str]]:
+    """The base interpreter (not a venv's: candidates get the standard library) and the trees it needs."""
+    exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    trees = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
+    if not any(exe.startswith(t + os.sep) for t in trees):
+        trees.add(os.path.dirname(exe))
+    return exe, sorted(trees)
+
+
+def _rlimits(limits: Limits, *, nproc: bool) -> list[tuple[str, int]]:
+    cpu = math.ceil(limits.timeout_s) + 1
+    out = [("RLIMIT_CPU", cpu), ("RLIMIT_AS", limits.memory_mb << 20), ("RLIMIT_FSIZE", limits.file_mb << 20),
+           ("RLIMIT_NOFILE", limits.open_files), ("RLIMIT_CORE", 0)]
+    if nproc:  # per user outside a namespace: a weak-mode limit would count every process the user runs
+        out.append(("RLIMIT_NPROC", limits.processes))
+    return out
+
+
+def _launcher(limits: Limits, exe: str) -> str:
+    """Run first inside bwrap: set the limits, drop root (NPROC binds no uid-0 process), exec the program."""
+    return ("import os, resource\n"
+            f"for name, value in {_rlimits(limits, nproc=True)!r}:\n"
+            "    resource.setrlimit(getattr(resource, name), (value, value))\n"
+            "if os.getuid() == 0:\n"
+            f"    os.setgroups([]); os.setresgid({_NOBODY}, {_NOBODY}, {_NOBODY}); "
+            f"os.setresuid({_NOBODY}, {_NOBODY}, {_NOBODY})\n"
+            f"os.execv({exe!r}, [{exe!r}, '-I', '-B', 'candidate.py'])\n")
+
+
+def _preexec(limits: Limits):  # noqa: ANN202 - a preexec_fn for the weak and macOS kinds
+    pairs = _rlimits(limits, nproc=False)
+
+    def apply() -> None:
+        import resource
+
+        for name, value in pairs:
+            resource.setrlimit(getattr(resource, name), (value, value))
+
+    return apply
+
+
+# -- bubblewrap --------------------------------------------------------------------------------------------
+def _ancestors(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _bwrap_argv(bwrap: str, code_fd: int, limits: Limits) -> list[str]:
+    exe, trees = _interpreter()
+    if os.geteuid() == 0:
+        # As root, bwrap's --unshare-all would map uid 0 alone into a user namespace, leaving no uid to drop
+        # to; the namespaces are named one by one and the launcher drops to nobody with these two caps.
+        ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+              "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        ns = ["--unshare-all"]
+    argv = [bwrap, *ns, "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = "/" + name
+        if os.path.islink(host):
+            argv += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            argv += ["--ro-bind", host, host]
+    argv += ["--perms", "0755", "--dir", "/etc", "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for tree in trees:
+        if tree == "/usr" or tree.startswith("/usr/"):
+            continue
+        for d in _ancestors(tree + "/x"):  # created traversable: a 0700 home above the interpreter stays shut
+            argv += ["--perms", "0755", "--dir", d]
+        argv += ["--ro-bind", tree, tree]
+    size = str(limits.disk_mb << 20)
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", size, "--tmpfs", _WORK,
+             "--perms", "0444", "--ro-bind-data", str(code_fd), f"{_WORK}/candidate.py",
+             "--chdir", _WORK, "--", exe, "-I", "-S", "-B", "-c", _launcher(limits, exe)]
+    return argv
+
+
+def _exit_status(kind: SandboxKind, code: int | None) -> int | None:
+    # bwrap reports a child killed by signal N as 128 + N (a program exiting with 129..192 reads the same).
+    if kind == "bwrap" and code is not None and 128 < code <= 128 + 64:
+        return -(code - 128)
+    return code
+
+
+# -- macOS -------------------------------------------------------------------------------------------------
+def _seatbelt_profile(work: str, trees: list[str]) -> str:
+    def q(p: str) -> str:
+        return '"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    reads = " ".join(f"(subpath {q(t)})" for t in trees)
+    return f"""(version 1)
+(deny default)
+(allow process-fork)
+(allow process-exec {reads})
+(allow signal (target same-sandbox))
+(allow sysctl-read)
+(allow file-read-metadata)
+(allow file-read* (subpath "/usr/lib") (subpath "/usr/share") (subpath "/System") (subpath "/Library/Apple")
+  (subpath "/private/var/db/dyld") (literal "/dev/null") (literal "/dev/urandom") (literal "/dev/random")
+  (literal "/private/etc/localtime") {reads} (subpath {q(work)}))
+(allow file-write* (subpath {q(work)}) (literal "/dev/null"))
+"""
+
+
+# -- running -----------------------------------------------------------------------------------------------
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # bwrap's group; its PID 1 dies with it and takes the namespace
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _collect(proc: subprocess.Popen[bytes], limits: Limits, deadline: float,
+             kind: SandboxKind) -> tuple[bytes, bytes, bool, KilledReason | None]:
+    """Read stdout and stderr, each up to the cap, until both close or the deadline; never unbounded."""
+    assert proc.stdout is not None and proc.stderr is not None
+    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    truncated, reason = False, None
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as sel:
+        for fd in bufs:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map() and reason is None:
+            now = time.monotonic()
+            if now >= deadline:
+                reason = "timeout"
+                break
+            if kind == "weak" and proc.poll() is not None:  # a leftover child may hold the pipes open
+                exited_at = exited_at or now
+                if now - exited_at > _GRACE_S:
+                    break
+            for key, _ in sel.select(timeout=min(deadline - now, 0.1)):
+                try:
+                    chunk = os.read(key.fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                buf = bufs[key.fd]
+                room = limits.max_output_bytes - len(buf)
+                buf += chunk[:room]
+                if len(chunk) > room:
+                    truncated, reason = True, "output_limit"
+                    break
+    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), truncated, reason
+
+
+def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
+    t0 = time.monotonic()
+    deadline = t0 + limits.timeout_s
+    with tempfile.TemporaryDirectory(prefix="mageagent-sandbox-") as tmp:
+        exe, trees = _interpreter()
+        pass_fds: tuple[int, ...] = ()
+        code_fd = -1
+        kw: dict[str, object] = {}
+        if kind == "bwrap":
+            code_fd = os.memfd_create("candidate") if hasattr(os, "memfd_create") else os.open(
+                os.path.join(tmp, "candidate.py"), os.O_RDWR | os.O_CREAT, 0o600)
+            os.write(code_fd, code.encode())
+            os.lseek(code_fd, 0, os.SEEK_SET)
+            argv = _bwrap_argv(shutil.which("bwrap") or "bwrap", code_fd, limits)
+            pass_fds, cwd = (code_fd,), tmp
+        else:
+            work = os.path.realpath(tmp)
+            Path(work, "candidate.py").write_text(code)
+            argv = [exe, "-I", "-B", "candidate.py"]
+            if kind == "sandbox-exec":
+                argv = ["/usr/bin/sandbox-exec", "-p", _seatbelt_profile(work, trees), *argv]
+            cwd, kw = work, {"preexec_fn": _preexec(limits)}
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds,
+                                    **kw)  # type: ignore[call-overload]
+        finally:
+            if code_fd >= 0:
+                os.close(code_fd)
+        try:
+            out, err, truncated, reason = _collect(proc, limits, deadline, kind)
+            if reason is None:
+                try:
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+                except subprocess.TimeoutExpired:  # closed its output, kept running
+                    reason = "timeout"
+        finally:
+            _kill(proc)  # also ends what a weak-mode program left in its session
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
+                log.error("sandboxed process %d did not die after SIGKILL", proc.pid)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+    status = _exit_status(kind, proc.returncode)
+    if reason is None and status == -signal.SIGXCPU:
+        reason = "cpu_limit"
+    elif reason is None and status is not None and status < 0:
+        reason = "signal"
+    return SandboxResult(kind=kind, exit_status=status, stdout=out.decode("utf-8", "replace"),
+                         stderr=err.decode("utf-8", "replace"), output_truncated=truncated,
+                         timed_out=reason == "timeout", killed_reason=reason,
+                         seconds=round(time.monotonic() - t0, 3))
+
+
+# -- choosing the kind -------------------------------------------------------------------------------------
+_USERNS_HINT = ("; unprivileged user namespaces look disabled (sysctl kernel.unprivileged_userns_clone=0, "
+                "user.max_user_namespaces=0, or Ubuntu's kernel.apparmor_restrict_unprivileged_userns=1)")
+
+
+@functools.lru_cache(maxsize=None)
+def availability(kind: SandboxKind) -> Availability:
+    """Whether ``kind`` can run a program here, found by running one; the reason when it cannot."""
+    if kind == "weak":
+        return Availability(kind=kind, ok=True)
+    if kind == "bwrap":
+        if not sys.platform.startswith("linux"):
+            return Availability(kind=kind, ok=False, reason="bubblewrap is Linux only")
+        if shutil.which("bwrap") is None:
+            return Availability(kind=kind, ok=False, reason="bwrap is not installed (Debian/Ubuntu: apt-get "
+                                                            "install bubblewrap)")
+    if kind == "sandbox-exec" and not os.path.exists("/usr/bin/sandbox-exec"):
+        return Availability(kind=kind, ok=False, reason="/usr/bin/sandbox-exec is absent (macOS only)")
+    try:
+        got = _run(kind, "import json, math, re\nprint('ok')\n", Limits(timeout_s=20))
+    except OSError as e:
+        return Availability(kind=kind, ok=False, reason=f"{kind} could not start: {e}")
+    if got.passed and got.stdout.strip() == "ok":
+        return Availability(kind=kind, ok=True)
+    why = (got.stderr.strip() or f"exit status {got.exit_status}")[-400:]
+    if kind == "bwrap" and any(s in why for s in ("uid map", "user namespace", "Operation not permitted",
+                                                  "No permissions to create")):
+        why += _USERNS_HINT
+    return Availability(kind=kind, ok=False, reason=f"{kind} failed a trial run: {why}")
+
+
+def resolve(mode: SandboxMode) -> SandboxKind:
+    """The kind ``mode`` runs with here; ConfigError (with the reason) when no isolation is available."""
+    if mode == "weak":
+        _warn_weak()
+        return "weak"
+    if mode == "auto":
+        kind: SandboxKind = "sandbox-exec" if sys.platform == "darwin" else "bwrap"
+    else:
+        kind = mode
+    got = availability(kind)
+    if not got.ok:
+        raise ConfigError(f"refusing to run model-written code without isolation: {got.reason}. Install "
+                          "bubblewrap (Linux) or set sandbox = \"weak\" (MAGEAGENT_SANDBOX=weak) to run it in a "
+                          "plain subprocess that can read your files and reach the network")
+    return kind
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_weak() -> None:
+    log.warning("sandbox = weak: model-written code runs in a plain subprocess (limits only; it can read your "
+                "files and reach the network)")
+
+
+def run_python(code: str, *, limits: Limits | None = None, mode: SandboxMode = "auto") -> SandboxResult:
+    """Run ``code`` as a Python program (``candidate.py`` in an empty work dir) under the sandbox ``mode``."""
+    return _run(resolve(mode), code, limits or Limits())
