@@ -116,14 +116,15 @@ async def test_review_and_fix_runs_steps_in_order_with_templating_and_a_bounded_
     fake.enqueue("FAIL: still wrong", model=V)                 # check -> back to fix (round 1 of 1)
     fake.enqueue("fixed v2", model=C)                          # fix again, with the feedback
     fake.enqueue("FAIL: meh", model=V)                         # check: bound reached, go on
-    fake.enqueue([{"tool": "Write", "arguments": {"file_path": "a.py", "content": "fixed v2"}}], model=T)
+    # grounded extraction: the content is chosen by block number (the answer has no fence: block 1 is all of it)
+    fake.enqueue([{"tool": "Write", "arguments": {"file_path": "a.py", "content_block": 1}}], model=T)
     r = await engine.run("review_and_fix", PatternRequest(prompt="fix a.py", context="for i in range(n+1): ..."))
     assert fake.models_asked == [P, V, C, V, C, V, T]
     assert [s.purpose for s in r.trace.steps] == ["review", "issues", "fix", "check", "fix", "check",
                                                   "extract tool calls"]
     assert r.text == "fixed v2" and r.trace.revisions == 1
     assert [v.verdict for v in r.trace.verdicts] == ["FAIL", "FAIL", "FAIL"]
-    assert r.tool_calls[0].tool == "Write"
+    assert r.tool_calls[0].tool == "Write" and r.tool_calls[0].arguments == {"file_path": "a.py", "content": "fixed v2"}
     review_prompt = fake.history[0].messages[-1].content
     assert "Task: fix a.py" in review_prompt and "for i in range(n+1)" in review_prompt
     fix1 = fake.history[2].messages[-1].content
@@ -168,7 +169,8 @@ async def test_custom_patterns_are_published_as_mcp_tools(tmp_path: Path, mode: 
 @pytest.mark.real_model
 @pytest.mark.anyio
 async def test_review_and_fix_once_on_the_embedded_model(real_settings) -> None:  # noqa: ANN001
-    s = load_settings(EXAMPLE, env={}, max_tokens=16, extraction_max_string=32, extraction_max_calls=1)
+    s = load_settings(EXAMPLE, env={}, profile="tiny", max_tokens=16, extraction_max_string=32,
+                      extraction_max_calls=1)
     engine = Engine(s)
     try:
         r = await engine.run("review_and_fix", PatternRequest(

@@ -12,8 +12,11 @@ def _obj(props: dict[str, dict[str, str]], required: list[str]) -> dict:
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
-# "examples" carry the seed prompt's placeholders, so the rendered tool list is the seed's text.
-_PATH = {"type": "string", "description": "absolute or project-relative file path", "examples": ["path"]}
+# "examples" carry the seed prompt's placeholders, so the rendered tool list is the seed's text; "x-mageagent"
+# marks the grounded properties (grounding.py): the same convention a host uses for its own tools.
+_PATH = {"type": "string", "description": "absolute or project-relative file path", "examples": ["path"],
+         "x-mageagent": "path"}
+_DIR = {"type": "string", "description": "directory", "examples": ["dir"], "x-mageagent": "directory"}
 _READ = {"readOnlyHint": True, "destructiveHint": False}
 _WRITE = {"readOnlyHint": False, "destructiveHint": False}
 
@@ -21,12 +24,14 @@ SEED_TOOLS: list[ToolDefinition] = [
     ToolDefinition(name="Read", description="Read file contents",
                    parameters=_obj({"file_path": _PATH}, ["file_path"]), annotations=_READ),
     ToolDefinition(name="Write", description="Write to file",
-                   parameters=_obj({"file_path": _PATH, "content": {"type": "string", "examples": ["content"]}},
+                   parameters=_obj({"file_path": _PATH, "content": {"type": "string", "examples": ["content"],
+                                                         "x-mageagent": "content"}},
                                    ["file_path", "content"]),
                    annotations=_WRITE),
     ToolDefinition(name="Edit", description="Edit file",
-                   parameters=_obj({"file_path": _PATH, "old_string": {"type": "string", "examples": ["text"]},
-                                    "new_string": {"type": "string", "examples": ["text"]}},
+                   parameters=_obj({"file_path": _PATH,
+                                    "old_string": {"type": "string", "examples": ["text"], "x-mageagent": "old-text"},
+                                    "new_string": {"type": "string", "examples": ["text"], "x-mageagent": "new-text"}},
                                    ["file_path", "old_string", "new_string"]),
                    annotations=_WRITE),
     ToolDefinition(name="Bash", description="Execute shell command",
@@ -34,13 +39,13 @@ SEED_TOOLS: list[ToolDefinition] = [
                    annotations={"readOnlyHint": False, "destructiveHint": True}),
     ToolDefinition(name="Glob", description="Find files by pattern",
                    parameters=_obj({"pattern": {"type": "string", "description": "glob", "examples": ["**/*.py"]},
-                                    "path": {"type": "string", "description": "directory", "examples": ["dir"]}},
+                                    "path": _DIR},
                                    ["pattern"]),
                    annotations=_READ),
     ToolDefinition(name="Grep", description="Search file contents",
                    parameters=_obj({"pattern": {"type": "string", "description": "regular expression",
                                                 "examples": ["regex"]},
-                                    "path": {"type": "string", "description": "directory", "examples": ["dir"]}},
+                                    "path": _DIR},
                                    ["pattern"]),
                    annotations=_READ),
 ]

@@ -20,7 +20,9 @@ SUPPORTED_KEYWORDS = {
     "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "pattern", "anyOf", "oneOf", "description", "title", "default", "examples",
     "$schema", "format", "multipleOf",
+    "x-mageagent",  # grounding: see grounding.py (path, directory, content, old-text, new-text)
 }
+_GROUNDED_KINDS = ("path", "directory", "content", "old-text", "new-text")
 _TYPES = {"object", "array", "string", "integer", "number", "boolean", "null"}
 # JSON numbers are unbounded in a grammar (a small model can emit "0.999..." for ever): bound_schema gives each
 # number a range of +-1e15 and six decimal places, so a number takes at most 16 + 1 + 6 + 1 bytes.
@@ -102,6 +104,13 @@ def _walk(tool: str, schema: Any, path: str) -> None:
     for t in types if isinstance(types, list) else [types] if types else []:
         if t not in _TYPES:
             raise SchemaError(f"tool '{tool}': unknown type '{t}' at {path}")
+    if "x-mageagent" in schema:
+        kind = schema["x-mageagent"]
+        if kind not in _GROUNDED_KINDS:
+            raise SchemaError(f"tool '{tool}': x-mageagent at {path} is {kind!r}; choose one of "
+                              f"{', '.join(_GROUNDED_KINDS)}")
+        if types != "string" or path.count(".properties.") != 1:
+            raise SchemaError(f"tool '{tool}': x-mageagent marks a top-level string property; {path} is not one")
     if types is None and not any(k in schema for k in ("anyOf", "oneOf", "enum", "const")):
         raise SchemaError(f"tool '{tool}': schema at {path} has no type, enum, const or anyOf")
     missing = [r for r in schema.get("required") or [] if r not in (schema.get("properties") or {})]
@@ -155,6 +164,7 @@ def bound_schema(schema: dict[str, Any], max_string: int, max_items: int) -> dic
         for key in ("anyOf", "oneOf"):
             for sub in node.get(key) or []:
                 fix(sub)
+        node.pop("x-mageagent", None)  # grounding is applied before bounding (grounding.decoding_parameters)
         node.pop("format", None)  # formats are not enforced token by token; validated after parsing
 
     fix(s)
@@ -165,10 +175,12 @@ def token_bound(schema: Any) -> int:
     """An upper bound on the tokens a JSON value valid against a bounded schema can take."""
     if not isinstance(schema, dict):
         return 8
+    # A token is at least one byte, and the constrainer emits a literal in one JSON spelling (UTF-8, short
+    # escapes): its byte length bounds its tokens.
     if "const" in schema:
-        return len(str(schema["const"]).encode()) * _STRING_ESCAPE + 4
+        return len(json.dumps(schema["const"], ensure_ascii=False).encode()) + 2
     if "enum" in schema:
-        return max(len(str(v).encode()) * _STRING_ESCAPE + 4 for v in schema["enum"])
+        return max(len(json.dumps(v, ensure_ascii=False).encode()) for v in schema["enum"]) + 2
     alts = (schema.get("anyOf") or []) + (schema.get("oneOf") or [])
     if alts:
         return max(token_bound(a) for a in alts)
