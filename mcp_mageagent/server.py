@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +25,9 @@ from orchestration.models.blas import preload_openblas
 from orchestration.engine import Engine
 from orchestration.errors import MageError, ModelNotFoundError, PatternError
 from orchestration.format import result_text, trace_line
+from orchestration.http_api import api_key, require_bearer, transport_security
 from orchestration.settings import ROLES, Settings, load_settings
+from orchestration.tools.catalogue import resolve_tools
 from orchestration.types import PatternRequest, PatternResult, ToolDefinition
 
 __all__ = ["build_server", "main", "DESCRIPTIONS", "tool_name"]
@@ -94,6 +97,11 @@ def _make_tool(engine: Engine, pattern: str, with_swap: bool) -> Callable[..., A
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
             raise ToolError(f"invalid arguments: {problems}") from e
+        try:
+            if request.tools:
+                resolve_tools(request.tools)  # a bad host schema is refused before any model runs
+        except MageError as e:
+            raise ToolError(str(e)) from e
         counter = 0
 
         async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
@@ -142,6 +150,9 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
                         await engine.warmup()
                     except MageError as e:
                         log.warning("warm-up failed: %s", e)
+                    except Exception as e:  # noqa: BLE001 - one line, and the server keeps serving
+                        log.error("warm-up failed (%s): %s; the models load on first use instead",
+                                  type(e).__name__, e)
 
                 tg.start_soon(warm)
             try:
@@ -210,14 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         settings = load_settings(args.config, warmup=True if args.warmup else None)
+        preload_openblas(settings.blas)
+        server = build_server(settings)  # a remote role's missing api_key_env is reported here
+        key = api_key(settings.http, args.host, os.environ) if args.transport != "stdio" else None
     except MageError as e:
         sys.stderr.write(f"mcp-mageagent: {e}\n")
         return 2
-    preload_openblas(settings.blas)
-    server = build_server(settings)
     _configure_logging(settings)
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        server.run("streamable-http", host=args.host, port=args.port)
+        import uvicorn
+
+        # The SDK's Host/Origin checks on every host (it enables them for loopback names only), our body limit,
+        # and the API key off loopback.
+        app = server.streamable_http_app(transport_security=transport_security(settings.http), host=args.host,
+                                         max_request_body_size=settings.http.max_body_bytes)
+        config = uvicorn.Config(require_bearer(app, key) if key else app, host=args.host, port=args.port,
+                                log_level=settings.log_level.lower())
+        anyio.run(uvicorn.Server(config).serve)
     return 0

@@ -40,7 +40,7 @@ from .settings import HttpSettings
 from .tools.catalogue import resolve_tools
 from .types import PatternRequest, PatternResult, ToolDefinition
 
-__all__ = ["build_app", "PREFIX", "api_key", "is_loopback", "transport_security"]
+__all__ = ["build_app", "PREFIX", "api_key", "is_loopback", "transport_security", "require_bearer"]
 
 log = logging.getLogger(__name__)
 PREFIX = "mageagent:"
@@ -427,3 +427,22 @@ def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str 
         Route("/v1/models", endpoint(list_models), methods=["GET"]),
         Route("/health", endpoint(health), methods=["GET"]),
     ], exception_handlers={HTTPException: http_error, Exception: server_error})
+
+
+def require_bearer(app: Any, key: str) -> Any:
+    """An ASGI wrapper refusing HTTP requests without ``Authorization: Bearer key`` (for the MCP HTTP transport)."""
+    expected = key.encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), expected):
+                response = _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                                  "invalid_request_error", code="invalid_api_key",
+                                  headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded

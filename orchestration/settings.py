@@ -275,9 +275,12 @@ class Settings(_Strict):
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"config file {path}: cannot be read ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:  # TOML is UTF-8 by definition
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                          "save it as UTF-8") from e
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
