@@ -283,7 +283,9 @@ def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
                 except subprocess.TimeoutExpired:  # closed its output, kept running
                     reason = "timeout"
         finally:
-            _kill(proc)  # also ends what a weak-mode program left in its session
+            # Also ends what a weak-mode program left in its group. The group id cannot have been reused:
+            # a pid stays reserved while it names a live group, and a free one comes back only after pid_max.
+            _kill(proc)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
