@@ -7,6 +7,7 @@ Nothing here writes to stdout; on stdio that is the protocol channel.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -19,8 +20,10 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import Tool as MCPTool
 from pydantic import Field, ValidationError
 
+from mcp_mageagent.compact import compact_schema
 from orchestration.models.blas import preload_openblas
 from orchestration.engine import Engine
 from orchestration.errors import MageError, ModelNotFoundError, PatternError
@@ -30,52 +33,66 @@ from orchestration.settings import ROLES, Settings, load_settings
 from orchestration.tools.catalogue import resolve_tools
 from orchestration.types import PatternRequest, PatternResult, ToolDefinition
 
-__all__ = ["build_server", "main", "DESCRIPTIONS", "tool_name"]
+__all__ = ["build_server", "main", "DESCRIPTIONS", "tool_name", "tool_args"]
 
 log = logging.getLogger("mcp_mageagent")
 
-_COST = "Runs local models on this machine; the server never runs a tool call itself, the host does."
+# What a model needs to choose a tool and fill it; every word is sent with each turn of the host's model (see
+# orchestration/bench/footprint.py). What all tools share is said once, in the server's instructions.
 DESCRIPTIONS: dict[str, str] = {
-    "auto": "Pick the pattern automatically (use when unsure): coding tasks (implement, function, class, "
-            "refactor, fix bug, code blocks) go to validated, reasoning tasks (explain, analyze, plan, design, "
-            "architecture, compare) to hybrid, anything else to the fast validator model. The result says which "
-            "route ran and why. Cost: that of the chosen pattern.",
-    "hybrid": "Best general capability: the primary reasoning model answers, then the tools model extracts "
-              "schema-valid tool calls when the task needs file or shell operations. Use for analysis plus "
-              "implementation, architecture decisions that need files changed, code review with suggestions. "
-              "Cost: about 1.5x a primary call.",
-    "validated": "Code where correctness matters: the primary answers, a validator reviews it for syntax, logic, "
-                 "error handling, security and performance (PASS or FAIL with issues), the primary revises on "
-                 "FAIL, then tool calls are extracted. Cost: about 2x a primary call.",
-    "compete": "Maximum quality for critical code or decisions: two models answer independently (A: reasoning, "
-               "B: coding), a judge picks the better on correctness, efficiency, readability and error handling "
-               "(optionally judging twice with the order swapped), then tool calls are extracted from the "
-               "winner. Cost: about 3x a primary call.",
-    "tools": "Fastest way to turn a request into tool calls (Read, Write, Edit, Bash, Glob, Grep or the host's "
-             "own tools): the tools model alone, output valid by construction. Use for quick file operations "
-             "and rapid iteration when no heavy reasoning is needed. Cost: about 0.15x a primary call.",
-    "primary": "The primary reasoning model alone, no tool calls: pure reasoning, explaining complex code, "
-               "architecture planning. Cost: the baseline (1x).",
-    "validator": "Direct access to the small, fast validator model: simple questions and quick checks. "
-                 "Cost: well under a primary call.",
-    "competitor": "Direct access to the coding-focused competitor model, for a second opinion on code. "
-                  "Cost: below a primary call.",
+    "auto": "Unsure which tool? This routes: code tasks to validated, analysis and design to hybrid, the rest "
+            "to the fast validator model.",
+    "hybrid": "Best general use: the reasoning model answers, then tool calls are extracted when files or "
+              "shell are needed (analysis plus implementation, reviews with fixes). Cost ~1.5x primary.",
+    "validated": "Code that must be right: answer, review (syntax, logic, errors, security), revise on FAIL, "
+                 "then tool calls. Cost ~2x primary.",
+    "compete": "Critical code or decisions: two models answer, a judge picks the better, tool calls from the "
+               "winner. Cost ~3x primary.",
+    "tools": "Fastest: the request straight to tool calls (Read, Write, Edit, Bash, Glob, Grep or yours), "
+             "no reasoning. Cost ~0.15x primary.",
+    "primary": "The reasoning model alone, no tool calls: explain, reason, plan. Cost 1x.",
+    "validator": "The small fast model alone: simple questions, quick checks.",
+    "competitor": "The coding model alone: a second opinion on code.",
 }
+_INSTRUCTIONS = ("Local multi-model orchestration: each mage_* tool runs one pattern on models on this machine "
+                 "and returns the answer plus tool calls (structuredContent.tool_calls) for YOU to run; this "
+                 "server runs none. Unsure which to use? Call mage_auto.")
 
-Prompt = Annotated[str, Field(min_length=1, description="The task or question, in full.")]
-ContextArg = Annotated[str | None, Field(
-    description="Code, file contents or other text the models should see with the prompt.")]
-System = Annotated[str | None, Field(description="Optional system instruction for the answering model(s).")]
-Temperature = Annotated[float | None, Field(ge=0, le=2, description="Sampling temperature 0..2 (default 0.7; "
-                                                                    "0 is greedy).")]
-MaxTokens = Annotated[int | None, Field(ge=1, le=32768, description="Most tokens each answer may have.")]
+Prompt = Annotated[str, Field(min_length=1, description="The task, in full.")]
+ContextArg = Annotated[str | None, Field(description="Code or text the models should see.")]
+System = Annotated[str | None, Field(description="System instruction for the answering model.")]
+Temperature = Annotated[float | None, Field(ge=0, le=2, description="Default 0.7.")]
+MaxTokens = Annotated[int | None, Field(ge=1, le=32768, description="Token limit per answer.")]
 Tools = Annotated[list[ToolDefinition] | None, Field(
-    description="Tool definitions to extract calls against (name, description, JSON-schema parameters, as MCP "
-                "and OpenAI define them). Default: Read, Write, Edit, Bash, Glob, Grep.")]
+    description="Tools the calls may use; default Read, Write, Edit, Bash, Glob, Grep.")]
 Extraction = Annotated[Literal["auto", "always", "never"] | None, Field(
-    description="Tool-call extraction: auto (when the task or answer needs tools), always, or never.")]
-Swap = Annotated[bool | None, Field(
-    description="Judge twice with A and B swapped to cancel position bias (slower; default from settings).")]
+    description="When to extract tool calls; auto: when the task needs them.")]
+Swap = Annotated[bool | None, Field(description="Judge twice, A and B swapped (slower).")]
+_ARGS: dict[str, Any] = {"prompt": Prompt, "context": ContextArg, "system": System, "temperature": Temperature,
+                         "max_tokens": MaxTokens, "tools": Tools, "extraction": Extraction, "swap": Swap}
+_DIRECT = ("primary", "validator", "competitor")  # one model answers: no tool calls to target or extract
+
+
+def tool_args(pattern: str) -> list[str]:
+    """The arguments a pattern's tool takes: what the pattern reads, nothing it would ignore."""
+    names = ["prompt", "context", "system", "temperature", "max_tokens"]
+    if pattern not in _DIRECT:
+        names.append("tools")
+        if pattern != "tools":  # the tools pattern always extracts
+            names.append("extraction")
+    if pattern == "compete":
+        names.append("swap")
+    return names
+
+
+class _Server(MCPServer):
+    """``tools/list`` with compact schemas (calls are still validated against pydantic's full ones)."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        return [t.model_copy(update={
+            "input_schema": compact_schema(t.input_schema, lean=True),
+            "output_schema": compact_schema(t.output_schema, nullable=True) if t.output_schema else None})
+            for t in await super().list_tools()]
 
 
 def tool_name(pattern: str) -> str:
@@ -90,7 +107,7 @@ def _error_message(e: MageError) -> str:
     return msg
 
 
-def _make_tool(engine: Engine, pattern: str, with_swap: bool) -> Callable[..., Awaitable[CallToolResult]]:
+def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallToolResult]]:
     async def call(ctx: Context, **kw: Any) -> CallToolResult:
         try:
             request = PatternRequest(**{k: v for k, v in kw.items() if v is not None})
@@ -120,19 +137,17 @@ def _make_tool(engine: Engine, pattern: str, with_swap: bool) -> Callable[..., A
         return CallToolResult(content=[TextContent(type="text", text=result_text(result, for_host=True))],
                               structured_content=result.model_dump(mode="json"))
 
-    if with_swap:
-        async def tool(prompt: Prompt, ctx: Context, context: ContextArg = None, system: System = None,
-                       temperature: Temperature = None, max_tokens: MaxTokens = None, tools: Tools = None,
-                       extraction: Extraction = None, swap: Swap = None
-                       ) -> Annotated[CallToolResult, PatternResult]:
-            return await call(ctx, prompt=prompt, context=context, system=system, temperature=temperature,
-                              max_tokens=max_tokens, tools=tools, extraction=extraction, swap=swap)
-    else:
-        async def tool(prompt: Prompt, ctx: Context, context: ContextArg = None, system: System = None,
-                       temperature: Temperature = None, max_tokens: MaxTokens = None, tools: Tools = None,
-                       extraction: Extraction = None) -> Annotated[CallToolResult, PatternResult]:
-            return await call(ctx, prompt=prompt, context=context, system=system, temperature=temperature,
-                              max_tokens=max_tokens, tools=tools, extraction=extraction)
+    async def tool(ctx: Context, **kw: Any) -> CallToolResult:
+        return await call(ctx, **kw)
+
+    # The SDK reads a tool's schema from its signature: give this one exactly the arguments its pattern uses.
+    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=_ARGS[name],
+                                default=inspect.Parameter.empty if name == "prompt" else None)
+              for name in tool_args(pattern)]
+    params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    returns = Annotated[CallToolResult, PatternResult]
+    tool.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
     tool.__name__ = tool_name(pattern)
     return tool
 
@@ -160,11 +175,9 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
             finally:
                 tg.cancel_scope.cancel()
 
-    server = MCPServer(
+    server = _Server(
         name="mcp-mageagent",
-        instructions="Local multi-model orchestration. Each mage_* tool runs one pattern and returns the answer "
-                     "plus tool calls (in structuredContent.tool_calls) for YOU to carry out; this server never "
-                     "runs them. Unsure which to use? Call mage_auto.",
+        instructions=_INSTRUCTIONS,
         version="0.1.0",
         lifespan=lifespan,
         log_level=settings.log_level,
@@ -172,9 +185,11 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
     annotations = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                   open_world_hint=False)
     for pattern in engine.pattern_names():
-        server.add_tool(_make_tool(engine, pattern, with_swap=pattern == "compete"), name=tool_name(pattern),
+        if settings.publish is not None and pattern not in settings.publish:
+            continue
+        server.add_tool(_make_tool(engine, pattern), name=tool_name(pattern),
                         title=f"MageAgent {pattern}",
-                        description=(DESCRIPTIONS.get(pattern) or engine.descriptions[pattern]) + " " + _COST,
+                        description=DESCRIPTIONS.get(pattern) or engine.descriptions[pattern],
                         annotations=ToolAnnotations(title=f"MageAgent {pattern}",
                                                     **annotations.model_dump(exclude={"title"})),
                         structured_output=True)

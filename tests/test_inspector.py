@@ -20,8 +20,8 @@ def inspector(tmp_path: Path, *args: str, timeout: float = 300) -> dict:
     if shutil.which("node") is None:
         pytest.skip("Node.js is not installed: the Inspector CLI test needs it")
     assert BIN.exists(), "run scripts/bootstrap.sh (it installs tests/inspector with npm ci)"
-    env = {**os.environ, "MCP_CATALOG_PATH": str(tmp_path / "catalog.json"),
-           "MAGEAGENT_EXTRACTION_MAX_STRING": "48", "MAGEAGENT_EXTRACTION_MAX_CALLS": "2"}
+    env = {**os.environ, "MCP_CATALOG_PATH": str(tmp_path / "catalog.json"), "MAGEAGENT_PROFILE": "tiny",
+           "MAGEAGENT_EXTRACTION_MAX_STRING": "48", "MAGEAGENT_EXTRACTION_MAX_CALLS": "2"}  # the tiny profile
     proc = subprocess.run([str(BIN), "--cli", sys.executable, "-m", "mcp_mageagent", *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anyio
 import jsonschema
@@ -11,14 +12,21 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mcp_mageagent.server import DESCRIPTIONS, build_server
+from orchestration.bench import footprint
 from orchestration.engine import Engine
-from orchestration.errors import ModelNotFoundError
+from orchestration.errors import ConfigError, ModelNotFoundError
 from orchestration.patterns import PATTERNS
+from orchestration.settings import load_settings
 from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
 pytestmark = pytest.mark.anyio
 MODES = ["legacy", "auto"]  # the 2025-11-25 initialize handshake hosts use, and the newer direct mode
+EXAMPLE = Path(__file__).parents[1] / "examples" / "review_and_fix.toml"
+_ANSWER = {"prompt", "context", "system", "temperature", "max_tokens"}
+ARGS = {"primary": _ANSWER, "validator": _ANSWER, "competitor": _ANSWER, "tools": _ANSWER | {"tools"},
+        "auto": _ANSWER | {"tools", "extraction"}, "hybrid": _ANSWER | {"tools", "extraction"},
+        "validated": _ANSWER | {"tools", "extraction"}, "compete": _ANSWER | {"tools", "extraction", "swap"}}
 
 
 def make() -> tuple[ScriptedBackend, object]:
@@ -52,12 +60,56 @@ async def test_tools_are_listed_with_schemas_and_annotations(mode: str) -> None:
         assert tool.description.startswith(DESCRIPTIONS[pattern])
         props = tool.input_schema["properties"]
         assert tool.input_schema["required"] == ["prompt"]
-        assert {"prompt", "context", "system", "temperature", "max_tokens", "tools", "extraction"} <= set(props)
-        assert ("swap" in props) is (pattern == "compete")
+        assert set(props) == ARGS[pattern]  # only what the pattern reads
         assert all(props[k].get("description") for k in props)
-        assert props["temperature"]["anyOf"][0]["maximum"] == 2
+        # compact: optional fields are plain optional types, no titles, nothing left to resolve
+        assert props["temperature"] == {"type": "number", "minimum": 0, "maximum": 2, "description": "Default 0.7."}
+        text = json.dumps(tool.input_schema)
+        assert '"title"' not in text and "anyOf" not in text and "$ref" not in text and "$defs" not in text
+        if "tools" in props:
+            item = props["tools"]["items"]
+            assert item["required"] == ["name"] and {"name", "description", "parameters"} <= set(item["properties"])
         assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is False
         assert {"text", "tool_calls", "trace", "totals"} <= set(tool.output_schema["properties"])
+        assert '"title"' not in json.dumps(tool.output_schema)
+
+
+async def test_the_tool_definitions_fit_the_context_budget() -> None:
+    """What a host sends its model with every turn: all tools' names, descriptions, input schemas."""
+    settings = fake_settings()
+    _, server = make()
+    r = await footprint.measure(server, footprint.tokenizer_path(settings))
+    per_tool = {name: v["context_tokens"] for name, v in r["tools"].items()}
+    assert r["context_tokens"] == sum(per_tool.values()) and len(per_tool) == len(PATTERNS)
+    assert r["context_tokens"] <= footprint.BUDGET_TOKENS == 2000, per_tool
+    assert max(per_tool.values()) <= 330, per_tool
+    assert 0 < r["output_schema_tokens"] < 8000  # never sent to the model by Claude Code; compact all the same
+
+
+async def test_publish_limits_the_tools_custom_patterns_included(tmp_path) -> None:
+    config = tmp_path / "c.toml"
+    roles = "\n".join(f'[roles.{r}]\nmodel = "{m}"' for r, m in FAKE_MODELS.items())
+    config.write_text('publish = ["hybrid", "review_and_fix"]\n' + roles + "\n" + EXAMPLE.read_text())
+    settings = load_settings(config, env={})
+    fake = ScriptedBackend()
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    script(fake, "hybrid")
+    async with Client(server) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        models = json.loads((await client.read_resource("mageagent://models")).contents[0].text)
+        result = await client.call_tool("mage_hybrid", {"prompt": "Read the file a.py"})
+        hidden = await client.call_tool("mage_compete", {"prompt": "x"})
+    assert names == {"mage_hybrid", "mage_review_and_fix"}
+    assert set(models["roles"]) == {"primary", "competitor", "validator", "tools"}  # the resource stays
+    assert not result.is_error and result.structured_content["pattern"] == "hybrid"
+    assert hidden.is_error and "mage_compete" in hidden.content[0].text
+
+
+@pytest.mark.parametrize(("publish", "fragment"), [(["hybird"], "unknown pattern(s) hybird"), ([], "empty")])
+def test_publish_names_known_patterns(publish: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match="publish") as e:
+        fake_settings(publish=publish)
+    assert fragment in str(e.value)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -96,7 +148,8 @@ async def test_each_tool_returns_complete_structured_content(mode: str, pattern:
 async def test_bad_arguments_are_errors_naming_the_field(mode: str, args: dict, fragment: str) -> None:
     fake, server = make()
     async with Client(server, mode=mode) as client:
-        result = await client.call_tool("mage_tools", args)
+        # the tools pattern checks tool schemas before generating; it always extracts, so takes no extraction
+        result = await client.call_tool("mage_hybrid" if "extraction" in args else "mage_tools", args)
     assert result.is_error
     assert fragment in result.content[0].text
 

@@ -14,12 +14,16 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from orchestration.settings import load_settings
+
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
+TINY = {"MAGEAGENT_PROFILE": "tiny"}  # SmolLM2-135M in every role: nothing slow loads
+TINY_MODEL = load_settings(env=TINY).roles["primary"].model
 
 
 def server_params(tmp_path: Path, tee: bool = False, **env: str) -> StdioServerParameters:
     base = {**os.environ, "MAGEAGENT_LOG_FILE": str(tmp_path / "server.log"), "MAGEAGENT_LOG_LEVEL": "DEBUG",
-            "MAGEAGENT_EXTRACTION_MAX_STRING": "48", "MAGEAGENT_EXTRACTION_MAX_CALLS": "2", **env}
+            "MAGEAGENT_EXTRACTION_MAX_STRING": "48", "MAGEAGENT_EXTRACTION_MAX_CALLS": "2", **TINY, **env}
     cmd = f"{shlex.quote(sys.executable)} -m mcp_mageagent"
     if tee:  # record every byte the server writes to stdout
         cmd += f" | tee {shlex.quote(str(tmp_path / 'stdout.jsonl'))}"
@@ -79,13 +83,13 @@ async def test_background_warmup_never_delays_the_handshake(tmp_path: Path) -> N
         listed_at = datetime.now()
         log = tmp_path / "server.log"
         with anyio.fail_after(60):  # the models load in the background after the handshake
-            while "loaded embedded" not in (log.read_text() if log.exists() else ""):
+            while f"loaded {TINY_MODEL}" not in (log.read_text() if log.exists() else ""):
                 await anyio.sleep(0.2)
         result = await client.call_tool("mage_primary", {"prompt": "Say hi", "max_tokens": 4})
     assert len(tools.tools) == 8 and not result.is_error
     text = log.read_text()
-    assert text.count("loaded embedded") == 1  # the call used the warmed model: no second load
-    assert text.index("loaded embedded") < text.index("mage_primary")
-    line = next(ln for ln in text.splitlines() if "loaded embedded" in ln)
+    assert text.count(f"loaded {TINY_MODEL}") == 1  # the call used the warmed model: no second load
+    assert text.index(f"loaded {TINY_MODEL}") < text.index("mage_primary")
+    line = next(ln for ln in text.splitlines() if f"loaded {TINY_MODEL}" in ln)
     loaded_at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
     assert listed_at < loaded_at  # tools/list was answered while the model was still loading

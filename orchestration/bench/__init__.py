@@ -12,7 +12,9 @@ Sections (all by default):
 - http: a warm call through ``mageagent serve`` (the OpenAI-compatible API) against the engine directly;
 - remote: primary on ``mlx_lm.server`` (an OpenAI-compatible backend) against in-process, same model;
 - memory: peak resident memory of a fresh process running compete (short answers) on each memory profile
-  against the sum of the sizes of the models it loaded.
+  against the sum of the sizes of the models it loaded;
+- footprint: the tokens a host puts in its model's context for the published tools (names, descriptions,
+  input schemas; output schemas apart), with a real tokenizer, against the budget.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 from typing import Any
 
 from ..settings import Settings
-from . import http_api, mcp_stdio, memory, patterns, remote, tools
+from . import footprint, http_api, mcp_stdio, memory, patterns, remote, tools
 from .common import PROMPT
 from .memory import MEMORY_PROFILES, memory_probe
 from .report import markdown, plot
@@ -29,7 +31,7 @@ from .tools import TOOL_TABLE
 
 __all__ = ["SECTIONS", "MEMORY_PROFILES", "TOOL_TABLE", "run_bench", "markdown", "plot", "memory_probe"]
 
-SECTIONS = ("patterns", "overhead", "tools", "mcp", "http", "remote", "memory")
+SECTIONS = ("patterns", "overhead", "tools", "mcp", "http", "remote", "memory", "footprint")
 
 
 async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, sections: list[str] | None = None,
@@ -68,6 +70,8 @@ async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, 
         out["remote"] = await remote.run(settings, reps)
     if "memory" in chosen:
         out["memory"] = memory.run(max_tokens, reps)
+    if "footprint" in chosen:
+        out["footprint"] = await footprint.run(settings)
     return out
 
 

@@ -69,6 +69,15 @@ def markdown(r: dict[str, Any], png: str | None = None) -> str:
         for name, v in mem.items():
             lines.append(f"| {name} | {', '.join(v['loaded_models'])} | {v['models_gb']} | {v['peak_rss_gb']} "
                          f"({v['peak_rss_gb_min']}-{v['peak_rss_gb_max']}) | {v['ratio']} |")
+    fp = r.get("footprint")
+    if fp:
+        lines += ["", f"Context footprint of the published tools ({len(fp['tools'])}): {fp['context_tokens']} tokens "
+                      f"(budget {fp['budget_tokens']}) for names, descriptions and input schemas, as the host sends "
+                      f"them; output schemas {fp['output_schema_tokens']} more. Tokenizer: `{fp['tokenizer']}`.", "",
+                  "| tool | context tokens | description | input schema | output schema |", "|---|---|---|---|---|"]
+        for name, v in fp["tools"].items():
+            lines.append(f"| {name} | {v['context_tokens']} | {v['description_tokens']} | {v['input_schema_tokens']} "
+                         f"| {v['output_schema_tokens']} |")
     return "\n".join(lines) + "\n"
 
 
