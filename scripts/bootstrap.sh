@@ -43,9 +43,11 @@ if [ "$(uname -s)" = "Linux" ] && ! command -v bwrap >/dev/null; then
   fi
 fi
 
-# The MCP Inspector's CLI, used by one test as a third-party client (skipped where Node is absent).
-if command -v npm >/dev/null && [ -f tests/inspector/package.json ] && [ ! -d tests/inspector/node_modules ]; then
-  echo "== installing the MCP Inspector CLI (npm)" >&2
+# The MCP Inspector's CLI and Claude Code's CLI, third-party clients for the tests (skipped where Node is
+# absent); installed again when package-lock.json is newer than the last install (npm's own record of it).
+if command -v npm >/dev/null && [ -f tests/inspector/package.json ] \
+   && [ tests/inspector/package-lock.json -nt tests/inspector/node_modules/.package-lock.json ]; then
+  echo "== installing the MCP Inspector CLI and the Claude Code CLI (npm)" >&2
   (cd tests/inspector && npm ci --silent --no-audit --no-fund >&2) || echo "   npm install failed; that test will fail" >&2
 fi
 
