@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -71,6 +72,9 @@ Swap = Annotated[bool | None, Field(description="Judge twice, A and B swapped (s
 _ARGS: dict[str, Any] = {"prompt": Prompt, "context": ContextArg, "system": System, "temperature": Temperature,
                          "max_tokens": MaxTokens, "tools": Tools, "extraction": Extraction, "swap": Swap}
 _DIRECT = ("primary", "validator", "competitor")  # one model answers: no tool calls to target or extract
+# Progress at least this often while a call runs (a step start, then each second of tokens, else this beat):
+# Claude Code aborts a call silent for 30 min on stdio, 5 min over HTTP (each notification resets that clock).
+HEARTBEAT_S = 15.0
 
 
 def tool_args(pattern: str) -> list[str]:
@@ -119,20 +123,40 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
                 resolve_tools(request.tools)  # a bad host schema is refused before any model runs
         except MageError as e:
             raise ToolError(str(e)) from e
-        counter = 0
+        counter, last_sent, last_message, started = 0, time.monotonic(), "started", time.monotonic()
 
-        async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
-            nonlocal counter
+        async def send(message: str) -> None:
+            nonlocal counter, last_sent
             counter += 1
+            last_sent = time.monotonic()
             try:
                 await ctx.report_progress(counter, None, message)
             except Exception:  # a client that went away must not break generation bookkeeping
                 log.debug("progress notification failed", exc_info=True)
 
-        try:
-            result = await engine.run(pattern, request, progress)
-        except MageError as e:  # user, model and pattern errors alike: the calling model reads the message
-            raise ToolError(_error_message(e)) from e
+        async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
+            nonlocal last_message
+            last_message = message
+            await send(message)
+
+        async def heartbeat() -> None:
+            # A model load or a long prompt read streams no tokens; hosts abort a call that is silent too long.
+            while True:
+                await anyio.sleep(HEARTBEAT_S - (time.monotonic() - last_sent))
+                if time.monotonic() - last_sent >= HEARTBEAT_S:
+                    await send(f"{last_message} (working, {time.monotonic() - started:.0f}s)")
+
+        failure: MageError | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heartbeat)
+            try:
+                result = await engine.run(pattern, request, progress)
+            except MageError as e:  # raised outside the task group, which would wrap it
+                failure = e
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:  # user, model and pattern errors alike: the calling model reads the message
+            raise ToolError(_error_message(failure)) from failure
         log.info("%s: %s", tool_name(pattern), trace_line(result))
         return CallToolResult(content=[TextContent(type="text", text=result_text(result, for_host=True))],
                               structured_content=result.model_dump(mode="json"))

@@ -7,6 +7,7 @@ changed. The tiny profile: listing tools loads no model, and nothing slow could 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -122,3 +123,10 @@ def test_claude_code_connects_over_streamable_http(home: Path) -> None:
         proc.terminate()
         proc.wait(10)
         err.close()
+
+
+def test_the_readme_timeout_line_gives_claude_code_a_per_server_limit(home: Path) -> None:
+    entry = {"command": str(SERVER), "env": TINY, "timeout": 1800000}  # as the README's add-json line, plus tiny
+    assert "Added stdio MCP server mageagent" in claude(home, "mcp", "add-json", "mageagent", json.dumps(entry))
+    got = assert_connected(home, "mageagent", [str(SERVER)], TINY)
+    assert "Timeout: 1800000ms" in got
