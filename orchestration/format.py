@@ -27,7 +27,8 @@ def result_text(result: PatternResult, *, for_host: bool = False) -> str:
     parts = [result.text.rstrip() or ("(empty answer)" if for_host else "")]
     if result.tool_calls:
         calls = json.dumps([c.model_dump() for c in result.tool_calls], indent=2)
-        head = "Tool calls for the host to run (this server runs none):" if for_host else "Tool calls (for the host to run):"
+        head = ("Tool calls for the host to run (this server runs none):" if for_host
+                else "Tool calls (for the host to run):")
         parts.append(f"{head}\n{calls}")
     elif not for_host:
         parts.append("Tool calls: none")
