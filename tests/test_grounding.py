@@ -335,6 +335,15 @@ async def test_hybrid_write_carries_the_answers_code_exactly() -> None:
 
 
 @pytest.mark.anyio
+async def test_the_tools_pattern_shows_the_tasks_blocks_by_number() -> None:
+    engine, fake = make()
+    fake.enqueue([{"tool": "Write", "arguments": {"file_path": "a.py", "content_block": 1}}], model=T)
+    r = await engine.run("tools", PatternRequest(prompt="Write 'print(1)' to the file a.py"))
+    assert r.tool_calls[0].arguments == {"file_path": "a.py", "content": "print(1)"}
+    assert fake.history[0].messages[-1].content.endswith("Blocks:\n(block 1)\nprint(1)\n\nFiles named: a.py")
+
+
+@pytest.mark.anyio
 async def test_an_unenforced_ungrounded_call_is_fed_back_then_refused() -> None:
     engine, fake = make()
     fake.enqueue(ANSWER, model=P)
@@ -383,3 +392,27 @@ async def test_the_mcp_tools_argument_carries_the_convention() -> None:
     [c] = result.structured_content["tool_calls"]
     assert c["arguments"] == {"target": "stack.py", "body": STACK, "mode": "overwrite"}
     assert '"enum": ["stack.py"]' in json.dumps(fake.history[1].constraint.json_schema)
+
+
+# -- the tiny real model, through mage_hybrid over the in-memory MCP client ---------------------------------
+@pytest.mark.real_model
+@pytest.mark.anyio
+async def test_tiny_model_writes_the_answers_code_to_the_named_file(real_engine: Engine) -> None:
+    from mcp import Client
+
+    from mcp_mageagent.server import build_server
+
+    server = build_server(real_engine.settings, real_engine)
+    prompt = "Write a Python function that adds two numbers and save it to add.py"
+    async with Client(server) as client:
+        result = await client.call_tool("mage_hybrid", {"prompt": prompt, "extraction": "always",
+                                                        "max_tokens": 64, "temperature": 0})
+    assert not result.is_error, result.content
+    out = result.structured_content
+    answer = out["text"]
+    writes = [c for c in out["tool_calls"] if c["tool"] == "Write"]
+    assert writes, out["tool_calls"]
+    for w in writes:
+        assert w["arguments"]["file_path"] in file_names(prompt + "\n" + answer)
+        assert w["arguments"]["content"] in (code_blocks(answer) or [answer])
+    assert any(w["arguments"]["file_path"] == "add.py" for w in writes)

@@ -171,7 +171,8 @@ async def _extract_grounded(ctx: RunContext, tools: list[ToolDefinition], respon
         {"type": "array", "maxItems": 0}
     budget = token_bound(schema) + 1
     shown = labelled_answer(response) if response is not None and response.strip() and g.blocks else response
-    messages = prompts.extraction(ctx.request, shown, views, s.prompts, files=g.paths)
+    messages = prompts.extraction(ctx.request, shown, views, s.prompts, files=g.paths,
+                                  blocks=g.blocks if response is None else None)
 
     def parse(c: Completion) -> list[ToolCall]:
         if c.finish_reason == "length":

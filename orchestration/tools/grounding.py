@@ -227,9 +227,15 @@ def labelled_answer(answer: str) -> str:
     return "".join(parts) + answer[last:]
 
 
-def _fits(value: Any, schema: dict[str, Any]) -> bool:
-    plain = {k: v for k, v in schema.items() if k != ANNOTATION}
-    return jsonschema.Draft202012Validator(plain).is_valid(value)
+_NO_CHECK = {"type", "description", "title", "examples", "default", ANNOTATION}
+
+
+def _fitting(values: list[str], schema: dict[str, Any]) -> list[str]:
+    """The candidates the property's own schema accepts (a host may bound length or give a pattern)."""
+    if set(schema) <= _NO_CHECK:
+        return list(values)
+    check = jsonschema.Draft202012Validator({k: v for k, v in schema.items() if k != ANNOTATION})
+    return [v for v in values if check.is_valid(v)]
 
 
 def decoding_parameters(tool: ToolDefinition, g: Grounding) -> dict[str, Any] | None:
@@ -249,7 +255,7 @@ def decoding_parameters(tool: ToolDefinition, g: Grounding) -> dict[str, Any] | 
                 out_required.append(name)
             continue
         if kind == "content":
-            blocks = [b for b in g.blocks if _fits(b, spec)]
+            blocks = _fitting(g.blocks, spec)
             if not blocks:  # nothing to ground against: the plain, bounded string
                 out_props[name] = {k: v for k, v in spec.items() if k != ANNOTATION}
                 if need:
@@ -262,7 +268,7 @@ def decoding_parameters(tool: ToolDefinition, g: Grounding) -> dict[str, Any] | 
             if need:
                 out_required.append(key)
             continue
-        values = [v for v in g.values(kind) if _fits(v, spec)]
+        values = _fitting(g.values(kind), spec)
         if not values:
             if need:
                 return None
