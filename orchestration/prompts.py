@@ -124,9 +124,11 @@ BLOCK_NOTE = "An argument ending in _block is the number N of a code block of th
 
 
 def extraction(request: PatternRequest, response: str | None, tools: list[ToolDefinition],
-               overrides: PromptOverrides | None = None, files: list[str] | None = None) -> list[Message]:
+               overrides: PromptOverrides | None = None, files: list[str] | None = None,
+               blocks: list[str] | None = None) -> list[Message]:
     """The seed's extraction prompt. Grounded extraction passes the tools' decoding views (block numbers in
-    place of content), the response with its blocks marked, and the files the task and response name."""
+    place of content), the response with its blocks marked (or, with no response, the task's ``blocks``), and
+    the files the task and response name."""
     template = (overrides and overrides.extraction) or EXTRACTION
     listed = render_tools(tools)
     if any(k.endswith("_block") for t in tools for k in t.parameters.get("properties", {})):
@@ -135,6 +137,8 @@ def extraction(request: PatternRequest, response: str | None, tools: list[ToolDe
     body = f"Task:\n{user_content(request)}"
     if response is not None:
         body += f"\n\nResponse:\n{response}"
+    elif blocks:
+        body += "\n\nBlocks:\n" + "\n".join(f"(block {n})\n{b}" for n, b in enumerate(blocks, 1))
     if files:
         body += "\n\nFiles named: " + ", ".join(files)
     return _with_system(system, [Message(role="user", content=body)])
