@@ -70,9 +70,10 @@ class RunContext:
         if model is not None:
             cfg = cfg.model_copy(update={"model": model})
         backend = self.backends[cfg.backend_key]
+        draft = cfg.draft_model if self.settings.speculative and model is None else None
         req = GenerationRequest(model=cfg.model, messages=messages, max_tokens=max_tokens or self.answer_max_tokens,
                                 temperature=self._temperature(role, temperature), top_p=cfg.top_p, seed=cfg.seed,
-                                constraint=constraint)
+                                constraint=constraint, draft_model=draft, num_draft_tokens=cfg.num_draft_tokens)
         step_no = len(self.trace.steps) + 1
         await self.progress(purpose, role, 0, f"step {step_no}: {purpose} ({role}: {cfg.model})")
         last_report = time.monotonic()
@@ -97,7 +98,9 @@ class RunContext:
         self.trace.steps.append(Step(role=role, model=cfg.model, purpose=purpose,
                                      prompt_tokens=completion.prompt_tokens,
                                      completion_tokens=completion.completion_tokens,
-                                     seconds=round(seconds, 4), finish_reason=completion.finish_reason))
+                                     seconds=round(seconds, 4), finish_reason=completion.finish_reason,
+                                     cached_prompt_tokens=completion.cached_prompt_tokens,
+                                     draft_accepted=completion.draft_accepted))
         log.info("%s step %d %s (%s) %d+%d tokens %.2fs", self.pattern, step_no, purpose, role,
                  completion.prompt_tokens, completion.completion_tokens, seconds)
         return completion

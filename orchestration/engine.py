@@ -25,7 +25,9 @@ def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, B
     from .models.mlx_backend import MLXBackend
 
     backends: dict[str, Backend] = {
-        "mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download)}
+        "mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download,
+                          prompt_cache_gb=settings.prompt_cache_gb, prompt_cache_entries=settings.prompt_cache_entries,
+                          prefill_step=settings.prefill_step)}
     for cfg in settings.roles.values():
         if cfg.backend == "openai" and cfg.backend_key not in backends:
             from .models.openai_backend import OpenAIBackend

@@ -25,6 +25,10 @@ __all__ = [
     "judge",
     "extraction",
     "render_tools",
+    "TEST_WRITING",
+    "TEST_FAULT",
+    "tests_request",
+    "fault_request",
 ]
 
 VALIDATION = """Review the response for issues:
@@ -142,3 +146,27 @@ def extraction(request: PatternRequest, response: str | None, tools: list[ToolDe
     if files:
         body += "\n\nFiles named: " + ", ".join(files)
     return _with_system(system, [Message(role="user", content=body)])
+
+
+TEST_WRITING = """Write unit tests for the task below, as Python assert statements.
+Rules:
+- One assert per line, each a complete statement such as: assert name(arguments) == expected_value
+- Call only the names listed under "Signatures"; compute each expected value by hand from the task.
+- Cover typical inputs and edge cases (empty, zero, negative, one element) the task allows.
+- Write at most {n} lines and nothing else: no imports, no prose, no code fences."""
+
+TEST_FAULT = """A unit test failed. Decide whether the TEST is wrong (its expected value contradicts the task) or the \
+CODE is wrong (it does not do what the task asks). Answer CODE or TEST, then one short sentence."""
+
+
+def tests_request(request: PatternRequest, signatures: list[str], n: int = 5) -> list[Message]:
+    """The validator writes tests from the task and the candidate's signatures (never its body)."""
+    sig = "\n".join(signatures) or "(none found)"
+    return [Message(role="system", content=TEST_WRITING.format(n=n)),
+            Message(role="user", content=f"Task:\n{user_content(request)}\n\nSignatures:\n{sig}")]
+
+
+def fault_request(request: PatternRequest, code: str, test: str, error: str) -> list[Message]:
+    return [Message(role="system", content=TEST_FAULT),
+            Message(role="user", content=f"Task:\n{user_content(request)}\n\nCode:\n```python\n{code}```\n\n"
+                                         f"Test:\n{test}\n\nResult: {error}")]

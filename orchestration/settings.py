@@ -72,6 +72,9 @@ class RoleConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = None
     system: str | None = Field(None, description="role system prompt, used when the request gives none")
+    draft_model: str | None = Field(None, description="mlx: speculative decoding with this smaller model of the same "
+                                                      "tokenizer (greedy output stays token-identical)")
+    num_draft_tokens: int = Field(3, ge=1, le=16, description="tokens the draft proposes per step")
     pinned: bool = False
 
     @model_validator(mode="after")
@@ -114,8 +117,10 @@ def _qwen_roles(primary: str = QWEN_05, competitor: str = QWEN_15) -> dict[str, 
     # steps a user waits for (answer, verdicts, tool calls) and compete pits it against the 1.5B.
     # Greedy everywhere: small coder models write their best code at temperature 0.
     return {
-        "primary": RoleConfig(model=primary, quantization=_QWEN_FORM, temperature=0.0, pinned=True),
-        "competitor": RoleConfig(model=competitor, quantization=_QWEN_FORM, temperature=0.0),
+        "primary": RoleConfig(model=primary, quantization=_QWEN_FORM, temperature=0.0, pinned=True,
+                              draft_model=QWEN_05 if primary == QWEN_15 else None),
+        "competitor": RoleConfig(model=competitor, quantization=_QWEN_FORM, temperature=0.0,
+                                 draft_model=QWEN_05 if competitor == QWEN_15 else None),
         "validator": RoleConfig(model=QWEN_05, quantization=_QWEN_FORM, temperature=0.0),
         "tools": RoleConfig(model=QWEN_05, quantization=_QWEN_FORM, temperature=0.0),
     }
@@ -193,7 +198,20 @@ class Settings(_Strict):
     allow_download: bool = Field(False, description="let mlx-lm fetch a missing model id from the hub")
     warmup: bool = Field(False, description="load the models in the background when the server starts")
     max_revisions: int = Field(1, ge=0, le=5)
-    judge_swap: bool = False
+    judge_swap: bool = Field(True, description="compete: judge in both orders (LLM judges flip about a third of "
+                                               "their verdicts when the answers swap places)")
+    speculative: bool = Field(True, description="roles with a draft_model decode speculatively (off: plain decoding)")
+    prompt_cache_gb: float = Field(0.5, ge=0, description="memory for KV states of earlier prompts (reused when a "
+                                                          "prompt starts the same way); taken from the budget")
+    prompt_cache_entries: int = Field(16, ge=0, le=1024, description="prompt-cache entries per model (0 = off)")
+    prefill_step: int = Field(256, ge=16, le=8192, description="prompt tokens read per step; a cancel takes effect "
+                                                               "between two steps")
+    verify: Literal["model", "execute", "auto"] = Field(
+        "auto", description="validated/compete: 'execute' runs tests against the answer's code in the sandbox, "
+                            "'model' asks the validator for PASS/FAIL, 'auto' executes when the answer has Python "
+                            "code and a sandbox is available")
+    generated_tests: int = Field(5, ge=1, le=8, description="assert lines the validator writes when the host gave "
+                                                            "no tests")
     extraction: Literal["auto", "always", "never"] = "auto"
     extraction_max_calls: int = Field(4, ge=1, le=32)
     extraction_max_string: int = Field(400, ge=16, le=20000, description="max characters of a free string argument")

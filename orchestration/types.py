@@ -55,6 +55,8 @@ class GenerationRequest(_Model):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = None
     constraint: Constraint | None = None
+    draft_model: str | None = Field(None, description="speculative decoding: a smaller model with the same tokenizer")
+    num_draft_tokens: int = Field(3, ge=1, le=16)
 
 
 class Chunk(_Model):
@@ -80,6 +82,9 @@ class Completion(_Model):
         None, description="for an options constraint: each option's probability at the choice point"
     )
     constrained: bool = Field(False, description="the constraint was enforced token by token while decoding")
+    cached_prompt_tokens: int = Field(0, description="prompt tokens whose KV state came from the prompt cache")
+    draft_accepted: int | None = Field(None, description="speculative decoding: tokens the draft model proposed "
+                                                         "that the model accepted")
 
 
 # Ordered: read < write < execute < destructive. "execute" runs code or constructs the classifier cannot bound.
@@ -111,6 +116,7 @@ class ToolCall(_Model):
 
 
 ExtractionMode = Literal["auto", "always", "never"]
+Verify = Literal["model", "execute", "auto"]
 
 
 class PatternRequest(_Model):
@@ -124,6 +130,11 @@ class PatternRequest(_Model):
     tools: list[ToolDefinition] | None = None
     extraction: ExtractionMode | None = None
     swap: bool | None = Field(None, description="compete: judge twice with A and B swapped")
+    verify: Verify | None = Field(None, description="validated/compete: 'execute' runs tests against the code in "
+                                  "a sandbox, 'model' asks the validator, 'auto' executes when the answer has "
+                                  "Python code and a sandbox is available")
+    tests: list[str] | None = Field(None, description="assert statements the code must pass (else the validator "
+                                    "writes some from the request)")
 
     @field_validator("prompt")
     @classmethod
@@ -141,6 +152,45 @@ class Step(_Model):
     completion_tokens: int
     seconds: float
     finish_reason: str
+    cached_prompt_tokens: int = Field(0, description="prompt tokens reused from the prompt cache")
+    draft_accepted: int | None = Field(None, description="speculative decoding: draft tokens accepted")
+
+
+class TestOutcome(_Model):
+    __test__ = False  # not a pytest class
+
+    test: str
+    origin: Literal["host", "example", "validator"]
+    passed: bool
+    error: str | None = None
+    set_aside: bool = Field(False, description="a generated test the validator judged wrong (not counted)")
+
+
+class Execution(_Model):
+    """What ran: the tests, their outcomes and the sandbox that ran them."""
+
+    sandbox: str
+    tests: list[TestOutcome] = Field(default_factory=list)
+    load_error: str | None = Field(None, description="the candidate itself failed to run (syntax, import, timeout)")
+    seconds: float = 0.0
+
+    @property
+    def counted(self) -> list[TestOutcome]:
+        return [t for t in self.tests if not t.set_aside]
+
+    @property
+    def passed(self) -> int:
+        return sum(t.passed for t in self.counted) if self.load_error is None else 0
+
+    @property
+    def all_passed(self) -> bool:
+        return self.load_error is None and bool(self.counted) and all(t.passed for t in self.counted)
+
+    def failures(self) -> list[str]:
+        """The feedback a revision reads: each failing test with what went wrong."""
+        if self.load_error is not None:
+            return [f"the code does not run: {self.load_error}"]
+        return [f"`{t.test}` failed: {t.error}" for t in self.counted if not t.passed]
 
 
 class Verdict(_Model):
@@ -148,6 +198,8 @@ class Verdict(_Model):
     issues: list[str] = Field(default_factory=list)
     confidence: float | None = Field(None, ge=0, le=1, description="the validator's probability for this verdict "
                                                                "(None where the backend gives no probabilities)")
+    method: Literal["model", "execute"] = Field("model", description="execute: PASS means the tests ran and passed")
+    execution: Execution | None = None
 
 
 class Judgement(_Model):
@@ -158,6 +210,13 @@ class Judgement(_Model):
     verdicts: list[dict[str, Any]] = Field(default_factory=list, description="each judging pass: order, pick, probs")
     disagreement: bool = False
     candidates: dict[str, str] = Field(default_factory=dict, description="A and B texts")
+    method: Literal["judge", "tests"] = Field("judge", description="tests: the candidate passing more tests won")
+    rule: str = Field("", description="how the pick was reached, a disagreement between orders included")
+    consistent: bool | None = Field(None, description="swapped: both orders picked the same answer")
+    judge_model: str | None = Field(None, description="the model that judged")
+    recused: bool | None = Field(None, description="the judge wrote neither answer")
+    test_scores: dict[str, int] | None = Field(None, description="tests passed by A and B")
+    execution: dict[str, Execution] | None = None
 
 
 class Trace(_Model):
@@ -170,6 +229,7 @@ class Trace(_Model):
     revisions: int | None = None
     judgement: Judgement | None = None
     extraction: str | None = Field(None, description="why tool extraction ran or was skipped")
+    verification: str | None = Field(None, description="validated/compete: how answers were checked and why")
 
 
 class Totals(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from orchestration.models.blas import preload_openblas
 def pytest_configure(config: pytest.Config) -> None:
     # OpenBLAS must be loaded before anything imports mlx.core (25x faster prompt reading on the CPU).
     preload_openblas("auto")
+    # Servers and CLIs the tests start run the tiny profile unless a test asks for another: the
+    # Qwen layer (tests/test_qwen.py, the qwen_* fixtures) names its profile itself.
+    os.environ.setdefault("MAGEAGENT_PROFILE", "tiny")
 
 
 from orchestration.models import mlx_backend  # noqa: E402

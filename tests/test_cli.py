@@ -13,9 +13,9 @@ import pytest
 from orchestration.patterns import PATTERNS
 
 
-def mageagent(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def mageagent(*args: str, env: dict[str, str | None] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
 
 
 def test_models_json_lists_four_roles() -> None:
@@ -32,23 +32,29 @@ def test_doctor_is_green() -> None:
     data = json.loads(p.stdout)
     assert p.returncode == 0 and data["ok"], [c for c in data["checks"] if not c["ok"]]
     names = {c["name"] for c in data["checks"]}
-    assert {"python", "mlx", "embedded GGUF", "role primary", "memory"} <= names
+    assert {"python", "mlx", "role primary", "role competitor", "memory"} <= names
 
 
 def test_setup_is_idempotent_and_says_what_it_did() -> None:
-    p = mageagent("setup", "--no-download", "--json")
+    p = mageagent("setup", "--no-download", "--json", env={"MAGEAGENT_PROFILE": "qwen"})  # the profile's models
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
-    assert [c["variant"] for c in data["conversions"]] == ["dense", "q4"]
+    assert data["models"] == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    assert [Path(c["output_dir"]).name for c in data["conversions"]] == [
+        "qwen2.5-coder-0.5b-instruct-dense", "qwen2.5-coder-1.5b-instruct-dense"]
     assert all(c["reused"] for c in data["conversions"])
+    assert "verified earlier" in p.stderr  # a progress line per step
+    p = mageagent("setup", "--no-download", "--json", "--model", "smollm2-135m", "--model", "smollm2-135m-q4")
+    assert [c["variant"] for c in json.loads(p.stdout)["conversions"]] == ["dense", "q4"]
+    assert mageagent("setup", "--model", "nope").returncode == 2
 
 
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text('profile = "giant"\n')
-    p = mageagent("--config", str(cfg), "models")
+    p = mageagent("--config", str(cfg), "models", env={"MAGEAGENT_PROFILE": None})  # the file's profile counts
     assert p.returncode == 2 and p.stdout == ""
-    assert "bad.toml" in p.stderr and "'profile'" in p.stderr and "'embedded' or 'reference'" in p.stderr
+    assert "bad.toml" in p.stderr and "'profile'" in p.stderr and "'tiny', 'embedded' or 'reference'" in p.stderr
 
 
 def test_unknown_pattern_names_the_valid_ones() -> None:
@@ -67,4 +73,4 @@ def test_run_json_prints_one_pattern_result(name: str) -> None:
     data = json.loads(p.stdout)  # exactly one document: anything else on stdout breaks this
     assert data["pattern"] == name
     assert {"text", "tool_calls", "trace", "totals", "models"} <= set(data)
-    assert data["trace"]["steps"] and all(s["model"] == "embedded" for s in data["trace"]["steps"])
+    assert data["trace"]["steps"] and all(s["model"] == "smollm2-135m" for s in data["trace"]["steps"])

@@ -169,7 +169,8 @@ async def test_custom_patterns_are_published_as_mcp_tools(tmp_path: Path, mode: 
 @pytest.mark.real_model
 @pytest.mark.anyio
 async def test_review_and_fix_once_on_the_embedded_model(real_settings) -> None:  # noqa: ANN001
-    s = load_settings(EXAMPLE, env={}, max_tokens=16, extraction_max_string=32, extraction_max_calls=1)
+    s = load_settings(EXAMPLE, env={}, profile="tiny", max_tokens=16, extraction_max_string=32,
+                      extraction_max_calls=1)
     engine = Engine(s)
     try:
         r = await engine.run("review_and_fix", PatternRequest(

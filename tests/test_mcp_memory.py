@@ -44,7 +44,7 @@ def script(fake: ScriptedBackend, pattern: str) -> None:
         "primary": [("ans", P)], "validator": [("ans", V)], "competitor": [("ans", C)],
         "tools": [(calls, T)], "hybrid": [("ans", P), (calls, T)],
         "validated": [("ans", P), ("PASS", V), (calls, T)],
-        "compete": [("a", P), ("b", C), ("B: safer", V), (calls, T)],
+        "compete": [("a", P), ("b", C), ("B: safer", V), ("A: safer", V), (calls, T)],  # both orders
         "auto": [("ans", P), ("PASS", V), (calls, T)],
     }[pattern]
     for text, model in plan:

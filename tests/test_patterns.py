@@ -189,7 +189,7 @@ async def test_compete_judges_and_extracts_on_the_winner() -> None:
     fake.enqueue("solution A text", model=P).enqueue("solution B text", model=C)
     fake.enqueue("B: it handles errors.", model=V, option_probs={"A": 0.3, "B": 0.7})
     fake.enqueue([{"tool": "Read", "arguments": {"file_path": "a.py"}}], model=T)  # grounded: the task names a.py
-    r = await engine.run("compete", req("Implement a reader and read the file a.py"))
+    r = await engine.run("compete", req("Implement a reader and read the file a.py", swap=False))
     assert fake.models_asked == [P, C, V, T]
     j = r.trace.judgement
     assert j is not None and j.pick == "B" and j.reason == "it handles errors." and j.confidence == 0.7
@@ -231,6 +231,19 @@ async def test_compete_swap_from_settings() -> None:
     fake.enqueue("a", model=P).enqueue("b", model=C).enqueue("A: x", model=V).enqueue("B: y", model=V)
     r = await engine.run("compete", req("hello", extraction="never"))
     assert len(r.trace.judgement.verdicts) == 2
+
+
+async def test_compete_judges_both_orders_by_default_and_reports_consistency() -> None:
+    engine, fake = make()
+    assert engine.settings.judge_swap is True
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    fake.enqueue("A: x", model=V, option_probs={"A": 0.7, "B": 0.3})
+    fake.enqueue("A: x", model=V, option_probs={"A": 0.6, "B": 0.4})  # the first-shown again: inconsistent
+    r = await engine.run("compete", req("hello", extraction="never"))
+    j = r.trace.judgement
+    assert len(j.verdicts) == 2 and j.disagreement and j.consistent is False
+    assert "disagreed" in j.rule and "summed over both orders" in j.rule
+    assert j.method == "judge" and j.judge_model == V and j.recused is True  # the validator wrote neither
 
 
 @pytest.mark.parametrize("reply", ["C: neither", "Both are fine", "a: lowercase"])

@@ -134,7 +134,7 @@ async def test_every_pattern_once(real_engine: Engine, name: str) -> None:
                              max_tokens=16, swap=True)
     r = await real_engine.run(name, request)
     assert r.pattern == name and r.trace.steps
-    assert all(s.model == "embedded" and s.completion_tokens > 0 and s.seconds > 0 for s in r.trace.steps)
+    assert all(s.model == "smollm2-135m" and s.completion_tokens > 0 and s.seconds > 0 for s in r.trace.steps)
     assert r.totals.completion_tokens == sum(s.completion_tokens for s in r.trace.steps)
     if name != "tools":
         assert r.text.strip()

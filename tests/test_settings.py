@@ -14,11 +14,21 @@ def write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_defaults_are_the_embedded_profile() -> None:
+def test_defaults_are_the_qwen_profile() -> None:
     s = load_settings(env={})
-    assert s.profile == "embedded"
-    assert set(s.roles) == set(ROLES)
-    assert all(s.roles[r].model == "embedded" for r in ROLES)
+    assert s.profile == "qwen" and set(s.roles) == set(ROLES)
+    models = {r: c.model for r, c in s.roles.items()}
+    assert models == {"primary": "qwen2.5-coder-0.5b", "competitor": "qwen2.5-coder-1.5b",
+                      "validator": "qwen2.5-coder-0.5b", "tools": "qwen2.5-coder-0.5b"}
+    assert models["primary"] != models["competitor"]  # compete pits two different models
+    assert s.roles["competitor"].draft_model == "qwen2.5-coder-0.5b"  # the 1.5B drafts with the loaded 0.5B
+    assert all(c.temperature == 0.0 for c in s.roles.values())
+
+
+def test_tiny_profile_is_the_old_embedded_one() -> None:
+    s = load_settings(env={"MAGEAGENT_PROFILE": "tiny"})
+    assert all(s.roles[r].model == "smollm2-135m" for r in ROLES)
+    assert load_settings(env={}, profile="embedded").roles == s.roles  # the old name still works
     # compete's A and B must differ even at temperature 0: the competitor has its own prompt and sampling
     assert s.roles["competitor"].system and s.roles["competitor"].temperature
     assert s.memory_budget_gb > 0
@@ -51,7 +61,7 @@ def test_config_path_from_env_and_nested_role_keys(tmp_path: Path) -> None:
     s = load_settings(env={"MAGEAGENT_CONFIG": str(p), "MAGEAGENT_ROLES__TOOLS__TEMPERATURE": "0.3"})
     assert s.roles["tools"].model == "/models/hermes"
     assert s.roles["tools"].temperature == 0.3
-    assert s.roles["primary"].model == "embedded"  # untouched roles keep the profile's
+    assert s.roles["primary"].model == "qwen2.5-coder-0.5b"  # untouched roles keep the profile's
     assert s.config_file == p
 
 
@@ -63,7 +73,7 @@ def test_relative_cache_dir_is_relative_to_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ('profile = "huge"', ["mageagent.toml", "'profile'", "'embedded' or 'reference'", "'huge'"]),
+        ('profile = "huge"', ["mageagent.toml", "'profile'", "'tiny', 'embedded' or 'reference'", "'huge'"]),
         ("max_tokenz = 3", ["'max_tokenz'", "unknown key", "max_tokens"]),
         ("[roles.primary]\nmodle = 'x'", ["'roles.primary.modle'", "unknown key", "model"]),
         ("[roles.critic]\nmodel = 'x'", ["roles.critic", "'primary', 'competitor', 'validator' or 'tools'"]),

@@ -66,6 +66,10 @@ def _release_memory() -> None:
     mx.clear_cache()
 
 
+def _cache_tokens(cache: list[Any]) -> int:
+    return int(cache[0].offset) if cache and hasattr(cache[0], "offset") else 0
+
+
 def _dir_weight_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("*.safetensors"))
 
@@ -76,11 +80,19 @@ class MLXBackend:
     name = "mlx"
 
     def __init__(self, models_dir: Path, memory_budget_gb: float, *, allow_download: bool = False,
-                 worker: DeviceWorker | None = None) -> None:
+                 worker: DeviceWorker | None = None, prompt_cache_gb: float = 0.5,
+                 prompt_cache_entries: int = 16, prefill_step: int = 256) -> None:
         self.models_dir = models_dir
         self.allow_download = allow_download
         self.worker = worker or DeviceWorker()
-        self.pool = ModelPool(lambda spec: load_model(spec), int(memory_budget_gb * GB), release=_release_memory)
+        # Prompt caches come out of the same memory budget as the weights: the pool gets the rest.
+        self.prompt_cache_bytes = int(min(prompt_cache_gb, memory_budget_gb / 4) * GB) if prompt_cache_entries else 0
+        self.prompt_cache_entries = prompt_cache_entries
+        self.prefill_step = prefill_step
+        self._prompt_caches: dict[str, Any] = {}  # model key -> mlx-lm LRUPromptCache (owner thread only)
+        self.prompt_cache_stats = {"hits": 0, "misses": 0, "cached_tokens": 0, "prompt_tokens": 0}
+        self.pool = ModelPool(lambda spec: load_model(spec), int(memory_budget_gb * GB) - self.prompt_cache_bytes,
+                              release=self._release)
         self.worker.on_stop.append(self._on_stop)
         self._specs: dict[str, ModelSpec] = {}
         self.last_mask_seconds_per_token: float | None = None
@@ -144,6 +156,49 @@ class MLXBackend:
 
         return await self.worker.run(lambda job: self._generate(job, spec, request), forward)
 
+    def _release(self) -> None:
+        # A model left the pool: its prompt caches go with it (they are only valid for those weights).
+        live = {k for k in self._prompt_caches if self.pool.is_loaded(k)}
+        for key in list(self._prompt_caches):
+            if key not in live:
+                del self._prompt_caches[key]
+        _release_memory()
+
+    def _lookup(self, spec: ModelSpec, handle: LoadedModel, prompt: list[int]) -> tuple[list[Any], list[int]]:
+        """A copy of the KV state of the longest cached prefix of ``prompt`` and the tokens still to read."""
+        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+        self.prompt_cache_stats["prompt_tokens"] += len(prompt)
+        lru = self._prompt_caches.get(spec.key)
+        if lru is None or not self.prompt_cache_entries:
+            self.prompt_cache_stats["misses"] += 1
+            return make_prompt_cache(handle.model), prompt
+        cache, rest = lru.fetch_nearest_cache(spec.key, prompt)
+        if cache is None:
+            self.prompt_cache_stats["misses"] += 1
+            return make_prompt_cache(handle.model), prompt
+        if not rest:  # the whole prompt is cached: read its last token again to get the next logits
+            trim_prompt_cache(cache, 1)
+            rest = prompt[-1:]
+        self.prompt_cache_stats["hits"] += 1
+        self.prompt_cache_stats["cached_tokens"] += len(prompt) - len(rest)
+        return cache, list(rest)
+
+    def _remember(self, spec: ModelSpec, tokens: list[int], cache: list[Any]) -> None:
+        """Keep the KV state of everything this call read and wrote (prompt + answer) for later prefixes."""
+        from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache
+
+        n = _cache_tokens(cache)
+        if not self.prompt_cache_entries or n == 0 or n > len(tokens) or not can_trim_prompt_cache(cache):
+            return
+        lru = self._prompt_caches.get(spec.key)
+        if lru is None:
+            lru = self._prompt_caches[spec.key] = LRUPromptCache(self.prompt_cache_entries, self.prompt_cache_bytes)
+        lru.insert_cache(spec.key, tokens[:n], cache)
+
+    def prompt_cache_bytes_used(self) -> int:
+        return sum(lru.nbytes for lru in self._prompt_caches.values())
+
     def _generate(self, job: Job[Completion], spec: ModelSpec, req: GenerationRequest) -> Completion:
         import mlx.core as mx
         from mlx_lm import stream_generate
@@ -152,6 +207,11 @@ class MLXBackend:
         from ..grammar import GrammarProcessor, grammar_for
 
         job.check_cancelled()
+        draft: LoadedModel | None = None
+        if req.draft_model and req.constraint is None:
+            draft_spec = self.resolve(req.draft_model)
+            if draft_spec.size_bytes + spec.size_bytes <= self.pool.budget_bytes:
+                draft = self.pool.acquire(draft_spec)
         handle: LoadedModel = self.pool.acquire(spec)
         t0 = time.perf_counter()
         messages = [m.model_dump() for m in req.messages]
@@ -165,12 +225,24 @@ class MLXBackend:
         # A budget beyond the context (extraction sizes its budget from the schema) is capped to it;
         # output cut off there reports finish_reason "length" like any other limit.
         max_tokens = min(req.max_tokens, room)
+        kwargs: dict[str, Any] = {}
+        if draft is not None:
+            # Speculative decoding: greedy output is token-identical; the draft's cache travels with the
+            # model's inside mlx-lm, so prompt caching and chunk-level cancellation are off for this call.
+            rest, cache = prompt, None
+            kwargs.update(draft_model=draft.model, num_draft_tokens=req.num_draft_tokens,
+                          prefill_step_size=self.prefill_step)
+        else:
+            cache, rest = self._lookup(spec, handle, prompt)
+            # Prefill in chunks; a cancel takes effect between two chunks, not after the whole prompt.
+            kwargs.update(prompt_cache=cache, prefill_step_size=self.prefill_step,
+                          prompt_progress_callback=lambda done, total: job.check_cancelled())
         processors = []
         grammar_proc = None
         if req.constraint is not None:
             c = req.constraint
             texts = {o: o + ((c.option_continuation or {}).get(o) or "") for o in (c.options or [])}
-            grammar_proc = GrammarProcessor(handle.lltokenizer(), grammar_for(c), len(prompt),
+            grammar_proc = GrammarProcessor(handle.lltokenizer(), grammar_for(c), len(rest),
                                             handle.vocab_size or handle.lltokenizer().vocab_size,
                                             options=c.options, option_texts=texts)
             processors.append(grammar_proc)
@@ -178,16 +250,22 @@ class MLXBackend:
             mx.random.seed(req.seed)
         sampler = make_sampler(temp=req.temperature, top_p=req.top_p)
         parts: list[str] = []
+        generated: list[int] = []
+        drafted = 0
         last = None
-        for resp in stream_generate(handle.model, handle.tokenizer, prompt, max_tokens=max_tokens,
-                                    sampler=sampler, logits_processors=processors or None):
+        for resp in stream_generate(handle.model, handle.tokenizer, mx.array(rest), max_tokens=max_tokens,
+                                    sampler=sampler, logits_processors=processors or None, **kwargs):
             job.check_cancelled()
             last = resp
+            generated.append(int(resp.token))
+            drafted += bool(getattr(resp, "from_draft", False))
             if resp.text:
                 parts.append(resp.text)
             job.emit(Chunk(text=resp.text, tokens=resp.generation_tokens))
         if last is None:  # pragma: no cover - stream_generate always yields a final record
             raise ModelLoadError(f"{spec.model} produced no output")
+        if cache is not None:
+            self._remember(spec, list(prompt) + generated, cache)
         if grammar_proc is not None:
             if grammar_proc.error is not None:
                 raise MageError(f"constrained decoding failed: {grammar_proc.error}")
@@ -195,8 +273,10 @@ class MLXBackend:
         return Completion(
             text="".join(parts),
             model=spec.model,
-            prompt_tokens=last.prompt_tokens,
+            prompt_tokens=len(prompt),
+            cached_prompt_tokens=len(prompt) - len(rest),
             completion_tokens=last.generation_tokens,
+            draft_accepted=drafted if draft is not None else None,
             finish_reason="stop" if last.finish_reason == "stop" else "length",
             seconds=time.perf_counter() - t0,
             prompt_tps=last.prompt_tps,

@@ -1,0 +1,97 @@
+"""The execution-grounded steps validated and compete share: decide, gather tests, run them, weigh them."""
+
+from __future__ import annotations
+
+import anyio
+
+from .. import prompts
+from ..context import RunContext
+from ..errors import ModelOutputError, PatternError
+from ..types import Completion, Constraint, Execution
+from ..verify import Origin, host_tests, parse_tests, python_code, run_tests, sandbox_problem, signatures
+
+__all__ = ["plan", "gather_tests", "execute", "blame", "judge_model"]
+
+FAULT_CONSTRAINT = Constraint(options=["CODE", "TEST"], option_continuation={"CODE": None, "TEST": None})
+TESTS_MAX_TOKENS = 320
+MAX_BLAMES = 3  # fault checks per round: each is a short constrained step
+
+
+def plan(ctx: RunContext, *texts: str) -> tuple[bool, str]:
+    """Whether to execute, and why (written to the trace): the request's ``verify``, else the setting."""
+    mode = ctx.request.verify or ctx.settings.verify
+    if mode == "model":
+        return False, "model: verify = model"
+    if not any(python_code(t) for t in texts):
+        if mode == "execute":
+            return False, "model: verify = execute, but the answer has no Python code to run"
+        return False, "model: the answer has no Python code"
+    problem = sandbox_problem(ctx.settings.sandbox)
+    if problem is not None:
+        return False, f"model: no sandbox to run the code in ({problem})"
+    return True, "execute"
+
+
+async def gather_tests(ctx: RunContext, code: str) -> list[tuple[str, Origin]]:
+    """The host's tests (argument, ``assert`` lines, ``>>>`` examples); else the validator writes some."""
+    req = ctx.request
+    tests = host_tests(req.prompt, req.context, req.tests)
+    if tests:
+        return tests
+    n = ctx.settings.generated_tests
+    messages = prompts.tests_request(req, signatures(code), n)
+
+    def parse(c: Completion) -> list[str]:
+        found = parse_tests(c.text)
+        if not found:
+            raise ModelOutputError(f"the validator wrote no assert statement: {c.text[:160]!r}", raw=c.text)
+        return found[:n]
+
+    try:
+        _, written = await ctx.generate_parsed("validator", messages, parse, purpose="write tests",
+                                               max_tokens=TESTS_MAX_TOKENS, temperature=0.0)
+    except PatternError as e:  # a validator that cannot write tests leaves the model verdict: say so
+        ctx.trace.verification = f"model: the validator wrote no usable tests ({e})"
+        return []
+    return [(t, "validator") for t in written]
+
+
+async def execute(ctx: RunContext, code: str, tests: list[tuple[str, Origin]], label: str) -> Execution:
+    """Run the tests in the sandbox (a blocking subprocess: off the event loop, never on the MLX thread)."""
+    await ctx.progress(label, "sandbox", 0, f"{label}: running {len(tests)} tests in the sandbox")
+    return await anyio.to_thread.run_sync(lambda: run_tests(code, tests, mode=ctx.settings.sandbox))
+
+
+async def blame(ctx: RunContext, code: str, ex: Execution, set_aside: dict[str, bool]) -> Execution:
+    """For each failing generated test, the validator says whether the CODE or the TEST is wrong; a test it
+    blames is set aside (kept in the report). ``set_aside`` remembers answers across rounds."""
+    asked = 0
+    for t in ex.tests:
+        if t.passed or t.origin != "validator" or ex.load_error is not None:
+            continue
+        if t.test not in set_aside and asked < MAX_BLAMES:
+            asked += 1
+            messages = prompts.fault_request(ctx.request, code, t.test, t.error or "failed")
+
+            def parse(c: Completion) -> str:
+                word = c.text.strip()[:4].upper()
+                if word not in ("CODE", "TEST"):
+                    raise ModelOutputError(f"fault check starts with neither CODE nor TEST: {c.text[:80]!r}",
+                                           raw=c.text)
+                return word
+
+            _, word = await ctx.generate_parsed("validator", messages, parse, purpose="check a failing test",
+                                                constraint=FAULT_CONSTRAINT, max_tokens=4, temperature=0.0)
+            set_aside[t.test] = word == "TEST"
+        t.set_aside = set_aside.get(t.test, False)
+    return ex
+
+
+def judge_model(ctx: RunContext) -> tuple[str, bool]:
+    """The judge: a model of the profile that wrote neither answer if there is one (self-recusal)."""
+    roles = ctx.settings.roles
+    writers = {roles["primary"].model, roles["competitor"].model}
+    for role in ("validator", "tools"):
+        if roles[role].model not in writers and roles[role].backend_key == roles["validator"].backend_key:
+            return roles[role].model, True
+    return roles["validator"].model, False
