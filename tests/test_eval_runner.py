@@ -30,18 +30,24 @@ def data(eval_cache):
     return Dataset(humaneval=[problem], bfcl=simple + irrelevant)
 
 
-def _script(problem) -> ScriptedBackend:  # noqa: ANN001
+def _script(problem, systems: tuple[str, ...] = ("he-primary", "he-validated-model", "he-validated",  # noqa: ANN001
+                                                  "he-compete-judge", "he-compete", "he-primary-k3")) -> ScriptedBackend:
     good = _code(problem.prompt + problem.canonical_solution)
     bad = _code(f"def {problem.entry_point}(numbers, threshold):\n    return False\n")
     also_bad = _code(f"def {problem.entry_point}(numbers, threshold):\n    # comment\n    return False\n")
+    P, C, V = "primary-model", "competitor-model", "validator-model"
+    plan = {
+        "he-primary": [(good, P)],
+        "he-validated-model": [(bad, P), ("FAIL: always False", V), (good, P), ("PASS", V)],
+        "he-validated": [(bad, P), (good, P)],  # the prompt's >>> examples fail the first answer: revise
+        "he-compete-judge": [(good, P), (bad, C), ("B: shorter", V), ("A: shorter", V)],
+        "he-compete": [(good, P), (bad, C)],  # the tests decide: no judge
+        "he-primary-k3": [(bad, P), (good, P), (also_bad, P)],  # the majority (bad, same code) fails, one passes
+    }
     f = ScriptedBackend()
-    f.enqueue(good, model="primary-model")  # he-primary
-    f.enqueue(bad, model="primary-model").enqueue("FAIL: always False", model="validator-model")  # he-validated
-    f.enqueue(good, model="primary-model").enqueue("PASS", model="validator-model")
-    f.enqueue(good, model="primary-model").enqueue(bad, model="competitor-model")  # he-compete
-    f.enqueue("B: shorter", model="validator-model").enqueue("A: shorter", model="validator-model")
-    for text in (bad, good, also_bad):  # he-primary-k3: the majority (bad, same code) fails, one sample passes
-        f.enqueue(text, model="primary-model")
+    for name in systems:
+        for text, model in plan[name]:
+            f.enqueue(text, model=model)
     call = [{"tool": "calculate_triangle_area", "arguments": {"base": 10, "height": 5}}]
     f.enqueue(call, model="tools-model")  # bfcl-tools on simple_python_0
     f.enqueue("Sure! " + json.dumps(call[0]) + " is the call.", model="tools-model")  # bfcl-tools-free: lenient
@@ -50,30 +56,34 @@ def _script(problem) -> ScriptedBackend:  # noqa: ANN001
     return f
 
 
-CONFIG = EvalConfig(systems=["he-primary", "he-validated", "he-compete", "he-primary-k3", "bfcl-tools",
-                             "bfcl-tools-free"], limit=1)
+CONFIG = EvalConfig(systems=["he-primary", "he-validated-model", "he-validated", "he-compete-judge", "he-compete",
+                             "he-primary-k3", "bfcl-tools", "bfcl-tools-free"], limit=1)
 
 
 async def test_run_records_every_output_and_scores_them(data, tmp_path):
     fake = _script(data.humaneval[0])
     records = await run_eval(CONFIG, fake_settings(), tmp_path, data, say=lambda m: None, backends={"mlx": fake})
     assert not fake.replies, "every scripted reply was used"
-    assert len(records) == 1 + 1 + 1 + 3 + 2 + 2
+    assert len(records) == 1 + 1 + 1 + 1 + 1 + 3 + 2 + 2
     lines = read_records(tmp_path / "records.jsonl")
     assert lines == records
     free_fail = next(r for r in records if r["system"] == "bfcl-tools-free" and r["item"] == "irrelevance_0")
     assert free_fail["error"] and free_fail["raw"] == "I cannot compute that." and free_fail["text"] is None
-    compete = next(r for r in records if r["system"] == "he-compete")
+    compete = next(r for r in records if r["system"] == "he-compete-judge")
     assert compete["judgement"]["pick"] == "B" and len(compete["judgement"]["verdicts"]) == 2
+    by_tests = next(r for r in records if r["system"] == "he-compete")["judgement"]
+    assert by_tests["method"] == "tests" and by_tests["pick"] == "A" and by_tests["verdicts"] == []
 
     results = score(data, records)
     assert results["humaneval"]["canonical_passed"] == 1
     he = results["humaneval"]["systems"]
-    assert he["he-primary"]["k"] == 1 and he["he-validated"]["k"] == 1
-    assert he["he-compete"]["k"] == 0  # the judge picked the wrong one ...
-    assert (he["he-compete:A"]["k"], he["he-compete:B"]["k"], he["he-compete:oracle"]["k"]) == (1, 0, 1)
+    assert he["he-primary"]["k"] == 1 and he["he-validated-model"]["k"] == 1
+    assert he["he-validated"]["k"] == 1  # the prompt's examples failed the first answer; the revision passed
+    assert he["he-compete-judge"]["k"] == 0  # the judge picked the wrong one ...
+    assert (he["he-compete-judge:A"]["k"], he["he-compete-judge:B"]["k"]) == (1, 0)
+    assert he["he-compete"]["k"] == 1  # ... the tests did not
     assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1  # majority wrong, one right
-    c = results["humaneval"]["compete"]
+    c = results["humaneval"]["compete"]["he-compete-judge"]
     assert c["position_consistency"]["k"] == 1
     assert (c["first_shown_picked"]["k"], c["first_shown_picked"]["n"]) == (1, 2)
     bf = results["bfcl"]["systems"]
@@ -106,12 +116,13 @@ def test_unknown_system_and_category_are_refused():
 
 
 async def test_rescore_from_the_command_line_reads_only_records(data, tmp_path, eval_cache, monkeypatch):
-    cfg = CONFIG.model_copy(update={"limit": 1, "seed": 0})
+    judged = ("he-primary", "he-validated-model", "he-compete-judge", "he-primary-k3")  # no execution: any item
+    cfg = CONFIG.model_copy(update={"limit": 1, "seed": 0, "systems": [*judged, "bfcl-tools", "bfcl-tools-free"]})
     # the same selection the command line makes from --limit 1 --seed 0
     from orchestration.evaluation.runner import select_items
 
     chosen = select_items(cfg, eval_cache, download=False)
-    fake = _script(chosen.humaneval[0])
+    fake = _script(chosen.humaneval[0], judged)
     # BFCL items differ with the seed's draw: answer each with an empty array / no JSON
     fake.replies = type(fake.replies)(list(fake.replies)[:12])
     for _ in chosen.bfcl:
@@ -122,6 +133,6 @@ async def test_rescore_from_the_command_line_reads_only_records(data, tmp_path, 
     with redirect_stdout(buf):
         assert cli.main(["eval", "--out", str(tmp_path), "--rescore", "--no-download", "--json"]) == 0
     doc = json.loads(buf.getvalue())
-    assert doc["results"]["humaneval"]["systems"]["he-compete:oracle"]["k"] == 1
+    assert doc["results"]["humaneval"]["systems"]["he-compete-judge:oracle"]["k"] == 1
     assert (tmp_path / "report.md").read_text().startswith("# mageagent eval")
     assert "he-primary-k3" in (tmp_path / "report.md").read_text()

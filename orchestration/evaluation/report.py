@@ -53,12 +53,13 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
         for name, s in he["systems"].items():
             lines.append(f"| {name} | {_rate(s)} | {s.get('seconds_median', '-')} | "
                          f"{s.get('completion_tokens_mean', '-')} | {s.get('errors', '-')} | {s['description']} |")
-        c = he.get("compete")
-        if c:
-            lines += ["", f"Compete's judge: {c['judged']} judgements, picked A {c['picked_A']} and B "
-                          f"{c['picked_B']} times; position consistency with the order swapped "
-                          f"{_rate(c['position_consistency'])}; the candidate shown first was picked in "
-                          f"{_rate(c['first_shown_picked'])} of the judging passes; A and B identical in "
+        for name, c in (he.get("compete") or {}).items():
+            if "judged" not in c:  # results scored before compete stats were kept per system
+                continue
+            lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, the rest by the judge), "
+                          f"A {c['picked_A']} and B {c['picked_B']} times; the judge's position consistency with "
+                          f"the order swapped {_rate(c['position_consistency'])}; the candidate shown first was "
+                          f"picked in {_rate(c['first_shown_picked'])} of the judging passes; A and B identical in "
                           f"{c['identical_candidates']}."]
         sb = he["sandbox"]
         kind = sb.get("kind", "?")  # runs scored before the sandbox move have no kind

@@ -55,10 +55,17 @@ class System(BaseModel):
 
 SYSTEMS: dict[str, System] = {s.name: s for s in [
     System(name="he-primary", suite="humaneval", pattern="primary", description="primary alone, greedy"),
-    System(name="he-validated", suite="humaneval", pattern="validated",
-           description="primary, validator PASS/FAIL, one revision on FAIL"),
-    System(name="he-compete", suite="humaneval", pattern="compete", swap=True,
-           description="A (primary) and B (competitor), judged in both orders"),
+    System(name="he-validated", suite="humaneval", pattern="validated", overrides={"verify": "execute"},
+           description="primary, tests run in the sandbox (the prompt's examples, else the validator's), "
+                       "one revision on their failures"),
+    System(name="he-validated-model", suite="humaneval", pattern="validated", overrides={"verify": "model"},
+           description="primary, validator PASS/FAIL opinion, one revision on FAIL"),
+    System(name="he-compete", suite="humaneval", pattern="compete", swap=True, overrides={"verify": "execute"},
+           description="A (primary) and B (competitor): more tests passed wins, else judged in both orders"),
+    System(name="he-compete-judge", suite="humaneval", pattern="compete", swap=True, overrides={"verify": "model"},
+           description="A (primary) and B (competitor), the model judge alone, both orders"),
+    System(name="he-competitor", suite="humaneval", pattern="competitor",
+           description="the competitor model alone (the 1.5B in the default profile)"),
     System(name="he-primary-k3", suite="humaneval", pattern="primary", samples=3, temperature=0.7,
            description="matched compute: primary sampled 3 times (T=0.7), majority of the normalized code"),
     System(name="he-hybrid", suite="humaneval", pattern="hybrid", description="primary then extraction"),
@@ -77,7 +84,7 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
     System(name="bfcl-hybrid", suite="bfcl", pattern="hybrid",
            description="primary answers, then constrained extraction (dense)"),
 ]}
-DEFAULT_SYSTEMS = ["he-primary", "he-validated", "he-compete", "he-primary-k3",
+DEFAULT_SYSTEMS = ["he-primary", "he-validated", "he-validated-model", "he-compete", "he-primary-k3",
                    "bfcl-tools", "bfcl-tools-free", "bfcl-tools-q4", "bfcl-tools-q4-free"]
 
 

@@ -24,7 +24,11 @@ __all__ = ["score"]
 
 HE_COMPARISONS = [  # (baseline, contender)
     ("he-primary", "he-validated"),
+    ("he-validated-model", "he-validated"),
+    ("he-primary", "he-validated-model"),
     ("he-primary", "he-compete"),
+    ("he-compete-judge", "he-compete"),
+    ("he-competitor", "he-compete"),
     ("he-compete:A", "he-compete"),
     ("he-primary-k3", "he-compete"),
     ("he-primary", "he-primary-k3"),
@@ -116,16 +120,17 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
                 rec = recs[0]
                 flags[task] = run(task, rec["text"])
                 row = {"item": task, "system": name, "passed": flags[task], "error": rec.get("error")}
-                if name == "he-compete" and rec.get("judgement"):
+                if spec.pattern == "compete" and rec.get("judgement"):
                     j = rec["judgement"]
                     a, b = run(task, j["candidates"].get("A")), run(task, j["candidates"].get("B"))
-                    row.update(A=a, B=b, pick=j["pick"], orders=[v["pick"] for v in j.get("verdicts", [])])
-                    table.setdefault("he-compete:A", {})[task] = a
-                    table.setdefault("he-compete:B", {})[task] = b
-                    table.setdefault("he-compete:oracle", {})[task] = a or b
-                elif name == "he-compete":  # the pattern failed: A, B and oracle unknown, count as failures
+                    row.update(A=a, B=b, pick=j["pick"], method=j.get("method", "judge"),
+                               orders=[v["pick"] for v in j.get("verdicts", [])])
+                    table.setdefault(f"{name}:A", {})[task] = a
+                    table.setdefault(f"{name}:B", {})[task] = b
+                    table.setdefault(f"{name}:oracle", {})[task] = a or b
+                elif spec.pattern == "compete":  # the pattern failed: A, B and oracle unknown, count as failures
                     for part in ("A", "B", "oracle"):
-                        table.setdefault(f"he-compete:{part}", {})[task] = False
+                        table.setdefault(f"{name}:{part}", {})[task] = False
                 per_item.append(row)
         table[name] = flags
         all_recs = [r for recs in items.values() for r in recs]
@@ -133,25 +138,27 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         if spec.samples > 1:
             systems[f"{name}:oracle"] = {**_rate(list(table[f"{name}:oracle"].values())),
                                          "description": f"any of the {spec.samples} samples passes"}
-    if "he-compete" in by:
-        judged = [r["judgement"] for recs in by["he-compete"].values() for r in recs if r.get("judgement")]
-        two = [j for j in judged if len(j.get("verdicts", [])) == 2]
-        firsts = [j["verdicts"][0].get("shown_pick", j["verdicts"][0]["pick"]) for j in judged if j.get("verdicts")]
+    for name in [n for n in by if SYSTEMS[n].pattern == "compete"]:
+        judged = [r["judgement"] for recs in by[name].values() for r in recs if r.get("judgement")]
+        by_judge = [j for j in judged if j.get("method", "judge") == "judge"]
+        two = [j for j in by_judge if len(j.get("verdicts", [])) == 2]
+        firsts = [j["verdicts"][0].get("shown_pick", j["verdicts"][0]["pick"]) for j in by_judge if j.get("verdicts")]
         seconds = [j["verdicts"][1]["shown_pick"] for j in two]
         shown = firsts + seconds
         for part in ("A", "B", "oracle"):
-            key = f"he-compete:{part}"
+            key = f"{name}:{part}"
             systems[key] = {**_rate(list(table.get(key, {}).values())),
-                            "description": {"A": "compete's candidate A alone (primary)",
-                                            "B": "compete's candidate B alone (competitor)",
-                                            "oracle": "A or B passes (a perfect judge)"}[part]}
+                            "description": {"A": f"{name}'s candidate A alone (primary)",
+                                            "B": f"{name}'s candidate B alone (competitor)",
+                                            "oracle": "A or B passes (a perfect pick)"}[part]}
         picks = Counter(j["pick"] for j in judged)
         same = sum(1 for j in judged if j["candidates"].get("A") == j["candidates"].get("B"))
-        compete = {"judged": len(judged), "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
-                   "position_consistency": _rate([j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"]
-                                                  for j in two]),
-                   "first_shown_picked": _rate([s == "A" for s in shown]),
-                   "identical_candidates": same}
+        compete[name] = {"judged": len(judged), "by_tests": len(judged) - len(by_judge),
+                         "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
+                         "position_consistency": _rate([j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"]
+                                                        for j in two]),
+                         "first_shown_picked": _rate([s == "A" for s in shown]),
+                         "identical_candidates": same}
     items = list(problems)
     # The harness's own check: each problem's canonical solution must pass in the same sandbox.
     canonical = sum(run(t, "```python\n" + p.prompt + p.canonical_solution + "```") for t, p in problems.items())
