@@ -38,6 +38,7 @@ KINDS = ("path", "directory", "content", "old-text", "new-text")
 BLOCK_SUFFIX = "_block"
 MAX_WORDS = 8  # a phrase is at most this many words
 MAX_LINES = 4  # a span of the context is at most this many lines (or one whole code block)
+FULL_LINES = 3  # a longer block is shown to the tools model as a stub (labelled_answer)
 MAX_CANDIDATES = 3000  # per kind; an enum of a few thousand strings compiles in tens of milliseconds
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
@@ -215,14 +216,21 @@ def ground(request: PatternRequest, answer: str | None) -> Grounding:
                      new_spans=_unique(new))
 
 
-def labelled_answer(answer: str) -> str:
-    """The answer with ``(block N)`` above each fenced code block, or above the whole answer where it has none."""
+def labelled_answer(answer: str, full_lines: int = FULL_LINES) -> str:
+    """The answer as the tools model reads it: ``(block N)`` above each fenced code block (above the whole answer
+    where it has none). A block longer than ``full_lines`` lines shows as a one-line stub: the model picks it by
+    number and never needs its text (a small model shown long code tends to answer ``[]``)."""
     fences = _fences(answer)
     if not fences:
         return f"(block 1)\n{answer}"
     parts, last = [], 0
-    for n, (start, end, _) in enumerate(fences, 1):
-        parts.append(answer[last:start] + f"(block {n})\n" + answer[start:end])
+    for n, (start, end, body) in enumerate(fences, 1):
+        lines = body.splitlines()
+        if len(lines) > full_lines:
+            shown = f"(block {n}: {len(lines)} lines of code, starting `{lines[0].strip()[:80]}`)\n"
+        else:
+            shown = f"(block {n})\n" + answer[start:end]
+        parts.append(answer[last:start] + shown)
         last = end
     return "".join(parts) + answer[last:]
 
