@@ -375,6 +375,16 @@ async def test_the_plain_and_the_free_baselines_still_work(constraint: str) -> N
 
 
 @pytest.mark.anyio
+async def test_plain_host_tools_get_the_seed_prompt_unchanged() -> None:
+    engine, fake = make()
+    plain = ToolDefinition(name="lookup", parameters={"type": "object", "properties": {"q": {"type": "string"}}})
+    fake.enqueue([{"tool": "lookup", "arguments": {"q": "x"}}], model=T)
+    request = PatternRequest(prompt="Look up 'weather' for notes.md", tools=[plain])
+    await engine.run("tools", request)
+    assert fake.history[0].messages == prompts.extraction(request, None, [plain])
+
+
+@pytest.mark.anyio
 async def test_the_mcp_tools_argument_carries_the_convention() -> None:
     from mcp import Client
 

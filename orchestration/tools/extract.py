@@ -20,7 +20,7 @@ from ..errors import ModelOutputError
 from ..heuristics import tool_need
 from ..types import Completion, Constraint, ToolCall, ToolDefinition
 from .catalogue import SEED_TOOLS, resolve_tools
-from .grounding import Grounding, decoding_parameters, expand, ground, labelled_answer
+from .grounding import ANNOTATION, BLOCK_SUFFIX, Grounding, decoding_parameters, expand, ground, labelled_answer
 from .risk import risk_of
 from .schema import bound_schema, token_bound
 
@@ -170,9 +170,15 @@ async def _extract_grounded(ctx: RunContext, tools: list[ToolDefinition], respon
     schema = extraction_schema(views, s.extraction_max_calls, s.extraction_max_string) if views else \
         {"type": "array", "maxItems": 0}
     budget = token_bound(schema) + 1
-    shown = labelled_answer(response) if response is not None and response.strip() and g.blocks else response
-    messages = prompts.extraction(ctx.request, shown, views, s.prompts, files=g.paths,
-                                  blocks=g.blocks if response is None else None)
+    # Block labels and the file list only where a tool has such a property: a host's plain tools (BFCL's, say)
+    # get the seed prompt unchanged.
+    kinds = {spec.get(ANNOTATION) for t in tools for spec in (t.parameters.get("properties") or {}).values()
+             if isinstance(spec, dict)}
+    by_number = any(k.endswith(BLOCK_SUFFIX) for v in views for k in v.parameters.get("properties", {}))
+    shown = labelled_answer(response) if by_number and response is not None else response
+    messages = prompts.extraction(ctx.request, shown, views, s.prompts,
+                                  files=g.paths if kinds & {"path", "directory"} else None,
+                                  blocks=g.blocks if by_number and response is None else None)
 
     def parse(c: Completion) -> list[ToolCall]:
         if c.finish_reason == "length":
