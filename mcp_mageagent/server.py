@@ -45,10 +45,10 @@ DESCRIPTIONS: dict[str, str] = {
             "to the fast validator model.",
     "hybrid": "Best general use: the reasoning model answers, then tool calls are extracted when files or "
               "shell are needed (analysis plus implementation, reviews with fixes). Cost ~1.5x primary.",
-    "validated": "Code that must be right: answer, review (syntax, logic, errors, security), revise on FAIL, "
-                 "then tool calls. Cost ~2x primary.",
-    "compete": "Critical code or decisions: two models answer, a judge picks the better, tool calls from the "
-               "winner. Cost ~3x primary.",
+    "validated": "Code that must be right: answer, tests run in a sandbox (else a review), revise on "
+                 "failure, then tool calls. Cost ~2x primary.",
+    "compete": "Critical code or decisions: two models answer, tests (else a judge) pick the better, tool "
+               "calls from the winner. Cost ~3x primary.",
     "tools": "Fastest: the request straight to tool calls (Read, Write, Edit, Bash, Glob, Grep or yours), "
              "no reasoning. Cost ~0.15x primary.",
     "primary": "The reasoning model alone, no tool calls: explain, reason, plan. Cost 1x.",
@@ -59,18 +59,22 @@ _INSTRUCTIONS = ("Local multi-model orchestration: each mage_* tool runs one pat
                  "and returns the answer plus tool calls (structuredContent.tool_calls) for YOU to run; this "
                  "server runs none. Unsure which to use? Call mage_auto.")
 
-Prompt = Annotated[str, Field(min_length=1, description="The task, in full.")]
+Prompt = Annotated[str, Field(min_length=1, description="The whole task.")]
 ContextArg = Annotated[str | None, Field(description="Code or text the models should see.")]
-System = Annotated[str | None, Field(description="System instruction for the answering model.")]
-Temperature = Annotated[float | None, Field(ge=0, le=2, description="Default 0.7.")]
+System = Annotated[str | None, Field(description="System prompt for the answer.")]
+Temperature = Annotated[float | None, Field(ge=0, le=2, description="0 = greedy.")]
 MaxTokens = Annotated[int | None, Field(ge=1, le=32768, description="Token limit per answer.")]
 Tools = Annotated[list[ToolDefinition] | None, Field(
-    description="Tools the calls may use; default Read, Write, Edit, Bash, Glob, Grep.")]
+    description="Tools for the calls; default Read, Write, Edit, Bash, Glob, Grep.")]
 Extraction = Annotated[Literal["auto", "always", "never"] | None, Field(
     description="When to extract tool calls; auto: when the task needs them.")]
-Swap = Annotated[bool | None, Field(description="Judge twice, A and B swapped (slower).")]
+Swap = Annotated[bool | None, Field(description="Judge twice, A and B swapped.")]
+Verify = Annotated[Literal["model", "execute", "auto"] | None, Field(
+    description="execute: sandboxed tests.")]
+Tests = Annotated[list[str] | None, Field(description="Asserts to pass.")]
 _ARGS: dict[str, Any] = {"prompt": Prompt, "context": ContextArg, "system": System, "temperature": Temperature,
-                         "max_tokens": MaxTokens, "tools": Tools, "extraction": Extraction, "swap": Swap}
+                         "max_tokens": MaxTokens, "tools": Tools, "extraction": Extraction, "swap": Swap,
+                         "verify": Verify, "tests": Tests}
 _DIRECT = ("primary", "validator", "competitor")  # one model answers: no tool calls to target or extract
 # Progress at least this often while a call runs (a step start, then each second of tokens, else this beat):
 # Claude Code aborts a call silent for 30 min on stdio, 5 min over HTTP (each notification resets that clock).
@@ -84,6 +88,8 @@ def tool_args(pattern: str) -> list[str]:
         names.append("tools")
         if pattern != "tools":  # the tools pattern always extracts
             names.append("extraction")
+    if pattern in ("validated", "compete"):  # the patterns that check code (auto routes code to validated)
+        names += ["verify", "tests"]
     if pattern == "compete":
         names.append("swap")
     return names
@@ -244,6 +250,9 @@ def _configure_logging(settings: Settings) -> None:
         root.addHandler(h)
     if settings.log_file is not None:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Prompts and answers land in the log: owner-only, created so and tightened if it already existed.
+        os.close(os.open(settings.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(settings.log_file, 0o600)
         fh = logging.FileHandler(settings.log_file)
         fh.setFormatter(fmt)
         root.addHandler(fh)

@@ -50,4 +50,4 @@ def test_inspector_calls_mage_tools(tmp_path: Path) -> None:
     assert data["pattern"] == "tools" and data["trace"]["steps"][0]["role"] == "tools"
     for call in data["tool_calls"]:
         assert call["tool"] in {"Read", "Write", "Edit", "Bash", "Glob", "Grep"}
-        assert call["risk"] in {"read", "write", "destructive"}
+        assert call["risk"] in {"read", "write", "execute", "destructive"}
