@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-__all__ = ["TOOL_PATTERNS", "tool_need", "Route", "classify", "CODING", "REASONING"]
+__all__ = ["TOOL_PATTERNS", "SAVE_TO", "tool_need", "Route", "classify", "CODING", "REASONING"]
 
 # The seed's tool-detection patterns, verbatim.
 TOOL_PATTERNS = [
@@ -32,10 +32,34 @@ def _search_chain(parts: list[re.Pattern[str]], text: str) -> bool:
     return True
 
 
+# Beyond the seed: "save it to stack.py", "put the result in out/report.md" name a file to write without the
+# word "file" (the seed's own README example needs this). Found file name first, then the verb before it:
+# linear in the text.
+SAVE_TO = r"(save|write|put|store|output|dump|export) ... (to|into|in|as) <file name>"
+_FILE_NAME = re.compile(r"(?<![\w/.~-])[`'\"]?([\w./~-]*\w\.[A-Za-z]\w{0,7})\b")
+_SAVE_BEFORE = re.compile(r"\b(?:save|write|put|store|output|dump|export)\b[^.\n]*\b(?:to|into|in|as)\s+[`'\"]?$",
+                          re.IGNORECASE)
+
+
+_SAVE_VERB = re.compile(r"\b(?:save|write|put|store|output|dump|export)\b", re.IGNORECASE)
+
+
+def _saves_to_a_file(text: str) -> bool:
+    for m in _FILE_NAME.finditer(text):
+        start = max(0, m.start() - 80)
+        verb = _SAVE_VERB.search(text, start, m.start())
+        if verb is not None and _SAVE_BEFORE.search(text, verb.start(), m.start()):
+            return True
+    return False
+
+
 def tool_need(*texts: str) -> list[str]:
-    """The seed patterns that match any of the texts (empty: no tools needed)."""
-    return [pattern for pattern, parts in zip(TOOL_PATTERNS, _TOOL_PARTS)
+    """The seed patterns (and SAVE_TO) that match any of the texts (empty: no tools needed)."""
+    hits = [pattern for pattern, parts in zip(TOOL_PATTERNS, _TOOL_PARTS)
             if any(_search_chain(parts, t) for t in texts if t)]
+    if any(_saves_to_a_file(t) for t in texts if t):
+        hits.append(SAVE_TO)
+    return hits
 
 
 # The seed's keyword table, matched on whole words (with common inflections), never substrings:

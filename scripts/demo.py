@@ -1,6 +1,7 @@
 """The main job, end to end: start the MCP server over stdio, call a pattern, print the answer and tool calls.
 
-Usage: python scripts/demo.py [--pattern hybrid] [--max-tokens 96] [PROMPT]
+Runs the configured profile (the default: Qwen2.5-Coder 0.5B, with the 1.5B as compete's competitor).
+Usage: python scripts/demo.py [--pattern hybrid] [--max-tokens 320] [PROMPT]
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-DEFAULT_PROMPT = "Read the file src/app.py, then write a short summary of it to the file SUMMARY.md"
+DEFAULT_PROMPT = ("Write a Python function is_prime(n) that returns True when n is a prime number, "
+                  "and save it to prime.py")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -52,5 +54,5 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT)
     ap.add_argument("--pattern", default="hybrid")
-    ap.add_argument("--max-tokens", type=int, default=96)
+    ap.add_argument("--max-tokens", type=int, default=320)
     sys.exit(anyio.run(main, ap.parse_args()))

@@ -58,6 +58,13 @@ def test_code_block_in_context_counts() -> None:
         ("Explain recursion", False),
         ("a running gag", False),  # 'run' as a word only
         ("the bread is fresh", False),
+        # beyond the seed: a file named as the place to save something
+        ("Implement a stack class and save it to stack.py", True),
+        ("put the result in out/report.md", True),
+        ("store it as `a.json`", True),
+        ("Explain config.py to me", False),  # a file named, nothing to save
+        ("Save me some time: use version 2.5", False),  # a version is no file name
+        ("save the world in 2.5 days", False),
     ],
 )
 def test_tool_need_table(text: str, needed: bool) -> None:
