@@ -51,6 +51,13 @@ if command -v npm >/dev/null && [ -f tests/inspector/package.json ] \
   (cd tests/inspector && npm ci --silent --no-audit --no-fund >&2) || echo "   npm install failed; that test will fail" >&2
 fi
 
-echo "== preparing the default profile's models (Qwen2.5-Coder 0.5B and 1.5B) and the tiny test model" >&2
-.venv/bin/mageagent setup >&2
-.venv/bin/mageagent setup --model smollm2-135m --model smollm2-135m-q4 >&2
+# The models: the configured profile's (the default: Qwen2.5-Coder 0.5B and 1.5B) for the main job, or
+# what the tests load (MAGEAGENT_BOOTSTRAP_MODELS, set by scripts/test.sh: the 0.5B and the tiny model).
+if [ -n "${MAGEAGENT_BOOTSTRAP_MODELS:-}" ]; then
+  echo "== preparing the models: $MAGEAGENT_BOOTSTRAP_MODELS" >&2
+  # shellcheck disable=SC2046
+  .venv/bin/mageagent setup $(printf -- '--model %s ' $MAGEAGENT_BOOTSTRAP_MODELS) >&2
+else
+  echo "== preparing the profile's models (default: Qwen2.5-Coder 0.5B and 1.5B)" >&2
+  .venv/bin/mageagent setup >&2
+fi

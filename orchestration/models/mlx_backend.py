@@ -210,7 +210,8 @@ class MLXBackend:
         draft: LoadedModel | None = None
         if req.draft_model and req.constraint is None:
             draft_spec = self.resolve(req.draft_model)
-            if draft_spec.size_bytes + spec.size_bytes <= self.pool.budget_bytes:
+            # A model never drafts for itself; both must fit the budget together or the call runs plainly.
+            if draft_spec.key != spec.key and draft_spec.size_bytes + spec.size_bytes <= self.pool.budget_bytes:
                 draft = self.pool.acquire(draft_spec)
         handle: LoadedModel = self.pool.acquire(spec)
         t0 = time.perf_counter()
