@@ -136,3 +136,29 @@ def test_shutdown_runs_stop_hooks_on_the_owner_thread(worker: DeviceWorker) -> N
     worker.submit(lambda job: None).future.result(5)
     worker.shutdown()
     assert where == [worker.thread_ident]
+
+
+@pytest.mark.anyio
+async def test_the_mlx_backend_resolves_models_on_the_owner_thread(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Resolving can touch the disk or the hub: never on the event loop's thread."""
+    import threading
+
+    from orchestration.models.mlx_backend import MLXBackend
+    from orchestration.types import Completion, GenerationRequest, Message
+
+    backend = MLXBackend(tmp_path, 1.0)
+    seen: list[str] = []
+
+    def resolve(model: str):  # noqa: ANN202
+        seen.append(threading.current_thread().name)
+        return None
+
+    monkeypatch.setattr(backend, "resolve", resolve)
+    monkeypatch.setattr(backend, "_generate", lambda job, spec, req: Completion(
+        text="x", model=req.model, prompt_tokens=1, completion_tokens=1, seconds=0.0))
+    try:
+        await backend.stream(GenerationRequest(model="m", messages=[Message(role="user", content="hi")],
+                                               max_tokens=1))
+    finally:
+        backend.close()
+    assert seen and seen[0] != threading.main_thread().name and seen[0] == backend.worker._thread.name

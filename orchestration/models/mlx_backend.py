@@ -148,13 +148,12 @@ class MLXBackend:
 
     # -- generation ----------------------------------------------------------------------------------
     async def stream(self, request: GenerationRequest, on_chunk: OnChunk | None = None) -> Completion:
-        spec = self.resolve(request.model)
-
         async def forward(event: Any) -> None:
             if on_chunk is not None and isinstance(event, Chunk):
                 await on_chunk(event)
 
-        return await self.worker.run(lambda job: self._generate(job, spec, request), forward)
+        # Resolving may touch the disk (or the hub, with allow_download): on the owner thread, never the loop.
+        return await self.worker.run(lambda job: self._generate(job, self.resolve(request.model), request), forward)
 
     def _release(self) -> None:
         # A model left the pool: its prompt caches go with it (they are only valid for those weights).
