@@ -84,3 +84,14 @@ def test_state_report(pool_and_loader: tuple[ModelPool, Loader]) -> None:
     assert pool.unload("a") is True
     assert pool.unload("a") is False
     assert {s.key: s.loaded for s in pool.state()} == {"idle": False, "a": False}
+
+
+def test_the_kv_reserve_counts_against_the_budget(pool_and_loader: tuple[ModelPool, Loader]) -> None:
+    pool, loader = pool_and_loader
+    a = ModelSpec(key="a", model="a", size_bytes=int(4 * GB), kv_reserve_bytes=int(1.5 * GB))
+    b = ModelSpec(key="b", model="b", size_bytes=int(4 * GB), kv_reserve_bytes=int(1.5 * GB))
+    pool.acquire(a)
+    pool.acquire(b)  # 8 GB of weights would fit in 10; with their KV reserves (11 GB) they do not
+    assert loader.loads == ["a", "b"] and not pool.is_loaded("a") and pool.used_bytes == b.budget_bytes
+    with pytest.raises(ModelLoadError, match="weights and KV cache"):
+        pool.acquire(ModelSpec(key="c", model="c", size_bytes=int(9 * GB), kv_reserve_bytes=int(2 * GB)))

@@ -66,6 +66,22 @@ def _release_memory() -> None:
     mx.clear_cache()
 
 
+KV_RESERVE_TOKENS = 8192  # the KV cache one call may build is counted against the budget up to this length
+
+
+def _kv_reserve_bytes(path: Path) -> int:
+    """Bytes of KV cache for KV_RESERVE_TOKENS tokens (float32 keys and values, every layer)."""
+    try:
+        c = json.loads((path / "config.json").read_text())
+        heads = int(c["num_attention_heads"])
+        head_dim = int(c.get("head_dim") or int(c["hidden_size"]) // heads)
+        per_token = int(c["num_hidden_layers"]) * int(c.get("num_key_value_heads") or heads) * head_dim * 2 * 4
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return 0
+    ctx = int(c.get("max_position_embeddings") or KV_RESERVE_TOKENS)
+    return per_token * min(ctx, KV_RESERVE_TOKENS)
+
+
 def _cache_tokens(cache: list[Any]) -> int:
     return int(cache[0].offset) if cache and hasattr(cache[0], "offset") else 0
 
@@ -116,7 +132,7 @@ class MLXBackend:
         else:
             path = self._hub_path(model)
         spec = ModelSpec(key=str(path), model=model, backend=self.name, quantization=self._quant_label(path),
-                         size_bytes=_dir_weight_bytes(path))
+                         size_bytes=_dir_weight_bytes(path), kv_reserve_bytes=_kv_reserve_bytes(path))
         self._specs[model] = spec
         self.pool.register(spec)
         return spec
@@ -210,7 +226,7 @@ class MLXBackend:
         if req.draft_model and req.constraint is None:
             draft_spec = self.resolve(req.draft_model)
             # A model never drafts for itself; both must fit the budget together or the call runs plainly.
-            if draft_spec.key != spec.key and draft_spec.size_bytes + spec.size_bytes <= self.pool.budget_bytes:
+            if draft_spec.key != spec.key and draft_spec.budget_bytes + spec.budget_bytes <= self.pool.budget_bytes:
                 draft = self.pool.acquire(draft_spec)
         handle: LoadedModel = self.pool.acquire(spec)
         t0 = time.perf_counter()

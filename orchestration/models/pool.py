@@ -30,7 +30,13 @@ class ModelSpec(BaseModel):
     model: str
     backend: str = "mlx"
     quantization: str | None = None
-    size_bytes: int = 0
+    size_bytes: int = 0  # the weights
+    kv_reserve_bytes: int = 0  # room kept for the KV cache of one call (context up to KV_RESERVE_TOKENS)
+
+    @property
+    def budget_bytes(self) -> int:
+        """What the model takes from the memory budget while loaded: weights plus its KV reserve."""
+        return self.size_bytes + self.kv_reserve_bytes
 
 
 class ModelState(BaseModel):
@@ -83,7 +89,7 @@ class ModelPool:
     @property
     def used_bytes(self) -> int:
         with self._lock:
-            return sum(e.spec.size_bytes for e in self._loaded.values())
+            return sum(e.spec.budget_bytes for e in self._loaded.values())
 
     def register(self, spec: ModelSpec) -> None:
         """Make a model known (for the state report) without loading it."""
@@ -102,12 +108,13 @@ class ModelPool:
             if entry is not None:
                 entry.last_used = self._last_used[spec.key] = self._clock()
                 return entry.handle
-            if spec.size_bytes > self.budget_bytes:
+            if spec.budget_bytes > self.budget_bytes:
                 raise ModelLoadError(
-                    f"model {spec.model} needs about {spec.size_bytes / GB:.1f} GB but the memory budget is "
+                    f"model {spec.model} needs about {spec.budget_bytes / GB:.1f} GB (weights and KV cache) but "
+                    f"the memory budget is "
                     f"{self.budget_bytes / GB:.1f} GB; raise memory_budget_gb (MAGEAGENT_MEMORY_BUDGET_GB)"
                 )
-            self._make_room(spec.size_bytes, keep=spec.key)
+            self._make_room(spec.budget_bytes, keep=spec.key)
         t0 = time.perf_counter()
         handle = self._loader(spec)
         seconds = time.perf_counter() - t0
