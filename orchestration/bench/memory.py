@@ -16,6 +16,9 @@ __all__ = ["MEMORY_PROFILES", "memory_probe", "run"]
 
 # Memory profiles: every role's model (a single name = all roles share one loaded copy).
 MEMORY_PROFILES: dict[str, dict[str, str]] = {
+    "qwen (0.5B + the 1.5B competitor)": {"primary": "qwen2.5-coder-0.5b", "competitor": "qwen2.5-coder-1.5b",
+                                          "validator": "qwen2.5-coder-0.5b", "tools": "qwen2.5-coder-0.5b"},
+    "qwen 0.5B (shared)": {r: "qwen2.5-coder-0.5b" for r in ROLES},
     "embedded (dense, shared)": {r: "embedded" for r in ROLES},
     "embedded-q4 (4-bit, shared)": {r: "embedded-q4" for r in ROLES},
     "mixed (dense primary, 4-bit others)": {"primary": "embedded", "competitor": "embedded-q4",
