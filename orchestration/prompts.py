@@ -160,10 +160,14 @@ CODE is wrong (it does not do what the task asks). Answer CODE or TEST, then one
 
 
 def tests_request(request: PatternRequest, signatures: list[str], n: int = 5) -> list[Message]:
-    """The validator writes tests from the task and the candidate's signatures (never its body)."""
+    """The validator writes tests from the task and the candidate's signatures (never its body). The ask comes
+    last: a small model given a task with code in it otherwise just completes the code."""
     sig = "\n".join(signatures) or "(none found)"
+    ask = (f"Now write at most {n} unit tests for this task as Python assert statements, one per line, calling "
+           f"only: {', '.join(s.split('(')[0].removeprefix('def ').removeprefix('class ') for s in signatures)}. "
+           "No function definitions, no prose.")
     return [Message(role="system", content=TEST_WRITING.format(n=n)),
-            Message(role="user", content=f"Task:\n{user_content(request)}\n\nSignatures:\n{sig}")]
+            Message(role="user", content=f"Task:\n{user_content(request)}\n\nSignatures:\n{sig}\n\n{ask}")]
 
 
 def fault_request(request: PatternRequest, code: str, test: str, error: str) -> list[Message]:

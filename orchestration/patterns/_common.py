@@ -18,7 +18,7 @@ _VERDICT = re.compile(r"^\s*(PASS|FAIL)\b[\s:.\-]*", re.DOTALL)
 _PICK = re.compile(r"^\s*(A|B)\b[\s:.\-)]*", re.DOTALL)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
 VERDICT_MAX_TOKENS = 256
-JUDGE_MAX_TOKENS = 96
+JUDGE_MAX_TOKENS = 48  # the pick and one sentence; its reason is cut to a line anyway
 
 
 async def answer(ctx: RunContext, role: Role, purpose: str = "answer") -> str:
