@@ -15,7 +15,7 @@ __all__ = ["plan", "gather_tests", "execute", "blame", "judge_model"]
 FAULT_CONSTRAINT = Constraint(options=["CODE", "TEST"], option_continuation={"CODE": None, "TEST": None})
 # The reply starts as a test must: a small model otherwise tends to write the function again.
 TESTS_CONSTRAINT = Constraint(options=["assert "], option_continuation={"assert ": ""})
-TESTS_MAX_TOKENS = 200
+TESTS_MAX_TOKENS = 200  # about 24 tokens per assert line; small models go on writing more
 MAX_BLAMES = 3  # fault checks per round: each is a short constrained step
 
 
@@ -51,7 +51,7 @@ async def gather_tests(ctx: RunContext, code: str) -> list[tuple[str, Origin]]:
 
     try:
         _, written = await ctx.generate_parsed("validator", messages, parse, purpose="write tests",
-                                               max_tokens=TESTS_MAX_TOKENS, temperature=0.0,
+                                               max_tokens=min(TESTS_MAX_TOKENS, 24 * n), temperature=0.0,
                                                constraint=TESTS_CONSTRAINT)
     except PatternError as e:  # a validator that cannot write tests leaves the model verdict: say so
         ctx.trace.verification = f"model: the validator wrote no usable tests ({e})"
