@@ -124,7 +124,9 @@ def render_tools(tools: list[ToolDefinition]) -> str:
     return "\n".join(lines)
 
 
-BLOCK_NOTE = "An argument ending in _block is the number N of a code block of the response, marked (block N)."
+BLOCK_NOTE = ("An argument ending in _block is the number N of a code block of the response, marked (block N).\n"
+              "To save code from the response to a file, use Write with the block's number. Use Bash only to run "
+              "a command the task asks for.")
 
 
 def extraction(request: PatternRequest, response: str | None, tools: list[ToolDefinition],
