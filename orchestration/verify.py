@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .tools.grounding import code_blocks
 from .types import Execution, TestOutcome, Verify
 
-__all__ = ["python_code", "signatures", "host_tests", "parse_tests",
+__all__ = ["python_code", "syntax_problem", "signatures", "host_tests", "parse_tests",
            "run_tests", "sandbox_problem"]
 
 Origin = Literal["host", "example", "validator"]
@@ -44,6 +44,21 @@ def python_code(text: str) -> str | None:
     if blocks:
         return "\n\n".join(b.rstrip("\n") for b in blocks) + "\n"
     return text if _is_program(text) else None
+
+
+def syntax_problem(text: str) -> str | None:
+    """Why the answer's Python does not parse, when it has a fenced block meant as Python (tagged python/py,
+    or holding a ``def``/``class``) and none of its blocks is a program; None otherwise."""
+    if python_code(text) is not None:
+        return None
+    for block in code_blocks(text):
+        if not re.search(r"^\s*(def|class)\s", block, re.M) and "```py" not in text:
+            continue
+        try:
+            ast.parse(block)
+        except SyntaxError as e:
+            return f"the code does not parse: {e.msg} (line {e.lineno}); it may be cut off: give the complete code"
+    return None
 
 
 def signatures(code: str) -> list[str]:

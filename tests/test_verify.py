@@ -106,6 +106,21 @@ async def test_validated_executes_generated_tests_and_revises_on_their_failures(
 
 
 @pytest.mark.anyio
+async def test_a_cut_off_answer_fails_on_its_syntax_and_is_revised() -> None:
+    engine, fake = make()
+    cut = '```python\ndef add(a, b):\n    """Add two numbers.\n'  # the budget ran out inside the docstring
+    fake.enqueue(cut, model=P)
+    fake.enqueue("assert add(1, 2) == 3", model=V)  # tests written from the stub signature
+    fake.enqueue(GOOD, model=P)
+    r = await engine.run("validated", req("Write a function add(a, b) that returns the sum."))
+    first, last = r.trace.verdicts
+    assert first.verdict == "FAIL" and first.method == "execute"
+    assert first.issues[0].startswith("the code does not parse: unterminated triple-quoted string")
+    assert "def add(a, b)" in fake.history[1].messages[1].content
+    assert last.verdict == "PASS" and r.text == GOOD
+
+
+@pytest.mark.anyio
 async def test_validated_host_tests_pass_without_asking_the_validator() -> None:
     engine, fake = make()
     fake.enqueue(GOOD, model=P)

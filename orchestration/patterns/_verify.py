@@ -8,7 +8,7 @@ from .. import prompts
 from ..context import RunContext
 from ..errors import ModelOutputError, PatternError
 from ..types import Completion, Constraint, Execution
-from ..verify import Origin, host_tests, parse_tests, python_code, run_tests, sandbox_problem, signatures
+from ..verify import Origin, host_tests, parse_tests, python_code, run_tests, sandbox_problem, signatures, syntax_problem
 
 __all__ = ["plan", "gather_tests", "execute", "blame", "judge_model"]
 
@@ -24,7 +24,7 @@ def plan(ctx: RunContext, *texts: str) -> tuple[bool, str]:
     mode = ctx.request.verify or ctx.settings.verify
     if mode == "model":
         return False, "model: verify = model"
-    if not any(python_code(t) for t in texts):
+    if not any(python_code(t) or syntax_problem(t) for t in texts):
         if mode == "execute":
             return False, "model: verify = execute, but the answer has no Python code to run"
         return False, "model: the answer has no Python code"

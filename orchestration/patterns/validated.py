@@ -7,11 +7,13 @@ with their errors are the revision's feedback. Otherwise the validator model say
 
 from __future__ import annotations
 
+import re
+
 from .. import prompts
 from ..context import RunContext
 from ..tools.extract import maybe_extract
 from ..types import PatternRequest, PatternResult, Verdict
-from ..verify import Origin, python_code
+from ..verify import Origin, python_code, syntax_problem
 from ._common import answer, validate
 from ._verify import blame, execute, gather_tests, plan
 
@@ -20,7 +22,8 @@ async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]],
                     label: str) -> Verdict:
     code = python_code(text)
     if code is None:
-        return Verdict(verdict="FAIL", issues=["the answer has no Python code to test"], method="execute")
+        return Verdict(verdict="FAIL", issues=[syntax_problem(text) or "the answer has no Python code to test"],
+                       method="execute")
     ex = await blame(ctx, code, await execute(ctx, code, tests, label), set_aside)
     if not ex.counted and ex.load_error is None:  # every test was set aside: no evidence either way
         verdict = await validate(ctx, text, f"{label} (model: every generated test was set aside)")
@@ -29,12 +32,17 @@ async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]],
                    execution=ex)
 
 
+def _defs(text: str) -> str:
+    """The ``def`` lines of code that does not parse, as stubs (what generated tests may call)."""
+    return "".join(f"{m.group(1)}\n    pass\n" for m in re.finditer(r"^\s*(def \w+\(.*\)\s*(?:->.*)?:)", text, re.M))
+
+
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
     text = await answer(ctx, "primary")
     executing, why = plan(ctx, text)
     tests: list[tuple[str, Origin]] = []
     if executing:
-        tests = await gather_tests(ctx, python_code(text) or "")
+        tests = await gather_tests(ctx, python_code(text) or _defs(text))
         executing = bool(tests)
     ctx.trace.verification = (f"execute: {len(tests)} tests ({', '.join(sorted({o for _, o in tests}))}) in the "
                               f"{ctx.settings.sandbox} sandbox" if executing else ctx.trace.verification or why)
