@@ -52,11 +52,11 @@ if command -v npm >/dev/null && [ -f tests/inspector/package.json ] \
 fi
 
 # The models: the configured profile's (the default: Qwen2.5-Coder 0.5B and 1.5B) for the main job, or
-# what the tests load (MAGEAGENT_BOOTSTRAP_MODELS, set by scripts/test.sh: the 0.5B and the tiny model).
-if [ -n "${MAGEAGENT_BOOTSTRAP_MODELS:-}" ]; then
-  echo "== preparing the models: $MAGEAGENT_BOOTSTRAP_MODELS" >&2
+# what the tests load (SETUP_MODELS, set by scripts/test.sh: the 0.5B and the tiny model).
+if [ -n "${SETUP_MODELS:-}" ]; then
+  echo "== preparing the models: $SETUP_MODELS" >&2
   # shellcheck disable=SC2046
-  .venv/bin/mageagent setup $(printf -- '--model %s ' $MAGEAGENT_BOOTSTRAP_MODELS) >&2
+  .venv/bin/mageagent setup $(printf -- '--model %s ' $SETUP_MODELS) >&2
 else
   echo "== preparing the profile's models (default: Qwen2.5-Coder 0.5B and 1.5B)" >&2
   .venv/bin/mageagent setup >&2

@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # The tests load the tiny model and Qwen2.5-Coder-0.5B (the 1.5B layer is opt-in: -m large_model).
-MAGEAGENT_BOOTSTRAP_MODELS=${MAGEAGENT_BOOTSTRAP_MODELS:-"qwen2.5-coder-0.5b smollm2-135m smollm2-135m-q4"} \
+SETUP_MODELS=${SETUP_MODELS:-"qwen2.5-coder-0.5b smollm2-135m smollm2-135m-q4"} \
   bash scripts/bootstrap.sh || { echo "set-up failed" >&2; exit 1; }
 .venv/bin/python -m pytest "$@"
 rc=$?
