@@ -54,7 +54,7 @@ def mlx_server(real_settings) -> Iterator[MLXServer]:  # noqa: ANN001
 
 @pytest.mark.anyio
 async def test_pattern_with_remote_primary_and_in_process_validator(mlx_server: MLXServer) -> None:
-    settings = load_settings(env={}, max_tokens=16, roles={
+    settings = load_settings(env={}, profile="tiny", max_tokens=16, roles={
         "primary": {"model": str(mlx_server.model_dir), "backend": "openai", "base_url": mlx_server.base_url,
                     "structured_output": "none"}})
     engine = Engine(settings)
@@ -67,7 +67,7 @@ async def test_pattern_with_remote_primary_and_in_process_validator(mlx_server: 
     steps = r.trace.steps
     assert steps[0].role == "primary" and steps[0].model == str(mlx_server.model_dir)
     assert steps[0].completion_tokens > 0 and steps[0].prompt_tokens > 0  # usage from the server
-    assert steps[1].role == "validator" and steps[1].model == "embedded"
+    assert steps[1].role == "validator" and steps[1].model == "smollm2-135m"
     assert r.text.strip() and r.trace.verdicts
     assert state["roles"]["primary"]["backend"] == "openai" and state["roles"]["primary"]["loaded"]
 

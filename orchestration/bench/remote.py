@@ -14,15 +14,15 @@ __all__ = ["run"]
 
 async def run(settings: Settings, reps: int) -> dict[str, Any]:
     """The primary role in-process versus on mlx_lm.server (same model directory, same request)."""
-    from ..models.smollm2 import VARIANTS, embedded_dir
     from ..engine import Engine
+    from ..models.catalog import LOCAL, local_dir
     from ..testing import free_port, mlx_lm_server_command, wait_http
     from ..types import PatternRequest
 
     model = settings.roles["primary"].model
-    if model not in VARIANTS:
-        return {"skipped": f"primary is {model}; this comparison serves the embedded model on mlx_lm.server"}
-    model_dir = embedded_dir(settings.models_dir, VARIANTS[model])
+    if model not in LOCAL:
+        return {"skipped": f"primary is {model}; this comparison serves a local model on mlx_lm.server"}
+    model_dir = local_dir(settings.models_dir, model)
     port = free_port()
     proc = subprocess.Popen(mlx_lm_server_command(str(model_dir), port), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
