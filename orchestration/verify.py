@@ -18,7 +18,7 @@ from typing import Literal
 from .sandbox import Limits, SandboxMode, resolve, run_python
 from .errors import ConfigError
 from .tools.grounding import code_blocks
-from .types import Execution, TestOutcome, Verify
+from .types import Execution, TestOutcome
 
 __all__ = ["python_code", "syntax_problem", "signatures", "host_tests", "parse_tests",
            "run_tests", "sandbox_problem"]

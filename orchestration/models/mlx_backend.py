@@ -106,7 +106,6 @@ class MLXBackend:
         self.prompt_cache_entries = prompt_cache_entries
         self.prefill_step = prefill_step
         self._prompt_caches: dict[str, Any] = {}  # model key -> mlx-lm LRUPromptCache (owner thread only)
-        self.prompt_cache_stats = {"hits": 0, "misses": 0, "cached_tokens": 0, "prompt_tokens": 0}
         self.pool = ModelPool(lambda spec: load_model(spec), int(memory_budget_gb * GB) - self.prompt_cache_bytes,
                               release=self._release)
         self.worker.on_stop.append(self._on_stop)
@@ -183,20 +182,15 @@ class MLXBackend:
         """A copy of the KV state of the longest cached prefix of ``prompt`` and the tokens still to read."""
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-        self.prompt_cache_stats["prompt_tokens"] += len(prompt)
         lru = self._prompt_caches.get(spec.key)
         if lru is None or not self.prompt_cache_entries:
-            self.prompt_cache_stats["misses"] += 1
             return make_prompt_cache(handle.model), prompt
         cache, rest = lru.fetch_nearest_cache(spec.key, prompt)
         if cache is None:
-            self.prompt_cache_stats["misses"] += 1
             return make_prompt_cache(handle.model), prompt
         if not rest:  # the whole prompt is cached: read its last token again to get the next logits
             trim_prompt_cache(cache, 1)
             rest = prompt[-1:]
-        self.prompt_cache_stats["hits"] += 1
-        self.prompt_cache_stats["cached_tokens"] += len(prompt) - len(rest)
         return cache, list(rest)
 
     def _remember(self, spec: ModelSpec, tokens: list[int], cache: list[Any]) -> None:
