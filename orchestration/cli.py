@@ -261,7 +261,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if not args.quiet:
                 sys.stderr.write(message + "\n")
 
-        records = anyio.run(run_eval, config, settings, out, data, say)
+        records = anyio.run(lambda: run_eval(config, settings, out, data, say, concurrency=args.concurrency))
     results = score(data, records, seed=config.seed, sandbox=settings.sandbox)
     models = ", ".join(sorted({f"{r}={c.model}" for r, c in settings.roles.items()}))
     report = markdown(results, config.model_dump(), {"models": models})
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-tokens", type=int, default=256, help="answer budget (default 256)")
     e.add_argument("--out", default="eval-runs/latest", help="directory for records.jsonl, results.json, report.md; "
                    "an unfinished run there is resumed")
+    e.add_argument("--concurrency", type=int, default=4, metavar="N",
+                   help="items generated at once (default 4); their same-model steps decode as one batch "
+                        "(settings batch_size); 1 = one by one")
     e.add_argument("--rescore", action="store_true", help="score the records in --out again without generating")
     e.add_argument("--no-download", action="store_true", help="use only the wheels already in the cache")
     e.add_argument("--json", action="store_true", help="print config and results as one JSON document")

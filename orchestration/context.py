@@ -100,10 +100,41 @@ class RunContext:
                                      completion_tokens=completion.completion_tokens,
                                      seconds=round(seconds, 4), finish_reason=completion.finish_reason,
                                      cached_prompt_tokens=completion.cached_prompt_tokens,
-                                     draft_accepted=completion.draft_accepted))
+                                     draft_accepted=completion.draft_accepted, batched=completion.batched))
         log.info("%s step %d %s (%s) %d+%d tokens %.2fs", self.pattern, step_no, purpose, role,
                  completion.prompt_tokens, completion.completion_tokens, seconds)
         return completion
+
+    def same_model(self, a: Role, b: Role) -> bool:
+        """Both roles run one model on one backend: their steps can share a batch."""
+        ra, rb = self.settings.roles[a], self.settings.roles[b]
+        return (ra.backend_key, ra.model) == (rb.backend_key, rb.model)
+
+    async def together(self, calls: list[tuple[str, Callable[[], Awaitable[T]]]]) -> list[T]:
+        """Run independent steps at once (a batching backend decodes same-model steps as one batch); the
+        results and the trace keep the calls' order. ``calls``: (purpose, thunk) pairs."""
+        import anyio
+
+        start = len(self.trace.steps)
+        results: list[Any] = [None] * len(calls)
+
+        errors: list[Exception | None] = [None] * len(calls)
+
+        async def one(i: int) -> None:
+            try:
+                results[i] = await calls[i][1]()
+            except Exception as e:  # noqa: BLE001 - raised below as itself, not inside an exception group
+                errors[i] = e
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(calls)):
+                tg.start_soon(one, i)
+        order = {purpose: i for i, (purpose, _) in reversed(list(enumerate(calls)))}
+        self.trace.steps[start:] = sorted(self.trace.steps[start:], key=lambda s: order.get(s.purpose, len(calls)))
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:  # the first failure in call order, as the sequential steps would have raised
+            raise failed
+        return results
 
     async def generate_parsed(self, role: Role, messages: list[Message], parse: Callable[[Completion], T], *,
                               purpose: str, retries: int = 2, **kw: Any) -> tuple[Completion, T]:

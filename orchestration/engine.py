@@ -27,7 +27,7 @@ def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, B
     backends: dict[str, Backend] = {
         "mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download,
                           prompt_cache_gb=settings.prompt_cache_gb, prompt_cache_entries=settings.prompt_cache_entries,
-                          prefill_step=settings.prefill_step)}
+                          prefill_step=settings.prefill_step, batch_size=settings.batch_size)}
     for cfg in settings.roles.values():
         if cfg.backend == "openai" and cfg.backend_key not in backends:
             from .models.openai_backend import OpenAIBackend

@@ -204,6 +204,8 @@ class Settings(_Strict):
     prompt_cache_gb: float = Field(0.5, ge=0, description="memory for KV states of earlier prompts (reused when a "
                                                           "prompt starts the same way); taken from the budget")
     prompt_cache_entries: int = Field(16, ge=0, le=1024, description="prompt-cache entries per model (0 = off)")
+    batch_size: int = Field(8, ge=1, le=64, description="mlx: up to this many concurrent generations for one "
+                            "model decode as one batch (continuous batching); 1 = one at a time")
     prefill_step: int = Field(256, ge=16, le=8192, description="prompt tokens read per step; a cancel takes effect "
                                                                "between two steps")
     verify: Literal["model", "execute", "auto"] = Field(

@@ -85,6 +85,7 @@ class Completion(_Model):
     cached_prompt_tokens: int = Field(0, description="prompt tokens whose KV state came from the prompt cache")
     draft_accepted: int | None = Field(None, description="speculative decoding: tokens the draft model proposed "
                                                          "that the model accepted")
+    batched: bool = Field(False, description="decoded in one batch with other concurrent generations")
 
 
 # Ordered: read < write < execute < destructive. "execute" runs code or constructs the classifier cannot bound.
@@ -154,6 +155,7 @@ class Step(_Model):
     finish_reason: str
     cached_prompt_tokens: int = Field(0, description="prompt tokens reused from the prompt cache")
     draft_accepted: int | None = Field(None, description="speculative decoding: draft tokens accepted")
+    batched: bool = Field(False, description="decoded in one batch with other concurrent generations")
 
 
 class TestOutcome(_Model):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from pydantic import BaseModel, Field
 
 from ..backend import Backend
@@ -246,9 +247,10 @@ def _record(system: System, suite: str, item_id: str, sample: int, result: Any, 
 
 async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Dataset,
                    say: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n"),
-                   backends: Mapping[str, Backend] | None = None) -> list[dict[str, Any]]:
+                   backends: Mapping[str, Backend] | None = None, concurrency: int = 1) -> list[dict[str, Any]]:
     """Generate every missing record into ``out_dir/records.jsonl``; returns all records of the selection.
-    ``backends`` replaces the settings' own (tests pass a scripted fake)."""
+    ``backends`` replaces the settings' own (tests pass a scripted fake); ``concurrency`` items run at once
+    (their same-model generations share one batch on the MLX backend)."""
     from ..engine import Engine
 
     config.check()
@@ -286,30 +288,38 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
         return engines[key]
 
     systems = [SYSTEMS[n] for n in config.systems]
+    jobs: list[tuple[str, int, int, str, Any, System, int]] = []
+    for suite in config.suites():
+        items = data.humaneval if suite == "humaneval" else data.bfcl
+        for i, (item_id, item) in enumerate(zip(data.ids(suite), items), 1):
+            for system in (s for s in systems if s.suite == suite):
+                for sample in range(system.samples):
+                    if (suite, item_id, system.name, sample) not in done:
+                        jobs.append((suite, i, len(items), item_id, item, system, sample))
+    # Up to ``concurrency`` items at once: the backend decodes their same-model steps as one batch.
+    limiter = anyio.CapacityLimiter(max(1, concurrency))
     try:
         with records_path.open("a") as sink:
-            for suite in config.suites():
-                items = data.humaneval if suite == "humaneval" else data.bfcl
-                chosen = [s for s in systems if s.suite == suite]
-                for i, (item_id, item) in enumerate(zip(data.ids(suite), items), 1):
-                    for system in chosen:
-                        for sample in range(system.samples):
-                            if (suite, item_id, system.name, sample) in done:
-                                continue
-                            request = _request(system, config, item)
-                            t0 = time.perf_counter()
-                            result, error = None, None
-                            try:
-                                result = await engine_for(system, sample).run(system.pattern, request)
-                            except MageError as e:  # a failed step is a result to score, not a crash
-                                error = e
-                            rec = _record(system, suite, item_id, sample, result, error, time.perf_counter() - t0)
-                            sink.write(json.dumps(rec) + "\n")
-                            sink.flush()
-                            os.fsync(sink.fileno())
-                            status = "error" if error else "ok"
-                            say(f"[{suite} {i}/{len(items)}] {item_id} {system.name}#{sample}: {status} "
-                                f"{rec['seconds']:.1f}s")
+            async def one(suite: str, i: int, n: int, item_id: str, item: Any, system: System, sample: int) -> None:
+                async with limiter:
+                    request = _request(system, config, item)
+                    t0 = time.perf_counter()
+                    result, error = None, None
+                    try:
+                        result = await engine_for(system, sample).run(system.pattern, request)
+                    except MageError as e:  # a failed step is a result to score, not a crash
+                        error = e
+                    rec = _record(system, suite, item_id, sample, result, error, time.perf_counter() - t0)
+                    # One whole line per record, flushed and synced: a stop loses at most the items in flight.
+                    sink.write(json.dumps(rec) + "\n")
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                    status = "error" if error else "ok"
+                    say(f"[{suite} {i}/{n}] {item_id} {system.name}#{sample}: {status} {rec['seconds']:.1f}s")
+
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(one, *job)
     finally:
         root.close()
     return selected_records(records_path, config, data)

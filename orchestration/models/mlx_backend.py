@@ -15,6 +15,7 @@ from .catalog import LOCAL, local_dir
 from ..errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
 from .pool import GB, ModelPool, ModelSpec, ModelState
 from ..types import Chunk, Completion, GenerationRequest
+from .batching import Batcher
 from .worker import DeviceWorker, Job
 
 __all__ = ["MLXBackend", "LoadedModel", "load_model"]
@@ -97,7 +98,7 @@ class MLXBackend:
 
     def __init__(self, models_dir: Path, memory_budget_gb: float, *, allow_download: bool = False,
                  worker: DeviceWorker | None = None, prompt_cache_gb: float = 0.5,
-                 prompt_cache_entries: int = 16, prefill_step: int = 256) -> None:
+                 prompt_cache_entries: int = 16, prefill_step: int = 256, batch_size: int = 8) -> None:
         self.models_dir = models_dir
         self.allow_download = allow_download
         self.worker = worker or DeviceWorker()
@@ -111,6 +112,8 @@ class MLXBackend:
         self.worker.on_stop.append(self._on_stop)
         self._specs: dict[str, ModelSpec] = {}
         self.last_mask_seconds_per_token: float | None = None
+        # Concurrent generations for one model decode as one batch (1: strictly one at a time).
+        self.batcher = Batcher(self, batch_size) if batch_size > 1 else None
 
     # -- resolving -----------------------------------------------------------------------------------
     def resolve(self, model: str) -> ModelSpec:
@@ -168,6 +171,9 @@ class MLXBackend:
                 await on_chunk(event)
 
         # Resolving may touch the disk (or the hub, with allow_download): on the owner thread, never the loop.
+        if self.batcher is not None:
+            batcher = self.batcher
+            return await self.worker.attend(lambda deliver: batcher.submit(request, deliver), forward)
         return await self.worker.run(lambda job: self._generate(job, self.resolve(request.model), request), forward)
 
     def _release(self) -> None:

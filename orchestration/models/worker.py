@@ -31,7 +31,7 @@ T = TypeVar("T")
 class Job(Generic[T]):
     """A unit of work for the owner thread, with its cancel flag and event channel."""
 
-    def __init__(self, fn: Callable[[Job[T]], T], on_event: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, fn: Callable[[Job[T]], T] | None, on_event: Callable[[Any], None] | None = None) -> None:
         self.fn = fn
         self.future: Future[T] = Future()
         self.cancel_flag = threading.Event()
@@ -107,6 +107,15 @@ class DeviceWorker:
         on_event: Callable[[Any], Awaitable[None]] | None = None,
     ) -> T:
         """Run ``fn`` on the owner thread and await its result, delivering its events to ``on_event``."""
+        return await self.attend(lambda deliver: self.submit(fn, deliver), on_event)
+
+    async def attend(
+        self,
+        start: Callable[[Callable[[Any], None]], Job[T]],
+        on_event: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> T:
+        """Await a job that ``start(deliver)`` creates (and queues, or hands to a batch), delivering the events
+        it emits to ``on_event``; cancelling the caller cancels the job."""
         token = anyio.lowlevel.current_token()
         loop_thread = threading.get_ident()
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
@@ -126,7 +135,7 @@ class DeviceWorker:
             except Exception:
                 pass
 
-        job = self.submit(fn, deliver)
+        job = start(deliver)
         job.future.add_done_callback(finished)
         try:
             async with receive:

@@ -89,11 +89,16 @@ async def _judge_once(ctx: RunContext, first: str, second: str, purpose: str,
 async def judge(ctx: RunContext, a: str, b: str, swap: bool, model: str | None = None,
                 label: str = "judge") -> Judgement:
     """Pick A or B; with ``swap`` judge again with the order reversed and settle disagreement by probability."""
-    pick1, reason1, p1 = await _judge_once(ctx, a, b, f"{label} A vs B", model)
+    first, swapped = f"{label} A vs B", f"{label} swapped (B shown as A)"
+    if swap:  # the two orders are independent: one batch on a batching backend
+        (pick1, reason1, p1), (shown, reason2, p2) = await ctx.together([
+            (first, lambda: _judge_once(ctx, a, b, first, model)),
+            (swapped, lambda: _judge_once(ctx, b, a, swapped, model))])
+    else:
+        pick1, reason1, p1 = await _judge_once(ctx, a, b, first, model)
     verdicts = [{"order": "A,B", "pick": pick1, "probs": p1, "reason": reason1}]
     picks, reasons, all_probs = [pick1], {pick1: reason1}, [p1]
     if swap:
-        shown, reason2, p2 = await _judge_once(ctx, b, a, f"{label} swapped (B shown as A)", model)
         pick2 = "B" if shown == "A" else "A"
         probs2 = None if p2 is None else {"A": p2.get("B", 0.0), "B": p2.get("A", 0.0)}
         verdicts.append({"order": "B,A", "pick": pick2, "shown_pick": shown, "probs": probs2, "reason": reason2})

@@ -37,8 +37,12 @@ async def _by_tests(ctx: RunContext, a: str, b: str) -> tuple[dict[str, Executio
 
 
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
-    a = await answer(ctx, "primary", "solution A")
-    b = await answer(ctx, "competitor", "solution B")
+    if ctx.same_model("primary", "competitor"):  # one model writes both: one batch
+        a, b = await ctx.together([("solution A", lambda: answer(ctx, "primary", "solution A")),
+                                   ("solution B", lambda: answer(ctx, "competitor", "solution B"))])
+    else:
+        a = await answer(ctx, "primary", "solution A")
+        b = await answer(ctx, "competitor", "solution B")
     executing, why = plan(ctx, a, b)
     scored = await _by_tests(ctx, a, b) if executing else None
     if scored is None:
