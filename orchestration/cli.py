@@ -261,7 +261,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if not args.quiet:
                 sys.stderr.write(message + "\n")
 
-        records = anyio.run(lambda: run_eval(config, settings, out, data, say, concurrency=args.concurrency))
+        records = anyio.run(lambda: run_eval(config, settings, out, data, say, concurrency=args.concurrency,
+                                              reuse=not args.no_reuse))
     results = score(data, records, seed=config.seed, sandbox=settings.sandbox)
     models = ", ".join(sorted({f"{r}={c.model}" for r, c in settings.roles.items()}))
     report = markdown(results, config.model_dump(), {"models": models})
@@ -341,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--concurrency", type=int, default=4, metavar="N",
                    help="items generated at once (default 4); their same-model steps decode as one batch "
                         "(settings batch_size); 1 = one by one")
+    e.add_argument("--no-reuse", action="store_true",
+                   help="generate every step, even a greedy request another system already made in this run")
     e.add_argument("--rescore", action="store_true", help="score the records in --out again without generating")
     e.add_argument("--no-download", action="store_true", help="use only the wheels already in the cache")
     e.add_argument("--json", action="store_true", help="print config and results as one JSON document")

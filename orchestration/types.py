@@ -86,6 +86,7 @@ class Completion(_Model):
     draft_accepted: int | None = Field(None, description="speculative decoding: tokens the draft model proposed "
                                                          "that the model accepted")
     batched: bool = Field(False, description="decoded in one batch with other concurrent generations")
+    reused: bool = Field(False, description="an identical deterministic generation's output, reused (evaluation)")
 
 
 # Ordered: read < write < execute < destructive. "execute" runs code or constructs the classifier cannot bound.
@@ -156,6 +157,7 @@ class Step(_Model):
     cached_prompt_tokens: int = Field(0, description="prompt tokens reused from the prompt cache")
     draft_accepted: int | None = Field(None, description="speculative decoding: draft tokens accepted")
     batched: bool = Field(False, description="decoded in one batch with other concurrent generations")
+    reused: bool = Field(False, description="an identical deterministic generation's output, reused (evaluation)")
 
 
 class TestOutcome(_Model):

@@ -8,7 +8,6 @@ import threading
 import anyio
 import pytest
 
-from orchestration.errors import GenerationCancelled
 from orchestration.models.catalog import local_dir
 from orchestration.models.mlx_backend import MLXBackend
 from orchestration.settings import Settings
@@ -151,17 +150,21 @@ async def test_a_cancel_leaves_the_rest_of_the_batch_intact(real_settings: Setti
     assert after.completion_tokens == 4
 
 
-async def test_seeded_sampling_runs_alone_and_reproduces(real_settings: Settings, tiny: str) -> None:
+async def test_seeded_sampling_joins_the_batch_and_draws_what_it_draws_alone(real_settings: Settings,
+                                                                            tiny: str) -> None:
     backend = _backend(real_settings, 8)
+    plain = _backend(real_settings, 1)
     try:
-        seeded = _req(tiny, PROMPTS[2], temperature=0.9, seed=7, max_tokens=12)
-        out = await _together(backend, [seeded, _req(tiny, PROMPTS[0]), _req(tiny, PROMPTS[1])])
-        again = await backend.stream(seeded)
+        seeded = [_req(tiny, PROMPTS[2], temperature=0.9, seed=s, max_tokens=16) for s in (7, 8)]
+        out = await _together(backend, [seeded[0], _req(tiny, PROMPTS[0]), seeded[1]])
+        alone = [await plain.stream(r) for r in seeded]
+        again = await plain.stream(seeded[0])
     finally:
         backend.close()
-    assert isinstance(out[0], Completion) and not out[0].batched
-    assert all(isinstance(o, Completion) and o.batched for o in out[1:])
-    assert again.text == out[0].text
+        plain.close()
+    assert all(isinstance(o, Completion) and o.batched for o in out)
+    assert [out[0].text, out[2].text] == [a.text for a in alone]
+    assert again.text == alone[0].text and alone[0].text != alone[1].text  # the seed matters, and only it
 
 
 async def test_an_unknown_model_fails_only_its_own_ticket(real_settings: Settings, tiny: str) -> None:
@@ -177,6 +180,3 @@ async def test_an_unknown_model_fails_only_its_own_ticket(real_settings: Setting
     assert isinstance(out[1], ModelNotFoundError)
     assert isinstance(out[0], Completion) and isinstance(out[2], Completion) and out[0].batched
 
-
-def test_cancelled_error_type_is_the_engines() -> None:
-    assert issubclass(GenerationCancelled, Exception)

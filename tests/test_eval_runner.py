@@ -161,3 +161,49 @@ async def test_items_run_concurrently_and_every_record_lands(data, tmp_path):
     assert sorted((r["system"], r["sample"]) for r in records) == [("he-primary", 0), ("he-primary-k3", 0),
                                                                   ("he-primary-k3", 1), ("he-primary-k3", 2)]
     assert read_records(tmp_path / "records.jsonl") == records
+
+
+async def test_reuse_generates_a_shared_greedy_answer_once(data, tmp_path):
+    problem = data.humaneval[0]
+    good = _code(problem.prompt + problem.canonical_solution)
+    fake = ScriptedBackend()
+    fake.enqueue(good, model="primary-model", delay=0.02)  # he-primary's answer is also compete's A
+    fake.enqueue(_code("def has_close_elements(numbers, threshold):\n    return True\n"), model="competitor-model")
+    fake.enqueue("A: right", model="validator-model").enqueue("B: right", model="validator-model")
+    config = EvalConfig(systems=["he-primary", "he-compete-judge"], limit=1)
+    records = await run_eval(config, fake_settings(), tmp_path, data, say=lambda m: None, backends={"mlx": fake},
+                             concurrency=2, reuse=True)
+    assert not fake.replies and fake.models_asked.count("primary-model") == 1
+    by = {r["system"]: r for r in records}
+    assert by["he-compete-judge"]["judgement"]["candidates"]["A"] == by["he-primary"]["text"]
+    reused = [s["reused"] for r in records for s in r["steps"] if s["role"] == "primary"]
+    assert sorted(reused) == [False, True]
+
+
+async def test_memo_keys_only_deterministic_requests():
+    from orchestration.evaluation.memo import MemoBackend, memo_key
+    from orchestration.types import GenerationRequest, Message
+
+    def r(**kw):  # noqa: ANN003, ANN202
+        return GenerationRequest(model="primary-model", messages=[Message(role="user", content="hi")],
+                                 **{"max_tokens": 4, **kw})
+
+    assert memo_key(r(temperature=0.7)) is None
+    assert memo_key(r(temperature=0.7, seed=1)) != memo_key(r(temperature=0.7, seed=2))
+    assert memo_key(r()) == memo_key(r(draft_model="small"))
+    assert memo_key(r()) != memo_key(r(max_tokens=5))
+    fake = ScriptedBackend().enqueue("x y", model="primary-model", delay=0.02).enqueue("z", model="primary-model")
+    memo = MemoBackend(fake)
+    import anyio
+
+    out = []
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(lambda: _append(out, memo.stream(r())))
+    assert [o.text for o in out] == ["x y"] * 3 and sum(o.reused for o in out) == 2
+    assert (memo.hits, memo.misses) == (2, 1)
+    assert (await memo.stream(r(temperature=0.5))).text == "z"  # unseeded sampling always generates
+
+
+async def _append(out, coro):  # noqa: ANN001, ANN202
+    out.append(await coro)

@@ -32,6 +32,7 @@ from ..sandbox import resolve
 from ..settings import ROLES, Settings, derive
 from ..types import PatternRequest
 from . import bfcl, humaneval
+from .memo import MemoBackend
 from .data import BFCL_CATEGORIES, PACKAGES, BfclItem, HumanEvalProblem, load_bfcl, load_humaneval
 
 __all__ = ["System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
@@ -240,17 +241,20 @@ def _record(system: System, suite: str, item_id: str, sample: int, result: Any, 
                judgement=t.judgement.model_dump() if t.judgement else None,
                steps=[{"purpose": s.purpose, "role": s.role, "prompt_tokens": s.prompt_tokens,
                        "completion_tokens": s.completion_tokens, "seconds": s.seconds,
-                       "finish_reason": s.finish_reason} for s in t.steps],
+                       "finish_reason": s.finish_reason, "batched": s.batched, "reused": s.reused}
+                      for s in t.steps],
                prompt_tokens=result.totals.prompt_tokens, completion_tokens=result.totals.completion_tokens)
     return rec
 
 
 async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Dataset,
                    say: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n"),
-                   backends: Mapping[str, Backend] | None = None, concurrency: int = 1) -> list[dict[str, Any]]:
+                   backends: Mapping[str, Backend] | None = None, concurrency: int = 1,
+                   reuse: bool = False) -> list[dict[str, Any]]:
     """Generate every missing record into ``out_dir/records.jsonl``; returns all records of the selection.
     ``backends`` replaces the settings' own (tests pass a scripted fake); ``concurrency`` items run at once
-    (their same-model generations share one batch on the MLX backend)."""
+    (their same-model generations share one batch on the MLX backend); ``reuse`` generates a deterministic
+    request that several systems make (the same greedy answer) once in this run (``evaluation.memo``)."""
     from ..engine import Engine
 
     config.check()
@@ -274,6 +278,8 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     common = {"temperature": 0.0, "max_tokens": config.max_tokens,
               "extraction_max_string": config.extraction_max_string}
     root = Engine(derive(base, common), backends=backends)
+    shared: dict[str, Backend] = ({k: MemoBackend(b) for k, b in root.backends.items()} if reuse
+                                  else dict(root.backends))
     engines: dict[str, Engine] = {}
 
     def engine_for(system: System, sample: int) -> Engine:
@@ -284,7 +290,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
                 overrides["roles"].setdefault(r, {})["seed"] = config.sample_seed + sample
         key = json.dumps(overrides, sort_keys=True)
         if key not in engines:
-            engines[key] = Engine(derive(base, {**common, **overrides}), backends=root.backends)
+            engines[key] = Engine(derive(base, {**common, **overrides}), backends=shared)
         return engines[key]
 
     systems = [SYSTEMS[n] for n in config.systems]

@@ -7,8 +7,8 @@ mlx-lm ``BatchGenerator``, and admits newcomers for that model between steps whi
 waiting (then the batch drains and the next model gets its turn). A ticket that waits alone runs the
 plain path instead: prompt cache, speculative drafting, one sequence.
 
-Greedy output is token-identical to the plain path (tested); seeded sampling never joins a batch,
-since a batch's rows draw from one random stream and the same seed would give other samples.
+Greedy output is token-identical to the plain path (tested); a seeded sampler draws from its own key,
+so a seeded sample does not depend on what else shares its batch.
 """
 
 from __future__ import annotations
@@ -28,14 +28,31 @@ from .worker import Job
 if TYPE_CHECKING:
     from .mlx_backend import LoadedModel, MLXBackend
 
-__all__ = ["Ticket", "Batcher", "solo"]
+__all__ = ["Ticket", "Batcher", "sampler_for"]
 
 log = logging.getLogger(__name__)
 
 
-def solo(request: GenerationRequest) -> bool:
-    """Seeded sampling runs alone: its draws must not depend on what else is in the batch."""
-    return request.temperature > 0 and request.seed is not None
+def sampler_for(request: GenerationRequest) -> Callable[[Any], Any]:
+    """Greedy at temperature 0; a seeded request draws from its own random key (split once per token), so
+    its sample is the same alone or in any batch, on either path."""
+    from mlx_lm.sample_utils import make_sampler
+
+    if request.temperature <= 0 or request.seed is None:
+        return make_sampler(temp=request.temperature, top_p=request.top_p)
+    import mlx.core as mx
+    from mlx_lm.sample_utils import apply_top_p
+
+    temp, top_p = request.temperature, request.top_p
+    state = {"key": mx.random.key(request.seed)}
+
+    def sample(logprobs: Any) -> Any:
+        state["key"], sub = mx.random.split(state["key"])
+        if 0 < top_p < 1:
+            logprobs = apply_top_p(logprobs, top_p)
+        return mx.random.categorical(logprobs * (1 / temp), key=sub)
+
+    return sample
 
 
 @dataclass
@@ -117,8 +134,8 @@ class Batcher:
             return False
 
     def _take(self, key: str, room: int, *, exclusive: bool) -> list[Ticket]:
-        """Pop up to ``room`` waiting tickets for ``key`` (a seeded sampler only alone, at the head).
-        ``exclusive``: none while a ticket for another model waits (it is served next)."""
+        """Pop up to ``room`` waiting tickets for ``key``, oldest first. ``exclusive``: none while a ticket
+        for another model waits (it is served next)."""
         with self._lock:
             waiting = list(self._pending)
         for t in waiting:
@@ -126,11 +143,7 @@ class Batcher:
         with self._lock:
             if exclusive and any(t.spec is not None and t.spec.key != key for t in self._pending):
                 return []
-            if self._pending and not exclusive and self._pending[0].spec is not None \
-                    and self._pending[0].spec.key == key and solo(self._pending[0].request):
-                return [self._pending.pop(0)]
-            chosen = [t for t in self._pending
-                      if t.spec is not None and t.spec.key == key and not solo(t.request)][:room]
+            chosen = [t for t in self._pending if t.spec is not None and t.spec.key == key][:room]
             for t in chosen:
                 self._pending.remove(t)
         return chosen
@@ -148,8 +161,6 @@ class Batcher:
             t.job.future.set_result(result)
 
     def _admit(self, gen: Any, handle: LoadedModel, spec: ModelSpec, t: Ticket, live: dict[int, _Seq]) -> None:
-        from mlx_lm.sample_utils import make_sampler
-
         from ..grammar import GrammarProcessor, grammar_for
 
         if not _start(t):
@@ -175,7 +186,7 @@ class Batcher:
                                            options=c.options, option_texts=texts)
             (uid,) = gen.insert([rest], max_tokens=[min(req.max_tokens, room)], caches=[cache],
                                 all_tokens=[list(prompt[: len(prompt) - len(rest)])],
-                                samplers=[make_sampler(temp=req.temperature, top_p=req.top_p)],
+                                samplers=[sampler_for(req)],
                                 logits_processors=[[grammar] if grammar is not None else []])
         except BaseException as e:  # noqa: BLE001
             t.job.future.set_exception(e)

@@ -15,7 +15,7 @@ from .catalog import LOCAL, local_dir
 from ..errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
 from .pool import GB, ModelPool, ModelSpec, ModelState
 from ..types import Chunk, Completion, GenerationRequest
-from .batching import Batcher
+from .batching import Batcher, sampler_for
 from .worker import DeviceWorker, Job
 
 __all__ = ["MLXBackend", "LoadedModel", "load_model"]
@@ -217,8 +217,6 @@ class MLXBackend:
     def _generate(self, job: Job[Completion], spec: ModelSpec, req: GenerationRequest) -> Completion:
         import mlx.core as mx
         from mlx_lm import stream_generate
-        from mlx_lm.sample_utils import make_sampler
-
         from ..grammar import GrammarProcessor, grammar_for
 
         job.check_cancelled()
@@ -264,7 +262,7 @@ class MLXBackend:
             processors.append(grammar_proc)
         if req.seed is not None:
             mx.random.seed(req.seed)
-        sampler = make_sampler(temp=req.temperature, top_p=req.top_p)
+        sampler = sampler_for(req)
         parts: list[str] = []
         generated: list[int] = []
         drafted = 0
