@@ -23,7 +23,7 @@ import os
 from typing import Any
 
 from ..settings import Settings
-from . import footprint, http_api, mcp_stdio, memory, patterns, remote, tools
+from . import footprint, http_api, mcp_stdio, memory, patterns, peers, remote, tools
 from .common import PROMPT
 from .memory import MEMORY_PROFILES, memory_probe
 from .report import markdown, plot
@@ -31,7 +31,7 @@ from .tools import TOOL_TABLE
 
 __all__ = ["SECTIONS", "MEMORY_PROFILES", "TOOL_TABLE", "run_bench", "markdown", "plot", "memory_probe"]
 
-SECTIONS = ("patterns", "overhead", "tools", "mcp", "http", "remote", "memory", "footprint")
+SECTIONS = ("patterns", "overhead", "tools", "mcp", "http", "remote", "memory", "footprint", "peers")
 
 
 async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, sections: list[str] | None = None,
@@ -72,6 +72,8 @@ async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, 
         out["memory"] = memory.run(max_tokens, reps)
     if "footprint" in chosen:
         out["footprint"] = await footprint.run(settings)
+    if "peers" in chosen:
+        out["peers"] = peers.run(settings)
     return out
 
 

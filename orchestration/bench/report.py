@@ -78,6 +78,22 @@ def markdown(r: dict[str, Any], png: str | None = None) -> str:
         for name, v in fp["tools"].items():
             lines.append(f"| {name} | {v['context_tokens']} | {v['description_tokens']} | {v['input_schema_tokens']} "
                          f"| {v['output_schema_tokens']} |")
+    pe = r.get("peers")
+    if pe and pe.get("skipped"):
+        lines.append(f"\npeers: {pe['skipped']}")
+    elif pe:
+        lines += ["", f"## MLX against llama.cpp (llama-cpp-python {pe['llama_cpp_python']}, same GGUF, "
+                      f"{pe['prompt_tokens']}-token prompt, {pe['generation_tokens']} greedy tokens)", "",
+                  "| model | engine | prompt tok/s | generation tok/s |", "|---|---|---|---|"]
+        for name, v in pe["models"].items():
+            if "skipped" in v:
+                lines.append(f"| {name} | {v['skipped']} | | |")
+                continue
+            for engine, m in v.items():
+                if isinstance(m, dict):
+                    lines.append(f"| {name} | {engine} | {m['prompt_tps']} | {m['generation_tps']} |")
+            lines.append(f"| {name} | llama.cpp / MLX | {v['prompt_ratio_llama_over_mlx']}x | "
+                         f"{v['generation_ratio_llama_over_mlx']}x |")
     return "\n".join(lines) + "\n"
 
 
