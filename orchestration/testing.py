@@ -47,6 +47,8 @@ class ScriptedBackend:
     history: list[GenerationRequest] = field(default_factory=list)
     known: set[str] = field(default_factory=lambda: set(FAKE_MODELS.values()))
     cancelled: int = 0
+    in_flight: int = 0  # generations running now, and the most at once (concurrency tests)
+    most_in_flight: int = 0
 
     def enqueue(self, text: str | list[Any] | dict[str, Any], *, model: str | None = None,
                 option_probs: dict[str, float] | None = None, finish_reason: str = "stop",
@@ -63,6 +65,14 @@ class ScriptedBackend:
         return [r.model for r in self.history]
 
     async def stream(self, request: GenerationRequest, on_chunk: OnChunk | None = None) -> Completion:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._stream(request, on_chunk)
+        finally:
+            self.in_flight -= 1
+
+    async def _stream(self, request: GenerationRequest, on_chunk: OnChunk | None) -> Completion:
         self.history.append(request)
         if request.model not in self.known:
             raise ModelNotFoundError(f"fake backend has no model {request.model!r}")

@@ -369,28 +369,15 @@ async def test_swap_without_probabilities_keeps_first_pick_and_reports_disagreem
     assert j.disagreement and j.pick == "A" and j.confidence is None
 
 
-class _InFlight(ScriptedBackend):
-    """The scripted fake, counting how many generations run at once."""
-
-    now = most = 0
-
-    async def stream(self, request, on_chunk=None):  # noqa: ANN001, ANN201
-        self.now += 1
-        self.most = max(self.most, self.now)
-        try:
-            return await super().stream(request, on_chunk)
-        finally:
-            self.now -= 1
-
 
 async def test_compete_on_one_model_generates_both_answers_at_once_and_keeps_the_trace_in_order() -> None:
-    fake = _InFlight()
+    fake = ScriptedBackend()
     engine = Engine(fake_settings(roles={"competitor": {"model": P}}), {"mlx": fake})
     fake.enqueue("answer one is long", model=P, delay=0.01).enqueue("two", model=P, delay=0.01)
     fake.enqueue("A: x", model=V, option_probs={"A": 0.7, "B": 0.3}, delay=0.01)
     fake.enqueue("B: y", model=V, option_probs={"A": 0.2, "B": 0.8}, delay=0.01)
     r = await engine.run("compete", req("hello", extraction="never"))
-    assert fake.most == 2  # A with B, then the two judge orders together
+    assert fake.most_in_flight == 2  # A with B, then the two judge orders together
     assert [s.purpose for s in r.trace.steps] == ["solution A", "solution B", "judge A vs B",
                                                   "judge swapped (B shown as A)"]
     j = r.trace.judgement
@@ -398,16 +385,16 @@ async def test_compete_on_one_model_generates_both_answers_at_once_and_keeps_the
 
 
 async def test_compete_on_two_models_stays_sequential() -> None:
-    fake = _InFlight()
+    fake = ScriptedBackend()
     engine = Engine(fake_settings(), {"mlx": fake})
     fake.enqueue("a", model=P, delay=0.01).enqueue("b", model=C, delay=0.01)
     fake.enqueue("A: x", model=V)
     await engine.run("compete", req("hello", extraction="never", swap=False))
-    assert fake.models_asked == [P, C, V] and fake.most == 1
+    assert fake.models_asked == [P, C, V] and fake.most_in_flight == 1
 
 
 async def test_a_failure_inside_concurrent_steps_is_the_pattern_error_itself() -> None:
-    fake = _InFlight()
+    fake = ScriptedBackend()
     engine = Engine(fake_settings(roles={"competitor": {"model": P}}), {"mlx": fake})
     fake.enqueue("a", model=P, delay=0.01).enqueue("", model=P, error=ModelLoadError("boom"))
     with pytest.raises(PatternError) as e:

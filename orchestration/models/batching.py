@@ -161,8 +161,6 @@ class Batcher:
             t.job.future.set_result(result)
 
     def _admit(self, gen: Any, handle: LoadedModel, spec: ModelSpec, t: Ticket, live: dict[int, _Seq]) -> None:
-        from ..grammar import GrammarProcessor, grammar_for
-
         if not _start(t):
             return
         req = t.request
@@ -176,14 +174,8 @@ class Batcher:
                     f"the prompt is {len(prompt)} tokens but {spec.model} holds {handle.context_length}: "
                     "shorten the prompt or the context")
             cache, rest = self.backend._lookup(spec, handle, prompt)
-            grammar = None
-            if req.constraint is not None:
-                c = req.constraint
-                texts = {o: o + ((c.option_continuation or {}).get(o) or "") for o in (c.options or [])}
-                # The batch's token context holds the whole prompt (cached prefix included).
-                grammar = GrammarProcessor(handle.lltokenizer(), grammar_for(c), len(prompt),
-                                           handle.vocab_size or handle.lltokenizer().vocab_size,
-                                           options=c.options, option_texts=texts)
+            # The batch's token context holds the whole prompt (cached prefix included).
+            grammar = handle.grammar(req.constraint, len(prompt)) if req.constraint is not None else None
             (uid,) = gen.insert([rest], max_tokens=[min(req.max_tokens, room)], caches=[cache],
                                 all_tokens=[list(prompt[: len(prompt) - len(rest)])],
                                 samplers=[sampler_for(req)],

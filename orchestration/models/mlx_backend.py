@@ -14,7 +14,7 @@ from ..backend import OnChunk
 from .catalog import LOCAL, local_dir
 from ..errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
 from .pool import GB, ModelPool, ModelSpec, ModelState
-from ..types import Chunk, Completion, GenerationRequest
+from ..types import Chunk, Completion, Constraint, GenerationRequest
 from .batching import Batcher, sampler_for
 from .worker import DeviceWorker, Job
 
@@ -33,6 +33,16 @@ class LoadedModel:
     context_length: int
     vocab_size: int
     _lltokenizer: Any = field(default=None, repr=False)
+
+    def grammar(self, c: Constraint, n_prompt: int) -> Any:
+        """The logits processor that enforces ``c``; ``n_prompt``: the tokens before the first generated one in
+        the token context mlx-lm hands it."""
+        from ..grammar import GrammarProcessor, grammar_for
+
+        texts = {o: o + ((c.option_continuation or {}).get(o) or "") for o in (c.options or [])}
+        return GrammarProcessor(self.lltokenizer(), grammar_for(c), n_prompt,
+                                self.vocab_size or self.lltokenizer().vocab_size, options=c.options,
+                                option_texts=texts)
 
     def lltokenizer(self) -> Any:
         if self._lltokenizer is None:
@@ -217,8 +227,6 @@ class MLXBackend:
     def _generate(self, job: Job[Completion], spec: ModelSpec, req: GenerationRequest) -> Completion:
         import mlx.core as mx
         from mlx_lm import stream_generate
-        from ..grammar import GrammarProcessor, grammar_for
-
         job.check_cancelled()
         draft: LoadedModel | None = None
         if req.draft_model and req.constraint is None:
@@ -252,13 +260,8 @@ class MLXBackend:
             kwargs.update(prompt_cache=cache, prefill_step_size=self.prefill_step,
                           prompt_progress_callback=lambda done, total: job.check_cancelled())
         processors = []
-        grammar_proc = None
-        if req.constraint is not None:
-            c = req.constraint
-            texts = {o: o + ((c.option_continuation or {}).get(o) or "") for o in (c.options or [])}
-            grammar_proc = GrammarProcessor(handle.lltokenizer(), grammar_for(c), len(rest),
-                                            handle.vocab_size or handle.lltokenizer().vocab_size,
-                                            options=c.options, option_texts=texts)
+        grammar_proc = handle.grammar(req.constraint, len(rest)) if req.constraint is not None else None
+        if grammar_proc is not None:
             processors.append(grammar_proc)
         if req.seed is not None:
             mx.random.seed(req.seed)
