@@ -11,7 +11,7 @@ import pytest
 from orchestration.models.catalog import local_dir
 from orchestration.models.mlx_backend import MLXBackend
 from orchestration.settings import Settings
-from orchestration.types import Completion, Constraint, GenerationRequest, Message
+from orchestration.types import Chunk, Completion, Constraint, GenerationRequest, Message
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_model]
 
@@ -124,12 +124,10 @@ async def test_a_cancel_leaves_the_rest_of_the_batch_intact(real_settings: Setti
 
         async def run_doomed() -> None:
             with anyio.CancelScope() as scope:
-                async def cancel_soon() -> None:
-                    await anyio.sleep(1.0)
-                    scope.cancel()
-                async with anyio.create_task_group() as inner:
-                    inner.start_soon(cancel_soon)
-                    await backend.stream(doomed)
+                async def heard(chunk: Chunk) -> None:
+                    if chunk.tokens >= 3:  # decoding beside the other sequence: cancel now
+                        scope.cancel()
+                await backend.stream(doomed, heard)
             cancelled.set()
 
         async def run_keep() -> None:
@@ -180,3 +178,20 @@ async def test_an_unknown_model_fails_only_its_own_ticket(real_settings: Setting
     assert isinstance(out[1], ModelNotFoundError)
     assert isinstance(out[0], Completion) and isinstance(out[2], Completion) and out[0].batched
 
+
+
+async def test_two_models_run_side_by_side_in_their_own_lanes(real_settings: Settings, tiny: str) -> None:
+    q4 = str(local_dir(real_settings.models_dir, "smollm2-135m-q4"))
+    requests = [_req(tiny, PROMPTS[0], max_tokens=30), _req(q4, PROMPTS[1], max_tokens=8),
+                _req(tiny, PROMPTS[2], max_tokens=6), _req(q4, PROMPTS[3], max_tokens=12)]
+    plain = _backend(real_settings, 1)
+    batched = _backend(real_settings, 8)
+    try:
+        alone = [await plain.stream(r) for r in requests]
+        together = await _together(batched, requests)
+    finally:
+        plain.close()
+        batched.close()
+    assert batched.batcher is not None and batched.batcher.batches == 2 and batched.batcher.most_lanes == 2
+    for a, b in zip(alone, together):
+        assert isinstance(b, Completion) and b.batched and (b.text, b.model) == (a.text, a.model)

@@ -2,10 +2,11 @@
 
 On a memory-bound CPU a decode step reads every weight once whatever the batch size, so 4-8 sequences
 cost little more per step than one. Callers submit tickets (a request and its job); one driver job on
-the owner thread takes the oldest ticket's model, runs every waiting ticket for that model as one
-mlx-lm ``BatchGenerator``, and admits newcomers for that model between steps while no other model is
-waiting (then the batch drains and the next model gets its turn). A ticket that waits alone runs the
-plain path instead: prompt cache, speculative drafting, one sequence.
+the owner thread keeps a *lane* per model (an mlx-lm ``BatchGenerator`` with its live sequences), admits
+waiting tickets into their model's lane between steps (up to ``size`` each; a new model's lane opens while
+all open lanes' models fit the memory budget together) and steps the lanes in turn, so one model's long
+last answer never holds the other model's callers. A ticket that waits alone, with no lane open, runs
+the plain path instead: prompt cache, speculative drafting, one sequence.
 
 Greedy output is token-identical to the plain path (tested); a seeded sampler draws from its own key,
 so a seeded sample does not depend on what else shares its batch.
@@ -73,6 +74,7 @@ class _Seq:
     first: float | None = None
     parts: list[str] = field(default_factory=list)
     generated: list[int] = field(default_factory=list)
+    shared: bool = False  # decoded beside another sequence at some step
 
 
 class Batcher:
@@ -84,8 +86,10 @@ class Batcher:
         self._lock = threading.Lock()
         self._pending: list[Ticket] = []
         self._driving = False
-        self.batches = 0  # batches of two or more run so far (for tests and the bench)
+        self.batches = 0  # lanes (one model's running batch) opened so far, and the most sequences in one
+
         self.widest = 0
+        self.most_lanes = 0  # the most lanes (models) running at once
 
     def submit(self, request: GenerationRequest, deliver: Callable[[Any], None]) -> Job[Completion]:
         job: Job[Completion] = Job(None, deliver)
@@ -99,53 +103,76 @@ class Batcher:
 
     # -- the driver (owner thread) -------------------------------------------------------------------
     def _drive(self, _: Job[None]) -> None:
+        lanes: dict[str, _Lane] = {}
         try:
             while True:
                 with self._lock:
-                    if not self._pending:
+                    if not self._pending and not lanes:
                         self._driving = False
                         return
-                    head = self._pending[0]
-                if not self._resolve(head):
+                    alone = not lanes and len(self._pending) == 1
+                if alone:  # nothing to share a batch with: the plain path (prompt cache, drafting)
+                    (t,) = self._take(1)
+                    if self._resolve(t):
+                        self._one(t)
                     continue
-                assert head.spec is not None
-                group = self._take(head.spec.key, self.size, exclusive=False)
-                if len(group) == 1:
-                    self._one(group[0])
-                else:
-                    self._batch(head.spec, group)
+                self._fill(lanes)
+                self.most_lanes = max(self.most_lanes, len(lanes))
+                for key in list(lanes):
+                    if not lanes[key].step(self):
+                        lanes.pop(key).close()
         except BaseException as e:  # noqa: BLE001 - never leave a caller waiting
             with self._lock:
                 left, self._pending, self._driving = self._pending, [], False
             for t in left:
                 _fail(t, e)
+            for lane in lanes.values():
+                lane.fail(e)
             raise
 
+    def _fill(self, lanes: dict[str, _Lane]) -> None:
+        """Admit waiting tickets, oldest first, into their model's lane: a new lane opens while every open
+        lane's model and the new one fit the memory budget together; the rest wait, in order."""
+        deferred: list[Ticket] = []
+        for t in self._take(None):
+            if not self._resolve(t):
+                continue
+            assert t.spec is not None
+            lane = lanes.get(t.spec.key)
+            if lane is None:
+                need = t.spec.budget_bytes + sum(la.spec.budget_bytes for la in lanes.values())
+                if lanes and need > self.backend.pool.budget_bytes:
+                    deferred.append(t)
+                    continue
+                try:
+                    lane = lanes[t.spec.key] = _Lane(self, t.spec)
+                except BaseException as e:  # noqa: BLE001 - a model that fails to load fails its callers
+                    _fail(t, e)
+                    continue
+            if len(lane.live) >= self.size:
+                deferred.append(t)
+                continue
+            self._admit(lane.gen, lane.handle, t.spec, t, lane.live)
+        if deferred:
+            with self._lock:
+                self._pending[:0] = deferred
+
     def _resolve(self, t: Ticket) -> bool:
+        """Resolve a taken ticket's model; a name that resolves to nothing fails that ticket only."""
         if t.spec is not None:
             return True
         try:
             t.spec = self.backend.resolve(t.request.model)
             return True
         except BaseException as e:  # noqa: BLE001 - the caller hears it
-            with self._lock:
-                self._pending.remove(t)
             _fail(t, e)
             return False
 
-    def _take(self, key: str, room: int, *, exclusive: bool) -> list[Ticket]:
-        """Pop up to ``room`` waiting tickets for ``key``, oldest first. ``exclusive``: none while a ticket
-        for another model waits (it is served next)."""
+    def _take(self, room: int | None) -> list[Ticket]:
+        """Pop up to ``room`` (None: all) waiting tickets, oldest first."""
         with self._lock:
-            waiting = list(self._pending)
-        for t in waiting:
-            self._resolve(t)
-        with self._lock:
-            if exclusive and any(t.spec is not None and t.spec.key != key for t in self._pending):
-                return []
-            chosen = [t for t in self._pending if t.spec is not None and t.spec.key == key][:room]
-            for t in chosen:
-                self._pending.remove(t)
+            n = len(self._pending) if room is None else room
+            chosen, self._pending = self._pending[:n], self._pending[n:]
         return chosen
 
     def _one(self, t: Ticket) -> None:
@@ -185,56 +212,6 @@ class Batcher:
             return
         live[uid] = _Seq(t, list(prompt), len(rest), handle.tokenizer.detokenizer, grammar, t0)
 
-    def _batch(self, spec: ModelSpec, tickets: list[Ticket]) -> None:
-        import mlx.core as mx
-        from mlx_lm.generate import BatchGenerator
-
-        live: dict[int, _Seq] = {}
-        gen = None
-        try:
-            handle: LoadedModel = self.backend.pool.acquire(spec)
-            eos = sorted(handle.tokenizer.eos_token_ids)
-            gen = BatchGenerator(handle.model, stop_tokens=[[e] for e in eos], completion_batch_size=self.size,
-                                 prefill_batch_size=self.size, prefill_step_size=self.backend.prefill_step)
-            for t in tickets:
-                self._admit(gen, handle, spec, t, live)
-            self.batches += 1
-            while live:
-                for uid in [u for u, s in live.items() if s.ticket.job.cancel_flag.is_set()]:
-                    gen.remove([uid])
-                    _fail(live.pop(uid).ticket, GenerationCancelled("generation cancelled by the caller"))
-                if len(live) < self.size:
-                    for t in self._take(spec.key, self.size - len(live), exclusive=True):
-                        self._admit(gen, handle, spec, t, live)
-                if not live:
-                    break
-                self.widest = max(self.widest, len(live))
-                _, responses = gen.next()
-                for r in responses:
-                    seq = live.get(r.uid)
-                    if seq is None:
-                        continue
-                    seq.first = seq.first or time.perf_counter()
-                    seq.generated.append(int(r.token))
-                    if r.finish_reason != "stop":
-                        seq.detok.add_token(int(r.token))
-                    if r.finish_reason is None:
-                        text = seq.detok.last_segment
-                        if text:
-                            seq.parts.append(text)
-                        seq.ticket.job.emit(Chunk(text=text, tokens=len(seq.generated)))
-                        continue
-                    del live[r.uid]
-                    self._finish(spec, seq, r, mx.get_peak_memory() / 1e9)
-        except BaseException as e:  # noqa: BLE001 - a failed batch fails its callers, not the driver
-            for seq in live.values():
-                _fail(seq.ticket, e)
-            if not isinstance(e, Exception):
-                raise
-        finally:
-            if gen is not None:
-                gen.close()
-
     def _finish(self, spec: ModelSpec, seq: _Seq, r: Any, peak_gb: float) -> None:
         seq.detok.finalize()
         tail = seq.detok.last_segment
@@ -259,7 +236,68 @@ class Batcher:
             finish_reason="stop" if r.finish_reason == "stop" else "length", seconds=now - seq.t0,
             prompt_tps=seq.rest / max(first - seq.t0, 1e-9), generation_tps=(n - 1) / max(now - first, 1e-9),
             peak_memory_gb=peak_gb, option_probs=g.option_probs if g is not None else None,
-            constrained=g is not None, batched=True))
+            constrained=g is not None, batched=seq.shared))
+
+
+class _Lane:
+    """One model's running batch: its generator and live sequences, stepped once per driver round."""
+
+    def __init__(self, batcher: Batcher, spec: ModelSpec) -> None:
+        from mlx_lm.generate import BatchGenerator
+
+        self.spec = spec
+        self.handle: LoadedModel = batcher.backend.pool.acquire(spec)
+        eos = sorted(self.handle.tokenizer.eos_token_ids)
+        self.gen = BatchGenerator(self.handle.model, stop_tokens=[[e] for e in eos],
+                                  completion_batch_size=batcher.size, prefill_batch_size=batcher.size,
+                                  prefill_step_size=batcher.backend.prefill_step)
+        self.live: dict[int, _Seq] = {}
+        batcher.batches += 1
+
+    def step(self, batcher: Batcher) -> bool:
+        """One prefill chunk or decode step; False once nothing is left to run (the lane closes)."""
+        import mlx.core as mx
+
+        for uid in [u for u, q in self.live.items() if q.ticket.job.cancel_flag.is_set()]:
+            self.gen.remove([uid])
+            _fail(self.live.pop(uid).ticket, GenerationCancelled("generation cancelled by the caller"))
+        if not self.live:
+            return False
+        batcher.backend.pool.acquire(self.spec)  # in use: last to be evicted
+        batcher.widest = max(batcher.widest, len(self.live))
+        if len(self.live) > 1:
+            for q in self.live.values():
+                q.shared = True
+        try:
+            _, responses = self.gen.next()
+        except Exception as e:  # noqa: BLE001 - a failed batch fails its callers, not the driver
+            self.fail(e)
+            return False
+        for r in responses:
+            seq = self.live.get(r.uid)
+            if seq is None:
+                continue
+            seq.first = seq.first or time.perf_counter()
+            seq.generated.append(int(r.token))
+            if r.finish_reason != "stop":
+                seq.detok.add_token(int(r.token))
+            if r.finish_reason is None:
+                text = seq.detok.last_segment
+                if text:
+                    seq.parts.append(text)
+                seq.ticket.job.emit(Chunk(text=text, tokens=len(seq.generated)))
+                continue
+            del self.live[r.uid]
+            batcher._finish(self.spec, seq, r, mx.get_peak_memory() / 1e9)
+        return bool(self.live)
+
+    def fail(self, e: BaseException) -> None:
+        for seq in self.live.values():
+            _fail(seq.ticket, e)
+        self.live.clear()
+
+    def close(self) -> None:
+        self.gen.close()
 
 
 def _start(t: Ticket) -> bool:
