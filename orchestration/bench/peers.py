@@ -91,7 +91,7 @@ def run(settings: Settings) -> dict[str, Any]:
                            "generation_tokens": GEN_TOKENS, "models": {}}
     for name in names:
         model = qwen25_coder.MODELS[name]
-        gguf = settings.cache_dir / "gguf" / model.gguf.name
+        gguf = settings.cache_dir / "gguf" / model.source.name
         if not gguf.is_file():
             res["models"][name] = {"skipped": f"{gguf} is missing: run `mageagent setup --model {name}`"}
             continue
@@ -107,7 +107,7 @@ def run(settings: Settings) -> dict[str, Any]:
         same = next((i for i in range(n) if mlx["tokens"][i] != cpp["tokens"][i]), n)
         res["models"][name] = {
             "mlx_dense_fp32": {k: v for k, v in mlx.items() if k != "tokens"},
-            f"llama_cpp_{model.gguf.name.rsplit('-', 1)[-1].removesuffix('.gguf')}":
+            f"llama_cpp_{model.source.name.rsplit('-', 1)[-1].removesuffix('.gguf')}":
                 {k: v for k, v in cpp.items() if k != "tokens"},
             "prompt_ratio_llama_over_mlx": round(cpp["prompt_tps"] / mlx["prompt_tps"], 2),
             "generation_ratio_llama_over_mlx": round(cpp["generation_tps"] / mlx["generation_tps"], 2),
