@@ -38,3 +38,10 @@ def test_the_table_shows_both_engines_and_the_ratios():
     md = markdown({**HEAD, **r})
     assert "| qwen2.5-coder-0.5b | mlx_dense_fp32 | 88.0 | 6.2 |" in md
     assert "| qwen2.5-coder-0.5b | llama.cpp / MLX | 2.0x | 5.0x |" in md
+
+
+def test_a_llama_cpp_crash_is_reported_not_fatal(tmp_path):
+    from orchestration.bench.peers import _llama_isolated
+
+    r = _llama_isolated(str(tmp_path / "missing.gguf"), [1, 2, 3])  # the child fails to open the file
+    assert "llama.cpp died" in r["crashed"] and "missing.gguf" in r["crashed"]

@@ -196,3 +196,14 @@ async def test_memo_keys_only_deterministic_requests():
 
 async def _append(out, coro):  # noqa: ANN001, ANN202
     out.append(await coro)
+
+
+async def test_samples_draw_at_the_systems_temperature_even_where_the_role_fixes_its_own(data, tmp_path):
+    fake = ScriptedBackend()
+    for _ in range(3):
+        fake.enqueue(_code("def has_close_elements(numbers, threshold):\n    return False\n"), model="primary-model")
+    settings = fake_settings(roles={"primary": {"model": "primary-model", "temperature": 0.0}})
+    await run_eval(EvalConfig(systems=["he-primary-k3"], limit=1), settings, tmp_path, data, say=lambda m: None,
+                   backends={"mlx": fake})
+    assert [r.temperature for r in fake.history] == [0.7, 0.7, 0.7]
+    assert sorted(r.seed for r in fake.history) == [1000, 1001, 1002]

@@ -76,6 +76,20 @@ def _llama(gguf: str, ids: list[int]) -> dict[str, Any]:
             "threads": threads, "tokens": out}
 
 
+def _llama_isolated(gguf: str, ids: list[int]) -> dict[str, Any]:
+    """``_llama`` in a child process: a crash in llama.cpp's kernels is reported, not the bench's end."""
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "orchestration.bench.peers", gguf], input=json.dumps(ids),
+                       capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit {p.returncode}"
+        return {"crashed": f"llama.cpp died ({how}) on {gguf}: {p.stderr.strip()[-300:]}"}
+    return json.loads(p.stdout)
+
+
 def run(settings: Settings) -> dict[str, Any]:
     from ..models import qwen25_coder
     from ..models.catalog import local_dir
@@ -102,7 +116,11 @@ def run(settings: Settings) -> dict[str, Any]:
         ids = _prompt_ids(tok)
         res["prompt_tokens"] = len(ids)
         mlx = _mlx(model_dir, ids)
-        cpp = _llama(str(gguf), ids)
+        cpp = _llama_isolated(str(gguf), ids)
+        if "crashed" in cpp:
+            res["models"][name] = {"mlx_dense_fp32": {k: v for k, v in mlx.items() if k != "tokens"},
+                                   "skipped": cpp["crashed"]}
+            continue
         n = min(len(mlx["tokens"]), len(cpp["tokens"]))
         same = next((i for i in range(n) if mlx["tokens"][i] != cpp["tokens"][i]), n)
         res["models"][name] = {
@@ -115,3 +133,10 @@ def run(settings: Settings) -> dict[str, Any]:
         }
         say(f"  peers: {name} done")
     return res
+
+
+if __name__ == "__main__":  # the child of _llama_isolated: ids on stdin, one JSON result on stdout
+    import json
+    import sys
+
+    print(json.dumps(_llama(sys.argv[1], json.loads(sys.stdin.read()))))

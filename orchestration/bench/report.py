@@ -87,7 +87,10 @@ def markdown(r: dict[str, Any], png: str | None = None) -> str:
                   "| model | engine | prompt tok/s | generation tok/s |", "|---|---|---|---|"]
         for name, v in pe["models"].items():
             if "skipped" in v:
-                lines.append(f"| {name} | {v['skipped']} | | |")
+                m = v.get("mlx_dense_fp32")
+                if m:
+                    lines.append(f"| {name} | mlx_dense_fp32 | {m['prompt_tps']} | {m['generation_tps']} |")
+                lines.append(f"| {name} | llama.cpp: {v['skipped']} | | |")
                 continue
             for engine, m in v.items():
                 if isinstance(m, dict):

@@ -287,7 +287,10 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
         if system.samples > 1:  # each sample its own seed, on every role
             overrides.setdefault("roles", {})
             for r in ROLES:
-                overrides["roles"].setdefault(r, {})["seed"] = config.sample_seed + sample
+                role = overrides["roles"].setdefault(r, {})
+                role["seed"] = config.sample_seed + sample
+                if system.temperature is not None:  # a role's own temperature (the Qwen roles fix 0) yields
+                    role["temperature"] = system.temperature
         key = json.dumps(overrides, sort_keys=True)
         if key not in engines:
             engines[key] = Engine(derive(base, {**common, **overrides}), backends=shared)
