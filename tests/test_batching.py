@@ -4,6 +4,7 @@ with outputs token-identical to one-at-a-time, per-sequence constraints and canc
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -53,19 +54,26 @@ async def _together(backend: MLXBackend, requests: list[GenerationRequest]) -> l
     return out
 
 
-async def test_batched_greedy_is_token_identical_to_one_at_a_time(real_settings: Settings, tiny: str) -> None:
-    verdict = Constraint(options=["PASS", "FAIL"], option_continuation={"PASS": None, "FAIL": ": "})
-    requests = [_req(tiny, p, max_tokens=n) for p, n in zip(PROMPTS, (24, 6, 16, 20))]
-    requests.append(_req(tiny, "Is 'def f(): return 1' valid Python? Answer PASS or FAIL.", constraint=verdict,
-                         max_tokens=8))
-    plain = _backend(real_settings, 1)
-    batched = _backend(real_settings, 8)
+async def _both_ways(settings: Settings, requests: list[GenerationRequest]) -> tuple[list[Completion], list[Any],
+                                                                                 MLXBackend]:
+    """The requests one at a time on a backend that never batches, then all together on one that does."""
+    plain = _backend(settings, 1)
+    batched = _backend(settings, 8)
     try:
         alone = [await plain.stream(r) for r in requests]
         together = await _together(batched, requests)
     finally:
         plain.close()
         batched.close()
+    return alone, together, batched
+
+
+async def test_batched_greedy_is_token_identical_to_one_at_a_time(real_settings: Settings, tiny: str) -> None:
+    verdict = Constraint(options=["PASS", "FAIL"], option_continuation={"PASS": None, "FAIL": ": "})
+    requests = [_req(tiny, p, max_tokens=n) for p, n in zip(PROMPTS, (24, 6, 16, 20))]
+    requests.append(_req(tiny, "Is 'def f(): return 1' valid Python? Answer PASS or FAIL.", constraint=verdict,
+                         max_tokens=8))
+    alone, together, batched = await _both_ways(real_settings, requests)
     assert batched.batcher is not None and batched.batcher.batches == 1 and batched.batcher.widest == 5
     for a, b in zip(alone, together):
         assert isinstance(b, Completion), b
@@ -184,14 +192,7 @@ async def test_two_models_run_side_by_side_in_their_own_lanes(real_settings: Set
     q4 = str(local_dir(real_settings.models_dir, "smollm2-135m-q4"))
     requests = [_req(tiny, PROMPTS[0], max_tokens=30), _req(q4, PROMPTS[1], max_tokens=8),
                 _req(tiny, PROMPTS[2], max_tokens=6), _req(q4, PROMPTS[3], max_tokens=12)]
-    plain = _backend(real_settings, 1)
-    batched = _backend(real_settings, 8)
-    try:
-        alone = [await plain.stream(r) for r in requests]
-        together = await _together(batched, requests)
-    finally:
-        plain.close()
-        batched.close()
+    alone, together, batched = await _both_ways(real_settings, requests)
     assert batched.batcher is not None and batched.batcher.batches == 2 and batched.batcher.most_lanes == 2
     for a, b in zip(alone, together):
         assert isinstance(b, Completion) and b.batched and (b.text, b.model) == (a.text, a.model)
