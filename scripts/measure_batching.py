@@ -47,7 +47,7 @@ def main() -> int:
     texts = {}
     for n in (1, args.concurrency):
         with tempfile.TemporaryDirectory() as tmp:
-            base = derive(settings, {"batch_size": max(2, n) if n > 1 else 1})
+            base = derive(settings, {"batch_size": n})
             t0 = time.perf_counter()
             records = anyio.run(lambda: run_eval(config, base, Path(tmp), data, lambda m: None, concurrency=n))
             wall = time.perf_counter() - t0

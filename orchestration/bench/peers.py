@@ -32,12 +32,14 @@ def _prompt_ids(tokenizer: Any) -> list[int]:
     return head + ids[-8:] if len(ids) > PROMPT_TOKENS else ids
 
 
-def _mlx(model_dir: str, ids: list[int]) -> dict[str, Any]:
+def _mlx(model_dir: str) -> dict[str, Any]:
+    """MLX on the converted directory; also the prompt ids both engines read (from its tokenizer)."""
     import mlx.core as mx
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     model, tok = load(model_dir)
+    ids = _prompt_ids(tok)
     greedy = make_sampler(0.0)
     list(stream_generate(model, tok, mx.array(ids[:16]), max_tokens=2, sampler=greedy))  # warm
     last = None
@@ -48,7 +50,7 @@ def _mlx(model_dir: str, ids: list[int]) -> dict[str, Any]:
     assert last is not None
     del model
     return {"prompt_tps": round(last.prompt_tps, 1), "generation_tps": round(last.generation_tps, 2),
-            "peak_memory_gb": round(last.peak_memory, 2), "tokens": out}
+            "peak_memory_gb": round(last.peak_memory, 2), "tokens": out, "ids": ids}
 
 
 def _llama(gguf: str, ids: list[int]) -> dict[str, Any]:
@@ -82,12 +84,17 @@ def _llama_isolated(gguf: str, ids: list[int]) -> dict[str, Any]:
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "orchestration.bench.peers", gguf], input=json.dumps(ids),
-                       capture_output=True, text=True, timeout=1800)
-    if p.returncode != 0:
-        how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit {p.returncode}"
-        return {"crashed": f"llama.cpp died ({how}) on {gguf}: {p.stderr.strip()[-300:]}"}
-    return json.loads(p.stdout)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "llama.json"
+        p = subprocess.run([sys.executable, "-m", "orchestration.bench.peers", gguf, str(result)],
+                           input=json.dumps(ids), capture_output=True, text=True, timeout=1800)
+        if p.returncode != 0:
+            how = f"signal {-p.returncode}" if p.returncode < 0 else f"exit {p.returncode}"
+            return {"crashed": f"llama.cpp died ({how}) on {gguf}: {p.stderr.strip()[-300:]}"}
+        return json.loads(result.read_text())
 
 
 def run(settings: Settings) -> dict[str, Any]:
@@ -109,13 +116,9 @@ def run(settings: Settings) -> dict[str, Any]:
         if not gguf.is_file():
             res["models"][name] = {"skipped": f"{gguf} is missing: run `mageagent setup --model {name}`"}
             continue
-        from mlx_lm import load
-
-        model_dir = str(local_dir(settings.models_dir, name))
-        _, tok = load(model_dir)
-        ids = _prompt_ids(tok)
+        mlx = _mlx(str(local_dir(settings.models_dir, name)))
+        ids = mlx.pop("ids")
         res["prompt_tokens"] = len(ids)
-        mlx = _mlx(model_dir, ids)
         cpp = _llama_isolated(str(gguf), ids)
         if "crashed" in cpp:
             res["models"][name] = {"mlx_dense_fp32": {k: v for k, v in mlx.items() if k != "tokens"},
@@ -135,8 +138,9 @@ def run(settings: Settings) -> dict[str, Any]:
     return res
 
 
-if __name__ == "__main__":  # the child of _llama_isolated: ids on stdin, one JSON result on stdout
+if __name__ == "__main__":  # the child of _llama_isolated: GGUF and result path as arguments, ids on stdin
     import json
     import sys
+    from pathlib import Path
 
-    print(json.dumps(_llama(sys.argv[1], json.loads(sys.stdin.read()))))
+    Path(sys.argv[2]).write_text(json.dumps(_llama(sys.argv[1], json.loads(sys.stdin.read()))))

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ContextOverflowError, GenerationCancelled, MageError
+from ..errors import GenerationCancelled, MageError
 from ..types import Chunk, Completion, GenerationRequest
 from .pool import ModelSpec
 from .worker import Job
@@ -86,10 +86,11 @@ class Batcher:
         self._lock = threading.Lock()
         self._pending: list[Ticket] = []
         self._driving = False
-        self.batches = 0  # lanes (one model's running batch) opened so far, and the most sequences in one
-
+        # For tests and the bench: lanes (one model's running batch) opened so far, the most sequences in one
+        # lane, the most lanes (models) running at once.
+        self.batches = 0
         self.widest = 0
-        self.most_lanes = 0  # the most lanes (models) running at once
+        self.most_lanes = 0
 
     def submit(self, request: GenerationRequest, deliver: Callable[[Any], None]) -> Job[Completion]:
         job: Job[Completion] = Job(None, deliver)
@@ -192,24 +193,18 @@ class Batcher:
         req = t.request
         try:
             t0 = time.perf_counter()
-            prompt = handle.tokenizer.apply_chat_template([m.model_dump() for m in req.messages],
-                                                          add_generation_prompt=True)
-            room = handle.context_length - len(prompt)
-            if room < 1:
-                raise ContextOverflowError(
-                    f"the prompt is {len(prompt)} tokens but {spec.model} holds {handle.context_length}: "
-                    "shorten the prompt or the context")
+            prompt, max_tokens = handle.prompt(req, spec.model)
             cache, rest = self.backend._lookup(spec, handle, prompt)
             # The batch's token context holds the whole prompt (cached prefix included).
             grammar = handle.grammar(req.constraint, len(prompt)) if req.constraint is not None else None
-            (uid,) = gen.insert([rest], max_tokens=[min(req.max_tokens, room)], caches=[cache],
+            (uid,) = gen.insert([rest], max_tokens=[max_tokens], caches=[cache],
                                 all_tokens=[list(prompt[: len(prompt) - len(rest)])],
                                 samplers=[sampler_for(req)],
                                 logits_processors=[[grammar] if grammar is not None else []])
         except BaseException as e:  # noqa: BLE001
             t.job.future.set_exception(e)
             return
-        live[uid] = _Seq(t, list(prompt), len(rest), handle.tokenizer.detokenizer, grammar, t0)
+        live[uid] = _Seq(t, prompt, len(rest), handle.tokenizer.detokenizer, grammar, t0)
 
     def _finish(self, spec: ModelSpec, seq: _Seq, r: Any, peak_gb: float) -> None:
         seq.detok.finalize()

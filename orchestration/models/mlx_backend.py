@@ -34,6 +34,20 @@ class LoadedModel:
     vocab_size: int
     _lltokenizer: Any = field(default=None, repr=False)
 
+    def prompt(self, req: GenerationRequest, model: str) -> tuple[list[int], int]:
+        """The request's chat-templated prompt ids and its token budget; a prompt that fills the context is
+        refused. A budget beyond the context (extraction sizes its budget from the schema) is capped to it;
+        output cut off there reports finish_reason "length" like any other limit."""
+        prompt = self.tokenizer.apply_chat_template([m.model_dump() for m in req.messages],
+                                                    add_generation_prompt=True)
+        room = self.context_length - len(prompt)
+        if room < 1:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt)} tokens but {model} holds {self.context_length}: "
+                "shorten the prompt or the context"
+            )
+        return list(prompt), min(req.max_tokens, room)
+
     def grammar(self, c: Constraint, n_prompt: int) -> Any:
         """The logits processor that enforces ``c``; ``n_prompt``: the tokens before the first generated one in
         the token context mlx-lm hands it."""
@@ -236,17 +250,7 @@ class MLXBackend:
                 draft = self.pool.acquire(draft_spec)
         handle: LoadedModel = self.pool.acquire(spec)
         t0 = time.perf_counter()
-        messages = [m.model_dump() for m in req.messages]
-        prompt = handle.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        room = handle.context_length - len(prompt)
-        if room < 1:
-            raise ContextOverflowError(
-                f"the prompt is {len(prompt)} tokens but {spec.model} holds {handle.context_length}: "
-                "shorten the prompt or the context"
-            )
-        # A budget beyond the context (extraction sizes its budget from the schema) is capped to it;
-        # output cut off there reports finish_reason "length" like any other limit.
-        max_tokens = min(req.max_tokens, room)
+        prompt, max_tokens = handle.prompt(req, spec.model)
         kwargs: dict[str, Any] = {}
         if draft is not None:
             # Speculative decoding: greedy output is token-identical; the draft's cache travels with the
@@ -263,9 +267,7 @@ class MLXBackend:
         grammar_proc = handle.grammar(req.constraint, len(rest)) if req.constraint is not None else None
         if grammar_proc is not None:
             processors.append(grammar_proc)
-        if req.seed is not None:
-            mx.random.seed(req.seed)
-        sampler = sampler_for(req)
+        sampler = sampler_for(req)  # a seeded sampler carries its own key
         parts: list[str] = []
         generated: list[int] = []
         drafted = 0
