@@ -45,3 +45,52 @@ def test_a_llama_cpp_crash_is_reported_not_fatal(tmp_path):
 
     r = _llama_isolated(str(tmp_path / "missing.gguf"), [1, 2, 3])  # the child fails to open the file
     assert "llama.cpp died" in r["crashed"] and "missing.gguf" in r["crashed"]
+
+
+# -- the remote section's llama.cpp server leg ---------------------------------------------------------------
+
+def test_the_llama_cpp_server_leg_needs_one_local_qwen_model_for_primary_and_tools():
+    import anyio
+
+    from orchestration.bench import remote
+
+    tiny = load_settings(env={}, profile="tiny")
+    r = anyio.run(remote._llama_cpp_server, tiny, 1, {})
+    assert "one local Qwen2.5-Coder model" in r["skipped"]
+
+
+def test_the_llama_cpp_server_leg_says_how_to_get_the_server(monkeypatch):
+    import anyio
+
+    from orchestration.bench import remote
+
+    monkeypatch.setitem(sys.modules, "llama_cpp.server", None)  # import fails
+    r = anyio.run(remote._llama_cpp_server, load_settings(env={}, profile="qwen"), 1, {})
+    assert "pip install -e '.[llama]'" in r["skipped"]
+
+
+def test_roles_pointed_at_llama_cpp_send_schemas_as_json_object_and_validate():
+    from orchestration.bench.remote import llama_cpp_roles, llama_cpp_server_command
+    from orchestration.settings import derive
+
+    s = derive(load_settings(env={}, profile="qwen"),
+               {"roles": llama_cpp_roles("http://127.0.0.1:8080/v1", "qwen2.5-coder-0.5b")})
+    assert s.roles["tools"].backend == "openai" and s.roles["tools"].structured_output == "json_object"
+    assert s.roles["primary"].backend_key == "openai:http://127.0.0.1:8080/v1"
+    assert s.roles["validator"].backend == "mlx"  # only the roles named move
+    cmd = llama_cpp_server_command("/m.gguf", 8080, "qwen2.5-coder-0.5b", threads=2)
+    assert cmd[1:3] == ["-m", "llama_cpp.server"] and cmd[cmd.index("--n_threads") + 1] == "2"
+
+
+def test_the_remote_table_shows_the_llama_cpp_server_beside_in_process():
+    leg = {"median_s": 2.0, "min_s": 2.0, "max_s": 2.0, "n": 1, "tool_calls": ["Write"], "steps": []}
+    r = {"remote": {"in_process": {**leg, "median_s": 4.0, "tool_calls": []},
+                    "in_process_hybrid": {**leg, "median_s": 30.0},
+                    "mlx_lm_server": {"skipped": "primary is x"},
+                    "llama_cpp_server": {"small": leg, "hybrid": {**leg, "median_s": 10.0}, "gguf": "q.gguf",
+                                         "llama_cpp_python": "0.3.36"},
+                    "llama_over_in_process": {"small": 0.5, "hybrid": 0.333}}}
+    md = markdown({**HEAD, **r})
+    assert "mlx_lm.server: primary is x" in md
+    assert "| hybrid | 30.0 | 10.0 | 0.333 | Write / Write |" in md
+    assert "| small | 4.0 | 2.0 | 0.5 | - / Write |" in md

@@ -70,11 +70,13 @@ async def test_streams_text_and_usage_and_sends_the_request() -> None:
 
 async def test_json_schema_goes_as_response_format_or_not() -> None:
     schema = {"type": "array", "maxItems": 1, "items": {"type": "string"}}
-    script = Script(httpx2.Response(200, content=GOOD), httpx2.Response(200, content=GOOD))
+    script = Script(*[httpx2.Response(200, content=GOOD)] * 3)
     c1 = await backend(script).stream(req(constraint=Constraint(json_schema=schema)))
     c2 = await backend(script, structured_output="none").stream(req(constraint=Constraint(json_schema=schema)))
+    c3 = await backend(script, structured_output="json_object").stream(req(constraint=Constraint(json_schema=schema)))
     assert script.bodies[0]["response_format"]["json_schema"]["schema"] == schema and c1.constrained
     assert "response_format" not in script.bodies[1] and not c2.constrained
+    assert script.bodies[2]["response_format"] == {"type": "json_object", "schema": schema} and c3.constrained
 
 
 async def test_option_probabilities_from_top_logprobs() -> None:

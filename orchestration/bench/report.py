@@ -57,11 +57,27 @@ def markdown(r: dict[str, Any], png: str | None = None) -> str:
         ratio = f" ({h['warm_overhead_ratio']}x the engine directly)" if "warm_overhead_ratio" in h else ""
         lines.append(f"\nHTTP API (`mageagent serve`): warm call {h['warm_call']['median_s']} s{ratio}.")
     rm = r.get("remote")
-    if rm and "skipped" not in rm:
-        lines.append(f"\nprimary on mlx_lm.server {rm['mlx_lm_server']['median_s']} s vs in-process "
-                     f"{rm['in_process']['median_s']} s (ratio {rm['ratio']}).")
-    elif rm:
+    if rm and "skipped" in rm:
         lines.append(f"\nremote: {rm['skipped']}")
+    elif rm:
+        ms = rm.get("mlx_lm_server") or {}
+        if "skipped" in ms:
+            lines.append(f"\nmlx_lm.server: {ms['skipped']}")
+        elif ms:
+            lines.append(f"\nprimary on mlx_lm.server {ms['median_s']} s vs in-process "
+                         f"{rm['in_process']['median_s']} s (ratio {rm['ratio']}).")
+        lc = rm.get("llama_cpp_server") or {}
+        if "skipped" in lc:
+            lines.append(f"\nllama.cpp server: {lc['skipped']}")
+        elif lc:
+            lines += ["", f"| roles on llama.cpp's server ({lc['gguf']}, llama-cpp-python {lc['llama_cpp_python']}) "
+                          "| in-process MLX median s | llama.cpp server median s | ratio | tool calls (MLX / llama.cpp) |",
+                      "|---|---|---|---|---|"]
+            local = {"small": rm["in_process"], "hybrid": rm["in_process_hybrid"]}
+            for k in ("small", "hybrid"):
+                lines.append(f"| {k} | {local[k]['median_s']} | {lc[k]['median_s']} | "
+                             f"{rm['llama_over_in_process'][k]} | {', '.join(local[k]['tool_calls']) or '-'} / "
+                             f"{', '.join(lc[k]['tool_calls']) or '-'} |")
     mem = r.get("memory")
     if mem:
         lines += ["", "| memory profile | models loaded | their size GB | peak RSS GB (median, min-max) | ratio |",

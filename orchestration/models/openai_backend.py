@@ -128,6 +128,8 @@ class OpenAIBackend:
         if c is not None and c.json_schema is not None and self.structured_output == "json_schema":
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "output", "schema": c.json_schema, "strict": True}}
+        elif c is not None and c.json_schema is not None and self.structured_output == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": c.json_schema}  # llama-cpp-python's form
         if c is not None and c.options:
             body["logprobs"] = True
             body["top_logprobs"] = 10
@@ -234,5 +236,5 @@ class OpenAIBackend:
             completion_tokens=completion_tokens, finish_reason="length" if finish == "length" else "stop",
             seconds=seconds, generation_tps=completion_tokens / gen_time if gen_time > 0 else 0.0,
             option_probs=option_probs,
-            constrained=bool(c is not None and c.json_schema is not None and self.structured_output == "json_schema"),
+            constrained=bool(c is not None and c.json_schema is not None and self.structured_output != "none"),
         )
