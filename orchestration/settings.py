@@ -64,10 +64,11 @@ class RoleConfig(_Strict):
     max_output_tokens: int = Field(4096, ge=1, le=1_000_000, description=(
         "openai: the largest max_tokens the endpoint accepts; larger budgets (extraction sizes its budget from "
         "the schema) are capped to it"))
-    structured_output: Literal["json_schema", "json_object", "none"] = Field(
+    structured_output: Literal["json_schema", "llama_cpp", "none"] = Field(
         "json_schema", description="openai: send JSON schemas as response_format type json_schema (vLLM, "
-                                   "llama.cpp's llama-server, Ollama) or type json_object with a schema "
-                                   "(llama-cpp-python's server); 'none' validates and retries instead")
+                                   "llama.cpp's llama-server, Ollama); 'llama_cpp' (llama-cpp-python's server): "
+                                   "schemas as type json_object with the schema, option picks (PASS/FAIL, "
+                                   "'assert ') as a GBNF grammar; 'none' validates and retries instead")
     quantization: str | None = Field(None, description="informational label for reports (e.g. '8-bit')")
     temperature: float | None = Field(None, ge=0, le=2, description="overrides the request's temperature")
     top_p: float = Field(1.0, gt=0, le=1)

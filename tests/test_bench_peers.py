@@ -69,13 +69,13 @@ def test_the_llama_cpp_server_leg_says_how_to_get_the_server(monkeypatch):
     assert "pip install -e '.[llama]'" in r["skipped"]
 
 
-def test_roles_pointed_at_llama_cpp_send_schemas_as_json_object_and_validate():
+def test_roles_pointed_at_llama_cpp_use_its_constraint_forms():
     from orchestration.bench.remote import llama_cpp_roles, llama_cpp_server_command
     from orchestration.settings import derive
 
     s = derive(load_settings(env={}, profile="qwen"),
                {"roles": llama_cpp_roles("http://127.0.0.1:8080/v1", "qwen2.5-coder-0.5b")})
-    assert s.roles["tools"].backend == "openai" and s.roles["tools"].structured_output == "json_object"
+    assert s.roles["tools"].backend == "openai" and s.roles["tools"].structured_output == "llama_cpp"
     assert s.roles["primary"].backend_key == "openai:http://127.0.0.1:8080/v1"
     assert s.roles["validator"].backend == "mlx"  # only the roles named move
     cmd = llama_cpp_server_command("/m.gguf", 8080, "qwen2.5-coder-0.5b", threads=2)

@@ -73,10 +73,26 @@ async def test_json_schema_goes_as_response_format_or_not() -> None:
     script = Script(*[httpx2.Response(200, content=GOOD)] * 3)
     c1 = await backend(script).stream(req(constraint=Constraint(json_schema=schema)))
     c2 = await backend(script, structured_output="none").stream(req(constraint=Constraint(json_schema=schema)))
-    c3 = await backend(script, structured_output="json_object").stream(req(constraint=Constraint(json_schema=schema)))
+    c3 = await backend(script, structured_output="llama_cpp").stream(req(constraint=Constraint(json_schema=schema)))
     assert script.bodies[0]["response_format"]["json_schema"]["schema"] == schema and c1.constrained
     assert "response_format" not in script.bodies[1] and not c2.constrained
     assert script.bodies[2]["response_format"] == {"type": "json_object", "schema": schema} and c3.constrained
+
+
+@pytest.mark.parametrize("options, continuation, grammar", [
+    (["PASS", "FAIL"], {"FAIL": ": "}, 'root ::= "PASS" | "FAIL: " free'),
+    (["A", "B"], None, 'root ::= "A" | "B"'),
+    (["assert "], {"assert ": ""}, 'root ::= "assert " free'),
+    (['say "x"\n'], None, 'root ::= "say \\"x\\"\\n"'),
+])
+async def test_llama_cpp_mode_sends_option_picks_as_a_gbnf_grammar(options, continuation, grammar) -> None:
+    script = Script(*[httpx2.Response(200, content=GOOD)] * 2)
+    constraint = Constraint(options=options, option_continuation=continuation)
+    await backend(script, structured_output="llama_cpp").stream(req(constraint=constraint))
+    await backend(script).stream(req(constraint=constraint))
+    assert script.bodies[0]["grammar"].splitlines()[0] == grammar
+    assert script.bodies[0]["logprobs"] is True  # the probabilities still come from the top logprobs
+    assert "grammar" not in script.bodies[1]  # other servers get no llama.cpp field
 
 
 async def test_option_probabilities_from_top_logprobs() -> None:

@@ -4,7 +4,8 @@
 - ``llama_cpp_server``: where the primary is a local Qwen2.5-Coder model and llama-cpp-python's server is
   installed (the optional ``.[llama]`` extra), the primary and tools roles on ``llama_cpp.server`` over the
   GGUF the dense model was converted from: the short call and the bench's hybrid task (answer, then the
-  extraction under a JSON schema sent as ``response_format`` type ``json_object``), against the same calls
+  extraction under a JSON schema sent as ``response_format`` type ``json_object``; option picks as a GBNF
+  ``grammar``), against the same calls
   in-process. This is the configuration the README shows for pointing a role at llama.cpp.
 """
 
@@ -32,8 +33,8 @@ def llama_cpp_server_command(gguf: str, port: int, alias: str, threads: int | No
 
 
 def llama_cpp_roles(base_url: str, alias: str, roles: tuple[str, ...] = ("primary", "tools")) -> dict[str, Any]:
-    """Role overrides that point ``roles`` at a llama-cpp-python server (schemas as ``json_object``)."""
-    return {r: {"model": alias, "backend": "openai", "base_url": base_url, "structured_output": "json_object"}
+    """Role overrides that point ``roles`` at a llama-cpp-python server (its constraint forms: ``llama_cpp``)."""
+    return {r: {"model": alias, "backend": "openai", "base_url": base_url, "structured_output": "llama_cpp"}
             for r in roles}
 
 

@@ -40,6 +40,21 @@ class _Retryable(Exception):
         super().__init__(message)
 
 
+def _gbnf_literal(text: str) -> str:
+    return '"' + "".join({'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, ch)
+                         for ch in text) + '"'
+
+
+def options_grammar(options: list[str], continuation: dict[str, str | None] | None) -> str:
+    """A GBNF grammar (llama.cpp's ``grammar`` field) for a pick among ``options``: an option with no
+    continuation ends the output; one with a continuation must go on with it, then any text."""
+    alts = []
+    for o in options:
+        cont = (continuation or {}).get(o)
+        alts.append(_gbnf_literal(o) if cont is None else f"{_gbnf_literal(o + cont)} free")
+    return "root ::= " + " | ".join(alts) + "\nfree ::= [\\x01-\\U0010FFFF]*\n"
+
+
 def _option_probs(top: list[dict[str, Any]], options: list[str], texts: dict[str, str]) -> dict[str, float] | None:
     """Option probabilities from the first token's top logprobs (tokens consistent with each option)."""
     totals = {o: 0.0 for o in options}
@@ -128,8 +143,10 @@ class OpenAIBackend:
         if c is not None and c.json_schema is not None and self.structured_output == "json_schema":
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "output", "schema": c.json_schema, "strict": True}}
-        elif c is not None and c.json_schema is not None and self.structured_output == "json_object":
+        elif c is not None and c.json_schema is not None and self.structured_output == "llama_cpp":
             body["response_format"] = {"type": "json_object", "schema": c.json_schema}  # llama-cpp-python's form
+        if c is not None and c.options and self.structured_output == "llama_cpp":
+            body["grammar"] = options_grammar(c.options, c.option_continuation)
         if c is not None and c.options:
             body["logprobs"] = True
             body["top_logprobs"] = 10
