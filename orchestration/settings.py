@@ -50,6 +50,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+_MLX_ONLY = ("draft_model", "num_draft_tokens")
+
+
 class RoleConfig(_Strict):
     """Which model plays a role, and that role's own sampling and system prompt."""
 
@@ -85,6 +88,8 @@ class RoleConfig(_Strict):
             raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8080/v1)")
         if self.backend == "mlx" and (self.base_url or self.api_key_env):
             raise ValueError("base_url and api_key_env apply to backend 'openai' only")
+        if self.backend == "openai" and self.draft_model:
+            raise ValueError("draft_model applies to backend 'mlx' only (a server drafts with its own options)")
         return self
 
     @property
@@ -265,7 +270,12 @@ class Settings(_Strict):
             if isinstance(override, RoleConfig):
                 merged[role] = override
             elif isinstance(override, dict):
-                merged[role] = {**cfg.model_dump(exclude_unset=False), **override}
+                inherited = cfg.model_dump(exclude_unset=False)
+                if override.get("backend", inherited["backend"]) != inherited["backend"]:
+                    # A role moved to another backend keeps the profile's sampling and prompt, not its model
+                    # loading: a drafting model means nothing to a server.
+                    inherited = {k: v for k, v in inherited.items() if k not in _MLX_ONLY}
+                merged[role] = {**inherited, **override}
             else:
                 merged[role] = override
         for role, cfg in given.items():

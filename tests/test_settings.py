@@ -96,3 +96,22 @@ def test_bad_env_value_names_the_variable() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_the_llama_cpp_example_points_every_role_at_its_servers() -> None:
+    s = load_settings(Path(__file__).parents[1] / "examples" / "llama_cpp.toml", env={})
+    assert s.profile == "qwen"
+    assert {r: (c.backend, c.base_url, c.model, c.structured_output) for r, c in s.roles.items()} == {
+        "primary": ("openai", "http://127.0.0.1:8080/v1", "qwen2.5-coder-0.5b", "llama_cpp"),
+        "validator": ("openai", "http://127.0.0.1:8080/v1", "qwen2.5-coder-0.5b", "llama_cpp"),
+        "tools": ("openai", "http://127.0.0.1:8080/v1", "qwen2.5-coder-0.5b", "llama_cpp"),
+        "competitor": ("openai", "http://127.0.0.1:8081/v1", "qwen2.5-coder-1.5b", "llama_cpp")}
+    assert s.roles["competitor"].draft_model is None  # the profile's MLX draft does not follow it to a server
+    assert s.roles["competitor"].temperature == 0.0  # its sampling does
+
+
+def test_a_draft_model_on_a_remote_role_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, '[roles.primary]\nbackend = "openai"\nbase_url = "http://h/v1"\nmodel = "m"\n'
+                        'draft_model = "qwen2.5-coder-0.5b"\n')
+    with pytest.raises(ConfigError, match="draft_model applies to backend 'mlx' only"):
+        load_settings(p, env={})
