@@ -83,6 +83,12 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     assert (he["he-compete-judge:A"]["k"], he["he-compete-judge:B"]["k"]) == (1, 0)
     assert he["he-compete"]["k"] == 1  # ... the tests did not
     assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1  # majority wrong, one right
+    # ... and its pick by the prompt's own examples finds the right one (the always-False pair passes 1 of 2)
+    assert he["he-primary-k3:tests"]["k"] == 1
+    k3 = next(x for x in results["humaneval"]["per_item"] if x["system"] == "he-primary-k3")
+    assert k3["examples_passed"] == [1, 2, 1] and k3["tests_sample"] == 1 and k3["majority_sample"] == 0
+    assert any(x["a"] == "he-primary" and x["b"] == "he-primary-k3:tests"
+               for x in results["humaneval"]["comparisons"])
     c = results["humaneval"]["compete"]["he-compete-judge"]
     assert c["position_consistency"]["k"] == 1
     assert (c["first_shown_picked"]["k"], c["first_shown_picked"]["n"]) == (1, 2)

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ModelOutputError
 from ..sandbox import Limits, SandboxKind, SandboxMode, resolve
 from ..tools.extract import parse_calls
+from ..verify import host_tests, python_code, run_tests
 from ..types import ToolCall
 from . import bfcl, humaneval
 from .data import BfclItem
@@ -32,6 +33,9 @@ HE_COMPARISONS = [  # (baseline, contender)
     ("he-compete:A", "he-compete"),
     ("he-primary-k3", "he-compete"),
     ("he-primary", "he-primary-k3"),
+    ("he-primary", "he-primary-k3:tests"),
+    ("he-primary-k3:tests", "he-validated"),
+    ("he-primary-k3:tests", "he-compete"),
     ("he-primary", "he-hybrid"),
     ("he-primary", "he-auto"),
     ("he-primary", "he-primary-q4"),
@@ -89,6 +93,21 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
             passed[(task, text)] = humaneval.check(problems[task], text, limits, kind).passed
         return passed[(task, text)]
 
+    examples: dict[tuple[str, str], int] = {}
+
+    def examples_passed(task: str, text: str | None) -> int:
+        """How many of the prompt's own ``>>>`` examples a candidate passes (what validated executes; -1:
+        no code, or it does not load). The hidden tests are never shown to a pick."""
+        if (task, text or "") not in examples:
+            code = python_code(text or "")
+            tests = host_tests(humaneval.task_prompt(problems[task]), None, None)
+            if code is None:
+                examples[(task, text or "")] = -1
+            else:
+                ex = run_tests(code, tests, mode=kind)
+                examples[(task, text or "")] = -1 if ex.load_error else sum(t.passed for t in ex.tests)
+        return examples[(task, text or "")]
+
     by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r["suite"] == "humaneval" and r["item"] in problems:
@@ -102,6 +121,7 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         flags: dict[str, bool] = {}
         if spec.samples > 1:
             oracle: dict[str, bool] = {}
+            tests_pick: dict[str, bool] = {}
             for task, recs in items.items():
                 recs = sorted(recs, key=lambda r: r["sample"])
                 if len(recs) < spec.samples:
@@ -113,8 +133,14 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
                 chosen = next(i for i, code in enumerate(codes) if votes[code] == top)  # ties: the earliest
                 flags[task] = passes[chosen]
                 oracle[task] = any(passes)
-                per_item.append({"item": task, "system": name, "passes": passes, "majority_sample": chosen})
+                # The pick by its own tests: most of the prompt's examples passed; ties by votes, then the earliest.
+                shown = [examples_passed(task, r["text"]) for r in recs]
+                by_tests = max(range(len(recs)), key=lambda i: (shown[i], votes[codes[i]], -i))
+                tests_pick[task] = passes[by_tests]
+                per_item.append({"item": task, "system": name, "passes": passes, "majority_sample": chosen,
+                                 "examples_passed": shown, "tests_sample": by_tests})
             table[f"{name}:oracle"] = oracle
+            table[f"{name}:tests"] = tests_pick
         else:
             for task, recs in items.items():
                 rec = recs[0]
@@ -138,6 +164,9 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         if spec.samples > 1:
             systems[f"{name}:oracle"] = {**_rate(list(table[f"{name}:oracle"].values())),
                                          "description": f"any of the {spec.samples} samples passes"}
+            systems[f"{name}:tests"] = {**_rate(list(table[f"{name}:tests"].values())),
+                                        "description": f"the one of {spec.samples} samples that passes the most "
+                                                       "of the prompt's examples (ties: majority, then first)"}
     for name in [n for n in by if SYSTEMS[n].pattern == "compete"]:
         judged = [r["judgement"] for recs in by[name].values() for r in recs if r.get("judgement")]
         by_judge = [j for j in judged if j.get("method", "judge") == "judge"]
