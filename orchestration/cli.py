@@ -237,7 +237,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import anyio
 
     from .evaluation.report import markdown
-    from .evaluation.runner import EvalConfig, run_eval, select_items, selected_records
+    from .evaluation.runner import EvalConfig, finished_only, run_eval, select_items, selected_records
     from .evaluation.score import score
 
     settings = _settings(args)
@@ -263,9 +263,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         records = anyio.run(lambda: run_eval(config, settings, out, data, say, concurrency=args.concurrency,
                                               reuse=not args.no_reuse))
+    meta: dict[str, Any] = {"models": ", ".join(sorted({f"{r}={c.model}" for r, c in settings.roles.items()}))}
+    if args.finished_only:
+        kept = finished_only(records, config)
+        meta["scope"] = (f"only the items every system finished: {len({(r['suite'], r['item']) for r in kept})} "
+                         f"items, {len(kept)} of {len(records)} records (--finished-only)")
+        records = kept
     results = score(data, records, seed=config.seed, sandbox=settings.sandbox)
-    models = ", ".join(sorted({f"{r}={c.model}" for r, c in settings.roles.items()}))
-    report = markdown(results, config.model_dump(), {"models": models})
+    report = markdown(results, config.model_dump(), meta)
     (out / "results.json").write_text(json.dumps({"config": config.model_dump(), "results": results}, indent=1))
     (out / "report.md").write_text(report)
     _out({"config": config.model_dump(), "results": results, "out": str(out)}, args.json, report)
@@ -345,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-reuse", action="store_true",
                    help="generate every step, even a greedy request another system already made in this run")
     e.add_argument("--rescore", action="store_true", help="score the records in --out again without generating")
+    e.add_argument("--finished-only", action="store_true",
+                   help="score only the items every system has finished (a stopped run: the same items for all)")
     e.add_argument("--no-download", action="store_true", help="use only the wheels already in the cache")
     e.add_argument("--json", action="store_true", help="print config and results as one JSON document")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")

@@ -142,6 +142,18 @@ async def test_rescore_from_the_command_line_reads_only_records(data, tmp_path, 
     assert doc["results"]["humaneval"]["systems"]["he-compete-judge:oracle"]["k"] == 1
     assert (tmp_path / "report.md").read_text().startswith("# mageagent eval")
     assert "he-primary-k3" in (tmp_path / "report.md").read_text()
+    # a stopped run scored on its common items: drop one k3 sample, and the item leaves every system's count
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    (tmp_path / "records.jsonl").write_text("\n".join(
+        x for x in lines if not ('"he-primary-k3"' in x and '"sample": 2' in x)) + "\n")
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert cli.main(["eval", "--out", str(tmp_path), "--rescore", "--finished-only", "--no-download",
+                         "--json"]) == 0
+    results = json.loads(buf.getvalue())["results"]
+    assert results["humaneval"]["systems"] == {}  # the one problem is unfinished for k3: no system counts it
+    assert results["bfcl"]["systems"]["bfcl-tools"]["valid"]["n"] == len(chosen.bfcl)  # BFCL's items all finished
+    assert "only the items every system finished: " in (tmp_path / "report.md").read_text()
 
 
 async def test_items_run_concurrently_and_every_record_lands(data, tmp_path):
@@ -213,3 +225,23 @@ async def test_samples_draw_at_the_systems_temperature_even_where_the_role_fixes
                    backends={"mlx": fake})
     assert [r.temperature for r in fake.history] == [0.7, 0.7, 0.7]
     assert sorted(r.seed for r in fake.history) == [1000, 1001, 1002]
+
+
+def test_finished_only_keeps_the_items_every_system_finished():
+    from orchestration.evaluation.report import markdown
+    from orchestration.evaluation.runner import finished_only
+
+    config = EvalConfig(systems=["he-primary", "he-primary-k3", "bfcl-tools"], limit=3)
+
+    def rec(suite, item, system, sample=0):  # noqa: ANN001, ANN202
+        return {"suite": suite, "item": item, "system": system, "sample": sample}
+
+    full = [rec("humaneval", "HumanEval/0", "he-primary")] + [rec("humaneval", "HumanEval/0", "he-primary-k3", k)
+                                                             for k in range(3)]
+    part = [rec("humaneval", "HumanEval/1", "he-primary"), rec("humaneval", "HumanEval/1", "he-primary-k3", 0),
+            rec("humaneval", "HumanEval/1", "he-primary-k3", 2)]  # sample 1 missing
+    only_one = [rec("humaneval", "HumanEval/2", "he-primary-k3", k) for k in range(3)]  # he-primary missing
+    bfcl = [rec("bfcl", "simple_python_0", "bfcl-tools")]  # BFCL needs only its own suite's systems
+    assert finished_only(full + part + only_one + bfcl, config) == full + bfcl
+    md = markdown({}, config.model_dump(), {"models": "m", "scope": "only the items every system finished: 2 items"})
+    assert "- scored: only the items every system finished: 2 items" in md

@@ -39,6 +39,7 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
     lines = ["# mageagent eval", ""]
     lines += [f"- command: `{config.get('command') or 'mageagent eval'}`",
               f"- models: {meta.get('models', '?')}",
+              *([f"- scored: {meta['scope']}"] if meta.get("scope") else []),
               f"- data: {', '.join(f'{k} {v}' for k, v in config.get('packages', {}).items())} (PyPI wheels)",
               f"- selection: limit {config.get('limit') or 'all'} per suite/category, seed {config.get('seed')}; "
               f"greedy decoding (T=0) unless a system says otherwise; answer budget {config.get('max_tokens')} "

@@ -213,6 +213,20 @@ def selected_records(path: Path, config: EvalConfig, data: Dataset) -> list[dict
     return [r for r in read_records(path) if (r["suite"], r["item"]) in wanted and r["system"] in config.systems]
 
 
+def finished_only(records: list[dict[str, Any]], config: EvalConfig) -> list[dict[str, Any]]:
+    """The records of the items that every system of their suite has finished, every sample: a stopped run
+    scored on the same items for every system (paired, not each system on what it happened to reach)."""
+    need: dict[str, dict[str, int]] = {}
+    for name in config.systems:
+        need.setdefault(SYSTEMS[name].suite, {})[name] = SYSTEMS[name].samples
+    have: dict[tuple[str, str], set[tuple[str, int]]] = {}
+    for r in records:
+        have.setdefault((r["suite"], r["item"]), set()).add((r["system"], r["sample"]))
+    done = {key for key, got in have.items()
+            if all((name, k) in got for name, n in need.get(key[0], {}).items() for k in range(n))}
+    return [r for r in records if (r["suite"], r["item"]) in done]
+
+
 def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
     return r["suite"], r["item"], r["system"], r["sample"]
 
