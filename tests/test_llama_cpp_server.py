@@ -6,19 +6,17 @@ Skipped where the extra is not installed (the default CI set-up does not install
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python's server is the optional '.[llama]' extra")
 
-from orchestration.bench.remote import llama_cpp_roles, llama_cpp_server_command  # noqa: E402
+from orchestration.bench.remote import llama_cpp_roles, llama_cpp_server  # noqa: E402
 from orchestration.engine import Engine  # noqa: E402
 from orchestration.models.openai_backend import OpenAIBackend  # noqa: E402
 from orchestration.models.smollm2 import find_gguf  # noqa: E402
 from orchestration.settings import derive, load_settings  # noqa: E402
-from orchestration.testing import free_port, wait_http  # noqa: E402
 from orchestration.types import Constraint, GenerationRequest, Message, PatternRequest  # noqa: E402
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
@@ -31,19 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     found = find_gguf(settings.cache_dir)
     if found is None:
         pytest.skip("the tiny model's GGUF is not set up (mageagent setup)")
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"  # a file: its load log would fill a pipe
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(llama_cpp_server_command(str(found[0]), port, ALIAS), stdout=sink, stderr=sink)
-    try:
-        try:
-            wait_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout=120)
-        except AssertionError as e:
-            raise AssertionError(f"{e}; server log: {log.read_text()[-1500:]}") from None
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with llama_cpp_server(str(found[0]), ALIAS, tmp_path_factory.mktemp("llama") / "server.log",
+                          timeout=120) as base_url:
+        yield base_url
 
 
 def ask(text: str, constraint: Constraint, max_tokens: int) -> GenerationRequest:

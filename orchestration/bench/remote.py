@@ -15,13 +15,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..settings import Settings, derive
 from .common import PROMPT, SMALL, say, spread
 
-__all__ = ["run", "llama_cpp_server_command", "llama_cpp_roles"]
+__all__ = ["run", "llama_cpp_server", "llama_cpp_server_command", "llama_cpp_roles"]
 
 
 def llama_cpp_server_command(gguf: str, port: int, alias: str, threads: int | None = None) -> list[str]:
@@ -30,6 +32,27 @@ def llama_cpp_server_command(gguf: str, port: int, alias: str, threads: int | No
     n = str(threads or os.cpu_count() or 1)
     return [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", alias, "--host", "127.0.0.1",
             "--port", str(port), "--n_ctx", "8192", "--n_threads", n, "--n_threads_batch", n]
+
+
+@contextmanager
+def llama_cpp_server(gguf: str, alias: str, log: Path, timeout: float = 180) -> Iterator[str]:
+    """llama-cpp-python's server for ``gguf`` on a free loopback port, its output in ``log`` (a file: its load
+    log would fill a pipe); yields the base URL and stops the server after. One that does not come up fails
+    with the log's tail."""
+    from ..testing import free_port, wait_http
+
+    port = free_port()
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(llama_cpp_server_command(gguf, port, alias), stdout=sink, stderr=sink)
+    try:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout=timeout)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; server log: {log.read_text(errors='replace')[-1500:]}") from None
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def llama_cpp_roles(base_url: str, alias: str, roles: tuple[str, ...] = ("primary", "tools")) -> dict[str, Any]:
@@ -86,33 +109,22 @@ async def _mlx_lm_server(settings: Settings, reps: int, small: Any) -> dict[str,
 
 async def _llama_cpp_server(settings: Settings, reps: int, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
     from ..models import qwen25_coder
-    from ..testing import free_port, wait_http
 
     model = settings.roles["primary"].model
     if settings.roles["tools"].model != model or model not in qwen25_coder.MODELS:
         return {"skipped": "needs the primary and tools roles on one local Qwen2.5-Coder model (the GGUF it serves)"}
     try:
-        import llama_cpp.server  # noqa: F401
+        import llama_cpp.server  # binds llama_cpp too
     except ImportError as e:
         return {"skipped": f"llama-cpp-python's server is not installed ({e}): pip install -e '.[llama]'"}
     gguf = settings.cache_dir / "gguf" / qwen25_coder.MODELS[model].source.name
     if not gguf.is_file():
         return {"skipped": f"{gguf} is missing: run `mageagent setup --model {model}`"}
-    port = free_port()
-    log = Path(settings.cache_dir) / "llama_cpp_server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(llama_cpp_server_command(str(gguf), port, model), stdout=sink, stderr=sink)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout=180)
-        import llama_cpp
-
-        res = await _time(settings, llama_cpp_roles(f"http://127.0.0.1:{port}/v1", model), calls, reps)
-        res["llama_cpp_python"] = llama_cpp.__version__
-        res["gguf"] = gguf.name
-        return res
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with llama_cpp_server(str(gguf), model, settings.cache_dir / "llama_cpp_server.log") as base_url:
+        res = await _time(settings, llama_cpp_roles(base_url, model), calls, reps)
+    res["llama_cpp_python"] = llama_cpp.__version__
+    res["gguf"] = gguf.name
+    return res
 
 
 async def run(settings: Settings, reps: int) -> dict[str, Any]:

@@ -140,16 +140,17 @@ class OpenAIBackend:
         if req.seed is not None:
             body["seed"] = req.seed
         c = req.constraint
-        if c is not None and c.json_schema is not None and self.structured_output == "json_schema":
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "output", "schema": c.json_schema, "strict": True}}
-        elif c is not None and c.json_schema is not None and self.structured_output == "llama_cpp":
-            body["response_format"] = {"type": "json_object", "schema": c.json_schema}  # llama-cpp-python's form
-        if c is not None and c.options and self.structured_output == "llama_cpp":
-            body["grammar"] = options_grammar(c.options, c.option_continuation)
+        if c is not None and c.json_schema is not None:
+            if self.structured_output == "json_schema":
+                body["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "output", "schema": c.json_schema, "strict": True}}
+            elif self.structured_output == "llama_cpp":  # llama-cpp-python's form
+                body["response_format"] = {"type": "json_object", "schema": c.json_schema}
         if c is not None and c.options:
             body["logprobs"] = True
             body["top_logprobs"] = 10
+            if self.structured_output == "llama_cpp":
+                body["grammar"] = options_grammar(c.options, c.option_continuation)
         return body
 
     def _http_error(self, status: int, text: str, model: str) -> Exception:
