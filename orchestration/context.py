@@ -38,6 +38,8 @@ class RunContext:
         self.trace = Trace(pattern=pattern)
         self._on_progress = on_progress
         self._t0 = time.perf_counter()
+        # Texts of generations that stopped at their token budget: never run, scored or written as complete.
+        self.cut_off_texts: set[str] = set()
 
     # -- roles ---------------------------------------------------------------------------------------
     def role_system(self, role: Role) -> str | None:
@@ -95,6 +97,8 @@ class RunContext:
             raise PatternError(f"{self.pattern}: step {step_no} '{purpose}' on role {role} ({cfg.model}) failed: {e}",
                                pattern=self.pattern, step=purpose, role=role) from e
         seconds = time.perf_counter() - t0
+        if completion.finish_reason == "length":
+            self.cut_off_texts.add(completion.text)
         self.trace.steps.append(Step(role=role, model=cfg.model, purpose=purpose,
                                      prompt_tokens=completion.prompt_tokens,
                                      completion_tokens=completion.completion_tokens,
@@ -153,6 +157,10 @@ class RunContext:
                                        Message(role="user", content=f"That output is not usable: {e}. Answer again "
                                                                     "in exactly the required format.")]
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def is_cut_off(self, text: str) -> bool:
+        """``text`` is (or ends with) a generation that stopped at its token budget."""
+        return any(text == t or (t and text.endswith(t)) for t in self.cut_off_texts)
 
     def fail(self, message: str, *, step: str, role: str) -> PatternError:
         return PatternError(f"{self.pattern}: step '{step}' on role {role}: {message}",
