@@ -25,6 +25,7 @@ from mcp_types import Tool as MCPTool
 from pydantic import Field, ValidationError
 
 from mcp_mageagent.compact import compact_schema
+from mcp_mageagent.tasks import TasksExtension, TaskStore, current_task
 from orchestration.models.blas import preload_openblas
 from orchestration.engine import Engine
 from orchestration.errors import MageError, ModelNotFoundError, PatternError
@@ -131,10 +132,15 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
             raise ToolError(str(e)) from e
         counter, last_sent, last_message, started = 0, time.monotonic(), "started", time.monotonic()
 
+        task = current_task()  # a call run as an MCP task reports its step as the task's status, not as progress
+
         async def send(message: str) -> None:
             nonlocal counter, last_sent
             counter += 1
             last_sent = time.monotonic()
+            if task is not None:
+                task.note(message)
+                return
             try:
                 await ctx.report_progress(counter, None, message)
             except Exception:  # a client that went away must not break generation bookkeeping
@@ -185,10 +191,11 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
 def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
     """The MCP server over an engine (built from ``settings`` when not given). Loads no model."""
     engine = engine or Engine(settings)
+    tasks = TaskStore(settings.tasks)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Engine]:
-        async with anyio.create_task_group() as tg:
+        async with tasks.running(), anyio.create_task_group() as tg:
             if settings.warmup:
                 async def warm() -> None:
                     try:
@@ -211,6 +218,7 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
         version="0.1.0",
         lifespan=lifespan,
         log_level=settings.log_level,
+        extensions=[TasksExtension(tasks, {tool_name(p) for p in settings.tasks.patterns})],
     )
     annotations = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                   open_world_hint=False)

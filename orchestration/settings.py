@@ -196,6 +196,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "mageagent"
 
 
+class TaskSettings(_Strict):
+    """MCP tasks (io.modelcontextprotocol/tasks) for hosts that declare the extension: a long call answers at once
+    with a task the host polls."""
+
+    patterns: list[str] = Field(default_factory=lambda: ["validated", "compete"], description="the patterns whose "
+                                "calls become tasks (the slow ones: minutes on the default profile); [] = none")
+    ttl_s: float = Field(900.0, gt=0, description="seconds a finished task's result is kept for the host to fetch; "
+                         "then it is dropped (a running task is never dropped)")
+    poll_ms: int = Field(1000, ge=50, le=60_000, description="the polling interval the server suggests")
+
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:  # MAGEAGENT_TASKS__PATTERNS=validated,compete
+        return [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+
+
 class Settings(_Strict):
     """Everything the engine, the CLI and the server need; see the README for each key."""
 
@@ -245,6 +261,7 @@ class Settings(_Strict):
                             "subprocess with limits only (it can read your files), for machines without "
                             "user namespaces")
     http: HttpSettings = Field(default_factory=HttpSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
     config_file: Path | None = None
 
     @field_validator("cache_dir", "log_file")
