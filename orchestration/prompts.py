@@ -176,3 +176,17 @@ def fault_request(request: PatternRequest, code: str, test: str, error: str) -> 
     return [Message(role="system", content=TEST_FAULT),
             Message(role="user", content=f"Task:\n{user_content(request)}\n\nCode:\n```python\n{code}```\n\n"
                                          f"Test:\n{test}\n\nResult: {error}")]
+
+
+CHOOSE_CALLS = """You decide which action a coding assistant's host should carry out for the user's request. The \
+options were built from the request, the files and the answer; you only choose. Answer with the number of the one \
+option the request asks for, or none if the request asks for no action (a question, an explanation)."""
+
+
+def choose_calls(request: PatternRequest, answer: str | None, labels: list[str]) -> list[Message]:
+    """The tools model picks one of the candidate actions (numbered) or none; the answer is shown shortened."""
+    shown = "" if not answer else f"\n\nAnswer (shortened):\n{answer[:600]}"
+    options = "\n".join(f"{n}. {label}" for n, label in enumerate(labels, 1))
+    return [Message(role="system", content=CHOOSE_CALLS),
+            Message(role="user", content=f"Request:\n{request.prompt}{shown}\n\nOptions:\n{options}\nnone. No "
+                                         "action\n\nWhich option?")]

@@ -6,13 +6,14 @@ Built once at the edge (CLI, server) by :func:`load_settings` and passed down; n
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .custom import CustomPattern
 from .errors import ConfigError
@@ -47,7 +48,30 @@ DEFAULT_PROFILE = "qwen"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # No inf or nan anywhere: a budget of inf GB or a timeout of nan seconds means nothing.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+def _list_form(v: Any) -> Any:
+    """A list given as one string (an environment variable): JSON ('["a", "b"]') or comma-separated ('a,b')."""
+    if not isinstance(v, str):
+        return v
+    text = v.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"not a JSON list ({e}); or write the items comma-separated") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def expand_home(path: Path) -> Path:
+    """``~`` and ``~user`` expanded; ValueError (one line) for a user this machine does not know."""
+    try:
+        return path.expanduser()
+    except RuntimeError:  # pathlib's answer to ~nosuchuser or a missing HOME
+        raise ValueError(f"{str(path).split('/')[0]!r} in {str(path)!r} names no user's home directory on this "
+                         "machine") from None
 
 
 _MLX_ONLY = ("draft_model", "num_draft_tokens")
@@ -189,6 +213,17 @@ class HttpSettings(_Strict):
     queue_depth: int = Field(8, ge=1, le=1024, description="requests admitted at once (running or waiting); "
                              "beyond it the answer is 429 with Retry-After")
     retry_after_s: int = Field(5, ge=1, le=3600, description="the Retry-After of a 429")
+    header_timeout_s: float = Field(10.0, gt=0, le=600, description="seconds a connection has to send a request's "
+                                    "headers (from connecting, or from the previous response); then it is closed")
+    body_timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds a request has to send its body after "
+                                  "its headers; then the connection is closed")
+    max_connections: int = Field(64, ge=1, le=10000, description="connections open at once; beyond it a new one "
+                                 "is closed at once")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _list_form(v)
 
 
 def default_cache_dir() -> Path:
@@ -244,8 +279,10 @@ class Settings(_Strict):
     extraction: Literal["auto", "always", "never"] = "auto"
     extraction_max_calls: int = Field(4, ge=1, le=32)
     extraction_max_string: int = Field(400, ge=16, le=20000, description="max characters of a free string argument")
-    extraction_constraint: Literal["grounded", "grammar", "none"] = Field(
-        "grounded", description="'grounded': calls are valid and grounded by construction (paths, contents and "
+    extraction_constraint: Literal["candidates", "grounded", "grammar", "none"] = Field(
+        "candidates", description="'candidates': the seed tools' calls are built from facts (the request, the context "
+                                "and the answer) and the tools model only chooses among them, host tools decode "
+                                "grounded; 'grounded': calls are valid and grounded by construction (paths, contents and "
                                 "edited text from the request and the answer); 'grammar': valid only (the tools' "
                                 "plain schemas); 'none': free generation parsed leniently, one attempt (the "
                                 "evaluation's unconstrained baseline)")
@@ -267,7 +304,19 @@ class Settings(_Strict):
     @field_validator("cache_dir", "log_file")
     @classmethod
     def _expand_user(cls, v: Path | None) -> Path | None:
-        return v.expanduser() if v is not None else None
+        return expand_home(v) if v is not None else None
+
+    @field_validator("log_file")
+    @classmethod
+    def _not_a_directory(cls, v: Path | None) -> Path | None:
+        if v is not None and v.is_dir():
+            raise ValueError(f"{v} is a directory; name a file in it, e.g. {v / 'mageagent.log'}")
+        return v
+
+    @field_validator("publish", mode="before")
+    @classmethod
+    def _publish_list(cls, v: Any) -> Any:
+        return _list_form(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -276,8 +325,8 @@ class Settings(_Strict):
         if not isinstance(data, dict):
             return data
         profile = data.get("profile", DEFAULT_PROFILE)
-        # An unknown profile is reported by field validation; fill roles from the default meanwhile.
-        base = PROFILES.get(profile, PROFILES[DEFAULT_PROFILE])
+        # An unknown profile (or a list, a table) is reported by field validation; fill roles from the default.
+        base = PROFILES.get(profile if isinstance(profile, str) else DEFAULT_PROFILE, PROFILES[DEFAULT_PROFILE])
         given = data.get("roles") or {}
         if not isinstance(given, dict):
             return data
@@ -308,16 +357,10 @@ class Settings(_Strict):
 
     @field_validator("publish")
     @classmethod
-    def _check_publish(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        from .patterns import PATTERNS  # the patterns import this module
-
-        if v is None:
-            return v
-        known = [*PATTERNS, *info.data.get("patterns", {})]
-        unknown = [p for p in v if p not in known]
-        if unknown:
-            raise ValueError(f"unknown pattern(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        if not v:
+    def _check_publish(cls, v: list[str] | None) -> list[str] | None:
+        # The names are checked against the pattern table where it lives (the MCP server's build), which keeps
+        # this module below the patterns.
+        if v is not None and not v:
             raise ValueError("empty: name at least one pattern, or leave publish out to publish all")
         return v
 
@@ -373,7 +416,8 @@ def derive(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
     try:
         return Settings.model_validate(_merge(settings.model_dump(), overrides))
     except ValidationError as e:
-        raise ConfigError(f"invalid settings overrides {dict(overrides)}: {e}") from e
+        raise ConfigError(f"invalid settings overrides {dict(overrides)}: "
+                          f"{_explain(e, {}, {}, None).removeprefix('invalid settings:').strip()}") from e
 
 
 def _has_path(data: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
@@ -425,11 +469,11 @@ def _explain(e: ValidationError, file_data: dict[str, Any], env_data: dict[str, 
             allowed = _allowed_keys(loc)
             msg = "unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
         else:
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and not isinstance(err["input"], dict):
                 msg += f" (got {err['input']!r})"
         lines.append(f"{where}: key '{key}': {msg}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
+    return "invalid settings: " + lines[0] if len(lines) == 1 else "invalid settings:\n  " + "\n  ".join(lines)
 
 
 def load_settings(
@@ -441,7 +485,11 @@ def load_settings(
     """Build the settings: defaults, then the TOML file, then MAGEAGENT_* variables, then ``overrides``."""
     env = os.environ if env is None else env
     raw_path = config_file if config_file is not None else env.get(ENV_PREFIX + "CONFIG")
-    path = Path(raw_path).expanduser() if raw_path else None
+    try:
+        path = expand_home(Path(raw_path)) if raw_path else None
+    except ValueError as e:
+        where = "--config" if config_file is not None else f"environment variable {ENV_PREFIX}CONFIG"
+        raise ConfigError(f"{where}: {e}") from None
     file_data = _read_toml(path) if path is not None else {}
     env_data = _env_values(env)
     data = _merge(_merge(file_data, env_data), {k: v for k, v in overrides.items() if v is not None})
@@ -450,7 +498,10 @@ def load_settings(
         # Relative paths in a config file are relative to the file, not to the working directory.
         for key in ("cache_dir", "log_file"):
             if isinstance(file_data.get(key), str) and key not in env_data and key not in overrides:
-                p = Path(file_data[key]).expanduser()
+                try:
+                    p = expand_home(Path(file_data[key]))
+                except ValueError as e:
+                    raise ConfigError(f"config file {path}: key '{key}': {e}") from None
                 data[key] = p if p.is_absolute() else path.parent / p
     try:
         return Settings.model_validate(data)

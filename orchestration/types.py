@@ -22,6 +22,9 @@ __all__ = [
     "Step",
     "Verdict",
     "Judgement",
+    "Round",
+    "ToolCandidate",
+    "ToolDecision",
     "Trace",
     "Totals",
     "PatternResult",
@@ -168,6 +171,10 @@ class TestOutcome(_Model):
     passed: bool
     error: str | None = None
     set_aside: bool = Field(False, description="a generated test the validator judged wrong (not counted)")
+    call: str | None = Field(None, description="for `assert X == Y`: X, the input")
+    expected: str | None = Field(None, description="for `assert X == Y`: Y's value")
+    got: str | None = Field(None, description="for `assert X == Y`: what X returned")
+    raised: str | None = Field(None, description="for `assert X == Y`: what X raised instead")
 
 
 class Execution(_Model):
@@ -196,6 +203,21 @@ class Execution(_Model):
             return [f"the code does not run: {self.load_error}"]
         return [f"`{t.test}` failed: {t.error}" for t in self.counted if not t.passed]
 
+    def feedback(self) -> list[str]:
+        """Each failing test as a small model can use it: the input, what was expected, what came back."""
+        if self.load_error is not None:
+            return [f"the code does not run: {self.load_error}"]
+        out = []
+        for t in self.counted:
+            if t.passed:
+                continue
+            if t.call is not None and t.expected is not None:
+                came = f"raised {t.raised}" if t.raised else f"returned {t.got}"
+                out.append(f"{t.call} should be {t.expected}, but your code {came}")
+            else:
+                out.append(f"`{t.test}` failed: {t.error}")
+        return out
+
 
 class Verdict(_Model):
     verdict: Literal["PASS", "FAIL"]
@@ -221,6 +243,42 @@ class Judgement(_Model):
     recused: bool | None = Field(None, description="the judge wrote neither answer")
     test_scores: dict[str, int] | None = Field(None, description="tests passed by A and B")
     execution: dict[str, Execution] | None = None
+    judge_kind: Literal["pointwise", "pairwise"] | None = Field(
+        None, description="pointwise: each answer scored alone (order cannot matter); pairwise: A against B")
+    scores: dict[str, float] | None = Field(None, description="pointwise: the judge's probability that each answer "
+                                             "is correct, each scored on its own")
+
+
+class Round(_Model):
+    """One repair round of validated: who rewrote the code and what the tests said of it."""
+
+    round: int
+    role: Role
+    model: str
+    outcome: Literal["fixed", "improved", "still failing", "worse", "no change", "cut off", "no code"]
+    passed: int | None = Field(None, description="tests the repaired code passed")
+    total: int | None = Field(None, description="tests counted")
+
+
+class ToolCandidate(_Model):
+    """A call (or group of calls) built from facts before any model runs."""
+
+    label: str = Field(description="what it does, as the chooser reads it")
+    calls: list[ToolCall]
+    source: str = Field(description="the facts it was built from")
+    asked: bool = Field(description="the request's own words ask for exactly this")
+
+
+class ToolDecision(_Model):
+    """How the tool calls were chosen: by facts, by the tools model among the candidates, or none."""
+
+    decided_by: Literal["facts", "model", "nothing to decide"]
+    reason: str
+    candidates: list[ToolCandidate] = Field(default_factory=list)
+    chosen: list[int] = Field(default_factory=list, description="indices into candidates")
+    probabilities: dict[str, float] | None = Field(None, description="the chooser's probability per option")
+    refused: list[str] = Field(default_factory=list, description="calls never returned, and why")
+    evidence: list[str] = Field(default_factory=list, description="the request's words that showed each ask")
 
 
 class Trace(_Model):
@@ -231,8 +289,10 @@ class Trace(_Model):
     matched_keywords: list[str] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     revisions: int | None = None
+    rounds: list[Round] = Field(default_factory=list, description="validated: each repair round, escalation included")
     judgement: Judgement | None = None
     extraction: str | None = Field(None, description="why tool extraction ran or was skipped")
+    tool_decision: ToolDecision | None = Field(None, description="the candidates and who chose among them")
     verification: str | None = Field(None, description="validated/compete: how answers were checked and why")
 
 
@@ -251,6 +311,10 @@ class PatternResult(_Model):
     trace: Trace
     totals: Totals
     models: dict[str, str] = Field(default_factory=dict, description="role -> model id used")
+    finish_reason: Literal["stop", "length"] = Field("stop", description="length: the answer stopped at its token "
+                                                     "budget")
+    cut_off: bool = Field(False, description="the answer was cut off at its token budget: incomplete, never run "
+                                             "or written as if complete")
 
 
 class ProgressEvent(_Model):

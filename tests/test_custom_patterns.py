@@ -114,17 +114,17 @@ async def test_review_and_fix_runs_steps_in_order_with_templating_and_a_bounded_
     fake.enqueue("FAIL: off by one", model=V)                  # issues
     fake.enqueue("fixed v1", model=C)                          # fix
     fake.enqueue("FAIL: still wrong", model=V)                 # check -> back to fix (round 1 of 1)
-    fake.enqueue("fixed v2", model=C)                          # fix again, with the feedback
+    v2 = "```python\nfor i in range(n): ...\n```"
+    fake.enqueue(v2, model=C)                                  # fix again, with the feedback
     fake.enqueue("FAIL: meh", model=V)                         # check: bound reached, go on
-    # grounded extraction: the content is chosen by block number (the answer has no fence: block 1 is all of it)
-    fake.enqueue([{"tool": "Write", "arguments": {"file_path": "a.py", "content_block": 1}}], model=T)
     r = await engine.run("review_and_fix", PatternRequest(prompt="fix a.py", context="for i in range(n+1): ..."))
-    assert fake.models_asked == [P, V, C, V, C, V, T]
-    assert [s.purpose for s in r.trace.steps] == ["review", "issues", "fix", "check", "fix", "check",
-                                                  "extract tool calls"]
-    assert r.text == "fixed v2" and r.trace.revisions == 1
+    # The extraction step is decided by facts (a.py shown + its new version): an Edit, no tools-model step.
+    assert fake.models_asked == [P, V, C, V, C, V]
+    assert [s.purpose for s in r.trace.steps] == ["review", "issues", "fix", "check", "fix", "check"]
+    assert r.text == v2 and r.trace.revisions == 1
     assert [v.verdict for v in r.trace.verdicts] == ["FAIL", "FAIL", "FAIL"]
-    assert r.tool_calls[0].tool == "Write" and r.tool_calls[0].arguments == {"file_path": "a.py", "content": "fixed v2"}
+    assert [(c.tool, c.arguments) for c in r.tool_calls] == [
+        ("Edit", {"file_path": "a.py", "old_string": "for i in range(n+1): ...", "new_string": "for i in range(n): ..."})]
     review_prompt = fake.history[0].messages[-1].content
     assert "Task: fix a.py" in review_prompt and "for i in range(n+1)" in review_prompt
     fix1 = fake.history[2].messages[-1].content

@@ -51,7 +51,7 @@ def _script(problem, systems: tuple[str, ...] = ("he-primary", "he-validated-mod
     call = [{"tool": "calculate_triangle_area", "arguments": {"base": 10, "height": 5}}]
     f.enqueue(call, model="tools-model")  # bfcl-tools on simple_python_0
     f.enqueue("Sure! " + json.dumps(call[0]) + " is the call.", model="tools-model")  # bfcl-tools-free: lenient
-    f.enqueue([], model="tools-model")  # bfcl-tools on irrelevance_0: no call, right
+    # bfcl-tools on irrelevance_0: no call, decided by the relevance gate without a model step
     f.enqueue("I cannot compute that.", model="tools-model")  # bfcl-tools-free: no JSON at all
     return f
 

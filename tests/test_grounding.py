@@ -311,6 +311,7 @@ def test_host_content_that_no_block_fits_stays_a_plain_string() -> None:
 
 # -- through the engine, over the scripted fake ------------------------------------------------------------
 def make(**overrides: object) -> tuple[Engine, ScriptedBackend]:
+    overrides.setdefault("extraction_constraint", "grounded")  # the model-written path these tests ground
     fake = ScriptedBackend()
     return Engine(fake_settings(**overrides), {"mlx": fake}), fake
 

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.anyio
 
 
 def make(**settings) -> tuple[Engine, ScriptedBackend]:  # noqa: ANN003
+    # These flows script the tools model's extraction step; the default, calls from facts with the model only
+    # choosing, has its own tests (test_tool_decisions.py).
+    settings.setdefault("extraction_constraint", "grounded")
     fake = ScriptedBackend()
     return Engine(fake_settings(**settings), {"mlx": fake}), fake
 

@@ -18,14 +18,16 @@ from .. import prompts
 from ..context import RunContext
 from ..errors import ModelOutputError
 from ..heuristics import tool_need
-from ..types import Completion, Constraint, ToolCall, ToolDefinition
+from ..types import Completion, Constraint, ToolCall, ToolDecision, ToolDefinition
+from .candidates import build_candidates, guard_calls
 from .catalogue import SEED_TOOLS, resolve_tools
+from .relevance import relevance_gate
 from .grounding import ANNOTATION, BLOCK_SUFFIX, Grounding, decoding_parameters, expand, ground, labelled_answer
 from .risk import risk_of
 from .schema import bound_schema, token_bound
 
-__all__ = ["extraction_schema", "grounded_tools", "extract_tool_calls", "parse_calls", "parse_grounded",
-           "lenient_json", "maybe_extract"]
+__all__ = ["extraction_schema", "grounded_tools", "extract_tool_calls", "decide_calls", "parse_calls",
+           "parse_grounded", "lenient_json", "maybe_extract"]
 
 PURPOSE = "extract tool calls"
 
@@ -130,12 +132,21 @@ def lenient_json(text: str) -> str:
     return text
 
 
-async def extract_tool_calls(ctx: RunContext, response: str | None, model: str | None = None) -> list[ToolCall]:
-    """Run the tools model under the call-array constraint on the task (and the reasoning model's answer)."""
+async def extract_tool_calls(ctx: RunContext, response: str | None, model: str | None = None,
+                             force: bool = False) -> list[ToolCall]:
+    """The calls for the host: from facts among candidates (the seed tools, by default), or the tools model under
+    the call-array constraint (host tools, or the older modes); every path ends in the data-loss guard."""
     tools = resolve_tools(ctx.request.tools)
     s = ctx.settings
-    if s.extraction_constraint == "grounded":
-        return await _extract_grounded(ctx, tools, response, model)
+    if s.extraction_constraint == "candidates" and tools is SEED_TOOLS:
+        return await decide_calls(ctx, response, model=model, force=force)
+    if s.extraction_constraint in ("grounded", "candidates"):
+        if tools is not SEED_TOOLS:
+            gate = relevance_gate(ctx.request.prompt, tools)
+            if gate is not None:
+                ctx.trace.tool_decision = ToolDecision(decided_by="facts", reason=gate)
+                return []
+        return _guarded(ctx, await _extract_grounded(ctx, tools, response, model))
     schema = extraction_schema(tools, s.extraction_max_calls, s.extraction_max_string)
     budget = token_bound(schema) + 1  # +1 for the end-of-sequence token
     messages = prompts.extraction(ctx.request, response, tools, s.prompts)
@@ -157,7 +168,62 @@ async def extract_tool_calls(ctx: RunContext, response: str | None, model: str |
 
     _, calls = await ctx.generate_parsed("tools", messages, parse, purpose=PURPOSE, max_tokens=budget,
                                          constraint=Constraint(json_schema=schema), model=model)
-    return calls
+    return _guarded(ctx, calls)
+
+
+def _guarded(ctx: RunContext, calls: list[ToolCall]) -> list[ToolCall]:
+    """The data-loss guard over a model's calls; what it refuses is said in the trace."""
+    kept, refused = guard_calls(calls, ctx.request)
+    if refused:
+        decision = ctx.trace.tool_decision or ToolDecision(decided_by="model", reason="the tools model wrote the calls")
+        decision.refused += refused
+        ctx.trace.tool_decision = decision
+    return kept
+
+
+async def decide_calls(ctx: RunContext, answer: str | None, model: str | None = None,
+                       force: bool = False) -> list[ToolCall]:
+    """Candidates from facts (candidates.py); the request's own asks decide, a question gets none, and otherwise
+    the tools model picks one candidate or none, constrained to the list, its probabilities in the trace."""
+    cut = answer is not None and ctx.is_cut_off(answer)
+    cands = build_candidates(ctx.request, answer, cut_off=cut)
+    items, intent = cands.items, cands.intent
+    asked = [i for i, c in enumerate(items) if c.asked]
+    decision = ToolDecision(decided_by="facts", reason="", candidates=items, refused=list(cands.refused),
+                            evidence=intent.evidence)
+    ctx.trace.tool_decision = decision
+    notes = ("; " + "; ".join(cands.notes)) if cands.notes else ""
+    if asked:
+        decision.chosen = asked
+        decision.reason = ("the request asks for " + ", ".join(items[i].label.split(" (")[0] for i in asked)
+                           + ": no model step" + notes)
+    elif not items:
+        decision.decided_by = "nothing to decide"
+        decision.reason = "no call is grounded in the request, the context or the answer" + notes
+    elif intent.question and not force:
+        decision.reason = "the request asks a question; the candidates are not what it asks for" + notes
+    else:
+        labels = [c.label for c in items]
+        options = [str(n) for n in range(1, len(items) + 1)] + ["none"]
+        messages = prompts.choose_calls(ctx.request, answer, labels)
+
+        def parse(c: Completion) -> str:
+            pick = c.text.strip().split()[0].rstrip(".") if c.text.strip() else ""
+            if pick not in options:
+                raise ModelOutputError(f"the chooser answered {c.text[:40]!r}, not one of {options}", raw=c.text)
+            return pick
+
+        c, pick = await ctx.generate_parsed("tools", messages, parse, purpose="choose tool calls", max_tokens=4,
+                                            constraint=Constraint(options=options), model=model)
+        decision.decided_by = "model"
+        decision.probabilities = {k: round(v, 4) for k, v in (c.option_probs or {}).items()}
+        decision.chosen = [] if pick == "none" else [int(pick) - 1]
+        decision.reason = ("the tools model chose " + ("no action" if pick == "none" else labels[int(pick) - 1])
+                           + " among the candidates" + notes)
+    calls = [call for i in decision.chosen for call in items[i].calls]
+    kept, refused = guard_calls(calls, ctx.request)
+    decision.refused += refused
+    return kept
 
 
 async def _extract_grounded(ctx: RunContext, tools: list[ToolDefinition], response: str | None,
@@ -197,6 +263,10 @@ async def maybe_extract(ctx: RunContext, answer: str) -> list[ToolCall]:
     if mode == "never":
         ctx.trace.extraction = "skipped: extraction = never"
         return []
+    if ctx.settings.extraction_constraint == "candidates" and not ctx.request.tools:
+        # Building candidates costs no model step: the facts, not a keyword list, say whether a call is needed.
+        ctx.trace.extraction = f"{mode}: candidates from the request, the context and the answer"
+        return await extract_tool_calls(ctx, answer, force=mode == "always")
     if mode == "auto":
         hits = tool_need(ctx.request.prompt, answer)
         if not hits:
@@ -205,4 +275,4 @@ async def maybe_extract(ctx: RunContext, answer: str) -> list[ToolCall]:
         ctx.trace.extraction = f"auto: matched {', '.join(hits[:4])}"
     else:
         ctx.trace.extraction = "always"
-    return await extract_tool_calls(ctx, answer)
+    return await extract_tool_calls(ctx, answer, force=mode == "always")
