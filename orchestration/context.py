@@ -8,6 +8,7 @@ a failure into a PatternError naming the step and the role.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -18,12 +19,18 @@ from .settings import Role, Settings
 from .types import (Chunk, Completion, Constraint, GenerationRequest, Message, PatternRequest, PatternResult, Step,
                     ToolCall, Totals, Trace)
 
-__all__ = ["RunContext", "OnProgress"]
+__all__ = ["RunContext", "OnProgress", "open_fence"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnProgress = Callable[[int, str, str, int, str], Awaitable[None]]
 PROGRESS_INTERVAL_S = 1.0
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.M)
+
+
+def open_fence(text: str) -> bool:
+    """``text`` ends inside a fenced code block (an odd number of fence lines)."""
+    return len(_FENCE_LINE.findall(text)) % 2 == 1
 
 
 class RunContext:
@@ -66,8 +73,29 @@ class RunContext:
     # -- generation ----------------------------------------------------------------------------------
     async def generate(self, role: Role, messages: list[Message], *, purpose: str, max_tokens: int | None = None,
                        temperature: float | None = None, constraint: Constraint | None = None,
-                       model: str | None = None) -> Completion:
-        """Run one step on ``role``'s model (or ``model`` on the role's backend) and record it in the trace."""
+                       model: str | None = None, continue_code: bool = False) -> Completion:
+        """Run one step on ``role``'s model (or ``model`` on the role's backend) and record it in the trace. With
+        ``continue_code``, an answer cut off inside a code block is continued once (a bounded second step)."""
+        first = await self._generate(role, messages, purpose=purpose, max_tokens=max_tokens,
+                                     temperature=temperature, constraint=constraint, model=model)
+        budget = self.settings.continuation_tokens
+        cfg = self.settings.roles[role]
+        if not (continue_code and first.finish_reason == "length" and budget > 0 and open_fence(first.text)
+                and getattr(self.backends[cfg.backend_key], "continues", False)):
+            return first
+        more = await self._generate(role, messages + [Message(role="assistant", content=first.text)],
+                                    purpose=f"{purpose}: continue the cut-off code", max_tokens=budget,
+                                    temperature=temperature, model=model, continue_final=True)
+        text = first.text + more.text
+        if more.finish_reason == "length":
+            self.cut_off_texts.add(text)
+        return first.model_copy(update={
+            "text": text, "completion_tokens": first.completion_tokens + more.completion_tokens,
+            "finish_reason": more.finish_reason, "seconds": first.seconds + more.seconds})
+
+    async def _generate(self, role: Role, messages: list[Message], *, purpose: str, max_tokens: int | None,
+                        temperature: float | None, constraint: Constraint | None = None, model: str | None,
+                        continue_final: bool = False) -> Completion:
         cfg = self.settings.roles[role]
         if model is not None:
             cfg = cfg.model_copy(update={"model": model})
@@ -75,7 +103,8 @@ class RunContext:
         draft = cfg.draft_model if self.settings.speculative and model is None else None
         req = GenerationRequest(model=cfg.model, messages=messages, max_tokens=max_tokens or self.answer_max_tokens,
                                 temperature=self._temperature(role, temperature), top_p=cfg.top_p, seed=cfg.seed,
-                                constraint=constraint, draft_model=draft, num_draft_tokens=cfg.num_draft_tokens)
+                                constraint=constraint, draft_model=draft, num_draft_tokens=cfg.num_draft_tokens,
+                                continue_final=continue_final)
         step_no = len(self.trace.steps) + 1
         await self.progress(purpose, role, 0, f"step {step_no}: {purpose} ({role}: {cfg.model})")
         last_report = time.monotonic()

@@ -254,6 +254,9 @@ class Settings(_Strict):
     roles: dict[Role, RoleConfig] = Field(default_factory=dict)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(512, ge=1, le=32768)
+    continuation_tokens: int = Field(384, ge=0, le=32768, description="an answer cut off inside a code block is "
+                                     "continued once by up to this many tokens (0: never); still open, it is "
+                                     "reported cut off and its code is never run or written as complete")
     memory_budget_gb: float = Field(default_factory=default_memory_budget_gb, gt=0)
     cache_dir: Path = Field(default_factory=default_cache_dir)
     blas: Literal["auto", "openblas", "bundled"] = "auto"
@@ -262,6 +265,16 @@ class Settings(_Strict):
     max_revisions: int = Field(1, ge=0, le=5)
     judge_swap: bool = Field(True, description="compete: judge in both orders (LLM judges flip about a third of "
                                                "their verdicts when the answers swap places)")
+    judge: Literal["pointwise", "pairwise"] = Field(
+        "pointwise", description="compete, where tests tie or cannot run: 'pointwise' scores each answer on its own "
+                                 "(the judge's probability that it is correct; the order cannot change the pick), "
+                                 "'pairwise' asks which of A and B is better (in both orders with judge_swap)")
+    escalations: int = Field(1, ge=0, le=5, description="validated: repair rounds by the competitor role (the "
+                             "profile's stronger model) once the primary's own repairs still fail or repeat")
+    code_max_tokens: int = Field(768, ge=1, le=32768, description="answer budget of validated and compete (where "
+                                 "max_tokens is smaller and the request sets none): a whole function re-typed with "
+                                 "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "
+                                 "(Qwen tokenizer), plus a short explanation")
     speculative: bool = Field(True, description="roles with a draft_model decode speculatively (off: plain decoding)")
     prompt_cache_gb: float = Field(0.5, ge=0, description="memory for KV states of earlier prompts (reused when a "
                                                           "prompt starts the same way); taken from the budget")

@@ -43,6 +43,7 @@ class ScriptedBackend:
     """Answers each request with the next queued reply; records every request in ``history``."""
 
     name: str = "fake"
+    continues: bool = True  # a continuation is just the next scripted reply
     replies: deque[Reply] = field(default_factory=deque)
     history: list[GenerationRequest] = field(default_factory=list)
     known: set[str] = field(default_factory=lambda: set(FAKE_MODELS.values()))

@@ -60,6 +60,8 @@ class GenerationRequest(_Model):
     constraint: Constraint | None = None
     draft_model: str | None = Field(None, description="speculative decoding: a smaller model with the same tokenizer")
     num_draft_tokens: int = Field(3, ge=1, le=16)
+    continue_final: bool = Field(False, description="the last message is the assistant's own unfinished turn: "
+                                 "generation continues it (a cut-off answer's continuation)")
 
 
 class Chunk(_Model):

@@ -39,14 +39,14 @@ def make() -> tuple[ScriptedBackend, object]:
 
 
 def script(fake: ScriptedBackend, pattern: str) -> None:
-    """Queue what each pattern asks for, with a prompt that needs a file operation."""
-    calls = [{"tool": "Read", "arguments": {"file_path": "a.py"}}]
+    """Queue what each pattern asks for, with a prompt that needs a file operation. The Read of a.py the request
+    asks for is decided by facts: no tools-model step is queued."""
     plan = {
         "primary": [("ans", P)], "validator": [("ans", V)], "competitor": [("ans", C)],
-        "tools": [(calls, T)], "hybrid": [("ans", P), (calls, T)],
-        "validated": [("ans", P), ("PASS", V), (calls, T)],
-        "compete": [("a", P), ("b", C), ("B: safer", V), ("A: safer", V), (calls, T)],  # both orders
-        "auto": [("ans", P), ("PASS", V), (calls, T)],
+        "tools": [], "hybrid": [("ans", P)],
+        "validated": [("ans", P), ("PASS", V)],
+        "compete": [("a", P), ("b", C), ("B: safer", V), ("A: safer", V)],  # both orders
+        "auto": [("ans", P), ("PASS", V)],
     }[pattern]
     for text, model in plan:
         fake.enqueue(text, model=model)
@@ -111,11 +111,13 @@ async def test_publish_limits_the_tools_custom_patterns_included(tmp_path) -> No
     assert hidden.is_error and "mage_compete" in hidden.content[0].text
 
 
-@pytest.mark.parametrize(("publish", "fragment"), [(["hybird"], "unknown pattern(s) hybird"), ([], "empty")])
-def test_publish_names_known_patterns(publish: list[str], fragment: str) -> None:
+def test_publish_names_known_patterns() -> None:
     with pytest.raises(ConfigError, match="publish") as e:
-        fake_settings(publish=publish)
-    assert fragment in str(e.value)
+        fake_settings(publish=[])  # the settings check what needs no pattern table
+    assert "empty" in str(e.value)
+    settings = fake_settings(publish=["hybird"])  # the names are checked where the pattern table is
+    with pytest.raises(ConfigError, match=r"publish: unknown pattern\(s\) hybird; known: auto, hybrid"):
+        build_server(settings, Engine(settings, {"mlx": ScriptedBackend()}))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -130,7 +132,9 @@ async def test_each_tool_returns_complete_structured_content(mode: str, pattern:
     assert not result.is_error, result.content
     data = result.structured_content
     jsonschema.validate(data, output_schema)
-    assert data["pattern"] == pattern and data["trace"]["steps"]
+    assert data["pattern"] == pattern
+    # every step is in the trace; the tools pattern's Read is decided by facts, with no model step, and says so
+    assert data["trace"]["steps"] or data["trace"]["tool_decision"]["decided_by"] == "facts"
     if pattern not in ("primary", "validator", "competitor"):
         assert data["tool_calls"] == [{"tool": "Read", "arguments": {"file_path": "a.py"}, "risk": "read"}]
         assert '"file_path": "a.py"' in result.content[0].text  # the text block mirrors the calls

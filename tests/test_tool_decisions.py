@@ -97,6 +97,7 @@ def test_an_edit_whose_old_text_is_not_unique_is_refused() -> None:
 
 async def test_cut_off_answer_is_never_written() -> None:
     engine, fake = make()
+    engine.settings.continuation_tokens = 0  # no continuation: the cut-off block stands
     fake.enqueue("```python\ndef is_prime(n):\n    if n < 2:\n        return Fal", model=P, finish_reason="length")
     r = await engine.run("hybrid", PatternRequest(prompt="Write is_prime(n) and save it to prime.py"))
     assert r.tool_calls == []
@@ -255,3 +256,33 @@ async def test_irrelevant_host_tools_get_no_call_and_no_model_step() -> None:
     r = await engine.run("tools", PatternRequest(prompt="What is the capital of France?", tools=[tool]))
     assert r.tool_calls == [] and fake.models_asked == []
     assert "no offered tool fits" in r.trace.tool_decision.reason
+
+
+@pytest.mark.parametrize(("prompt", "how_to"), [
+    ("How do I install numpy?", True), ("How would you test median in utils.py?", True),
+    ("How to read a file line by line", True), ("Install numpy", False), ("Which files import numpy?", False),
+])
+def test_how_to_questions_ask_for_no_action(prompt: str, how_to: bool) -> None:
+    c = build_candidates(PatternRequest(prompt=prompt), None)
+    assert read_intent(prompt).how_to is how_to
+    assert all(not x.asked for x in c.items if x.calls[0].tool == "Bash") or not how_to
+
+
+async def test_code_cut_off_inside_its_block_is_continued_once_then_written() -> None:
+    engine, fake = make()
+    fake.enqueue("```python\ndef is_prime(n):\n    if n < 2:\n        return Fal", model=P, finish_reason="length")
+    fake.enqueue("se\n    return all(n % d for d in range(2, n))\n```\nDone.", model=P)
+    r = await engine.run("hybrid", PatternRequest(prompt="Write is_prime(n) and save it to prime.py"))
+    cont = fake.history[1]
+    assert cont.continue_final and cont.messages[-1].role == "assistant" and cont.messages[-1].content.endswith("Fal")
+    assert [s.purpose for s in r.trace.steps] == ["answer", "answer: continue the cut-off code"]
+    assert tools_of(r) == ["Write"] and "return False" in r.tool_calls[0].arguments["content"]
+
+
+async def test_code_still_cut_off_after_the_continuation_is_reported_and_never_written() -> None:
+    engine, fake = make()
+    fake.enqueue("```python\ndef is_prime(n):\n    if n < 2:\n", model=P, finish_reason="length")
+    fake.enqueue("        return False\n    for d in range(2,", model=P, finish_reason="length")
+    r = await engine.run("hybrid", PatternRequest(prompt="Write is_prime(n) and save it to prime.py"))
+    assert r.tool_calls == [] and any("cut off" in x for x in r.trace.tool_decision.refused)
+    assert len(fake.history) == 2  # bounded: one continuation

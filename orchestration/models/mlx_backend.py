@@ -38,8 +38,12 @@ class LoadedModel:
         """The request's chat-templated prompt ids and its token budget; a prompt that fills the context is
         refused. A budget beyond the context (extraction sizes its budget from the schema) is capped to it;
         output cut off there reports finish_reason "length" like any other limit."""
-        prompt = self.tokenizer.apply_chat_template([m.model_dump() for m in req.messages],
-                                                    add_generation_prompt=True)
+        messages = [m.model_dump() for m in req.messages]
+        if req.continue_final:  # the assistant's unfinished turn is continued, not closed and answered again
+            prompt = self.tokenizer.apply_chat_template(messages, continue_final_message=True,
+                                                        add_generation_prompt=False)
+        else:
+            prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         room = self.context_length - len(prompt)
         if room < 1:
             raise ContextOverflowError(
@@ -119,6 +123,7 @@ class MLXBackend:
     """Resolves model names to directories, loads them lazily, and generates on one owner thread."""
 
     name = "mlx"
+    continues = True  # honours GenerationRequest.continue_final
 
     def __init__(self, models_dir: Path, memory_budget_gb: float, *, allow_download: bool = False,
                  worker: DeviceWorker | None = None, prompt_cache_gb: float = 0.5,
@@ -235,6 +240,20 @@ class MLXBackend:
             lru = self._prompt_caches[spec.key] = LRUPromptCache(self.prompt_cache_entries, self.prompt_cache_bytes)
         lru.insert_cache(spec.key, tokens[:n], cache)
 
+    def _prefill(self, job: Job[Any], model: Any, cache: list[Any], tokens: list[int]) -> None:
+        """Read ``tokens`` into ``cache`` a chunk (``prefill_step`` tokens) at a time; a cancel is checked before
+        each chunk, so it takes effect within one."""
+        import mlx.core as mx
+        from mlx_lm.generate import generation_stream
+
+        with mx.stream(generation_stream):
+            for i in range(0, len(tokens), self.prefill_step):
+                job.check_cancelled()
+                model(mx.array(tokens[i:i + self.prefill_step])[None], cache=cache)
+                mx.eval([c.state for c in cache])
+                mx.clear_cache()
+        job.check_cancelled()
+
     def prompt_cache_bytes_used(self) -> int:
         return sum(lru.nbytes for lru in self._prompt_caches.values())
 
@@ -243,6 +262,7 @@ class MLXBackend:
         from mlx_lm import stream_generate
         job.check_cancelled()
         draft: LoadedModel | None = None
+        draft_spec: ModelSpec | None = None
         if req.draft_model and req.constraint is None:
             draft_spec = self.resolve(req.draft_model)
             # A model never drafts for itself; both must fit the budget together or the call runs plainly.
@@ -252,14 +272,21 @@ class MLXBackend:
         t0 = time.perf_counter()
         prompt, max_tokens = handle.prompt(req, spec.model)
         kwargs: dict[str, Any] = {}
+        cache, rest = self._lookup(spec, handle, prompt)
+        draft_cache: list[Any] = []
+        prefill_s = 0.0
         if draft is not None:
-            # Speculative decoding: greedy output is token-identical; the draft's cache travels with the
-            # model's inside mlx-lm, so prompt caching and chunk-level cancellation are off for this call.
-            rest, cache = prompt, None
+            assert draft_spec is not None
+            # Speculative decoding (greedy output is token-identical). mlx-lm's speculative loop reads the prompt
+            # in one go with no callback, so both models read theirs here, from their own prompt caches, a chunk
+            # at a time with a cancel check between chunks; the loop gets the last token (its first step).
+            draft_cache, draft_rest = self._lookup(draft_spec, draft, prompt)
+            self._prefill(job, draft.model, draft_cache, draft_rest[:-1])
+            self._prefill(job, handle.model, cache, rest[:-1])
+            prefill_s = time.perf_counter() - t0
             kwargs.update(draft_model=draft.model, num_draft_tokens=req.num_draft_tokens,
-                          prefill_step_size=self.prefill_step)
+                          prompt_cache=cache + draft_cache)
         else:
-            cache, rest = self._lookup(spec, handle, prompt)
             # Prefill in chunks; a cancel takes effect between two chunks, not after the whole prompt.
             kwargs.update(prompt_cache=cache, prefill_step_size=self.prefill_step,
                           prompt_progress_callback=lambda done, total: job.check_cancelled())
@@ -272,7 +299,8 @@ class MLXBackend:
         generated: list[int] = []
         drafted = 0
         last = None
-        for resp in stream_generate(handle.model, handle.tokenizer, mx.array(rest), max_tokens=max_tokens,
+        first = rest[-1:] if draft is not None else rest
+        for resp in stream_generate(handle.model, handle.tokenizer, mx.array(first), max_tokens=max_tokens,
                                     sampler=sampler, logits_processors=processors or None, **kwargs):
             job.check_cancelled()
             last = resp
@@ -283,8 +311,9 @@ class MLXBackend:
             job.emit(Chunk(text=resp.text, tokens=resp.generation_tokens))
         if last is None:  # pragma: no cover - stream_generate always yields a final record
             raise ModelLoadError(f"{spec.model} produced no output")
-        if cache is not None:
-            self._remember(spec, list(prompt) + generated, cache)
+        self._remember(spec, list(prompt) + generated, cache)
+        if draft_spec is not None and draft_cache:
+            self._remember(draft_spec, list(prompt) + generated, draft_cache)
         if grammar_proc is not None:
             if grammar_proc.error is not None:
                 raise MageError(f"constrained decoding failed: {grammar_proc.error}")
@@ -298,7 +327,8 @@ class MLXBackend:
             draft_accepted=drafted if draft is not None else None,
             finish_reason="stop" if last.finish_reason == "stop" else "length",
             seconds=time.perf_counter() - t0,
-            prompt_tps=last.prompt_tps,
+            # drafted: mlx-lm timed only the last prompt token; the rest was read above
+            prompt_tps=last.prompt_tps if draft is None else len(rest) / (prefill_s + 1 / last.prompt_tps),
             generation_tps=last.generation_tps,
             peak_memory_gb=last.peak_memory,
             option_probs=grammar_proc.option_probs if grammar_proc is not None else None,

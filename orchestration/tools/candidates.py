@@ -229,6 +229,8 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
     written: list[str] = []
 
     def add(label: str, calls: list[ToolCall], source: str, asked: bool, at: int = 10**6) -> None:
+        if intent.how_to and calls[0].tool not in ("Read", "Glob", "Grep"):
+            asked = False  # "how do I install numpy?" asks to be told how, not for the install
         out.items.append(ToolCandidate(label=label, calls=calls, source=source, asked=asked))
         out.positions.append(at)
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .grounding import file_names
 
-__all__ = ["Intent", "read_intent", "is_question", "EDIT_VERBS"]
+__all__ = ["Intent", "read_intent", "is_question", "is_how_to", "EDIT_VERBS"]
 
 _F = r"[`'\"]?(?P<file>{file})[`'\"]?"
 # Verbs that put new content somewhere, and the preposition that names the place.
@@ -110,7 +110,18 @@ class Intent(BaseModel):
     git: list[str] = Field(default_factory=list, description="git status / diff / log")
     edit_verbs: list[str] = Field(default_factory=list)
     question: bool = False
+    how_to: bool = Field(False, description="'how do I ...': an explanation, not the action, is asked for")
     evidence: list[str] = Field(default_factory=list)
+
+
+_HOW_TO = re.compile(r"^\s*(?:how|what|why|when|where|which|should|can|could|is|are|does|do)\b[^.\n]{0,40}?"
+                     r"\b(?:do|does|would|should|can|could|to)\s+(?:i|you|we|one|someone|install|run|use|make)\b|"
+                     r"^\s*how\s+to\b", re.IGNORECASE)
+
+
+def is_how_to(prompt: str) -> bool:
+    """"How do I install numpy?": the request asks how, not for the action itself."""
+    return bool(_HOW_TO.match(prompt))
 
 
 def is_question(prompt: str) -> bool:
@@ -147,7 +158,7 @@ def _directory(prompt: str) -> str | None:
 
 def read_intent(prompt: str) -> Intent:
     """Every ask the request's words show; see the module docstring."""
-    it = Intent(question=is_question(prompt))
+    it = Intent(question=is_question(prompt), how_to=is_how_to(prompt))
     files = file_names(prompt)
     frx = _file_rx(files) if files else None
     low = prompt
