@@ -20,17 +20,20 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.stdio import stdio_server
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import Tool as MCPTool
 from pydantic import Field, ValidationError
 
 from mcp_mageagent.compact import compact_schema
+from mcp_mageagent.guard import screened
 from mcp_mageagent.tasks import TasksExtension, TaskStore, current_task
 from orchestration.models.blas import preload_openblas
 from orchestration.engine import Engine
-from orchestration.errors import MageError, ModelNotFoundError, PatternError
+from orchestration.access import (api_key, check_prompt_size, http_protocol, one_line, require_bearer,
+                                  transport_security)
+from orchestration.errors import ConfigError, MageError, ModelNotFoundError, PatternError
 from orchestration.format import result_text, trace_line
-from orchestration.http_api import api_key, require_bearer, transport_security
 from orchestration.settings import ROLES, Settings, load_settings
 from orchestration.tools.catalogue import resolve_tools
 from orchestration.types import PatternRequest, PatternResult, ToolDefinition
@@ -105,6 +108,20 @@ class _Server(MCPServer):
             "output_schema": compact_schema(t.output_schema, nullable=True) if t.output_schema else None})
             for t in await super().list_tools()]
 
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:  # the SDK's argument check: pydantic's many lines and docs URL -> one line
+            if isinstance(e.__cause__, ValidationError):
+                raise ToolError(one_line(e.__cause__)) from e.__cause__
+            raise
+
+    async def run_stdio_async(self) -> None:
+        """stdio with every request answered and the requests in flight bounded (mcp_mageagent.guard)."""
+        async with stdio_server() as (read, write), screened(read, write) as (read, write):
+            low = self._lowlevel_server
+            await low.run(read, write, low.create_initialization_options())
+
 
 def tool_name(pattern: str) -> str:
     return f"mage_{pattern}"
@@ -123,9 +140,9 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
         try:
             request = PatternRequest(**{k: v for k, v in kw.items() if v is not None})
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-            raise ToolError(f"invalid arguments: {problems}") from e
+            raise ToolError(one_line(e)) from e
         try:
+            check_prompt_size(request, engine.settings.http.max_prompt_chars)  # before anything is tokenized
             if request.tools:
                 resolve_tools(request.tools)  # a bad host schema is refused before any model runs
         except MageError as e:
@@ -191,6 +208,10 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
 def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
     """The MCP server over an engine (built from ``settings`` when not given). Loads no model."""
     engine = engine or Engine(settings)
+    unknown = [p for p in settings.publish or [] if p not in engine.pattern_names()]
+    if unknown:  # checked here, where the pattern table is, not in the settings below it
+        raise ConfigError(f"publish: unknown pattern(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(engine.pattern_names())}")
     tasks = TaskStore(settings.tasks)
 
     @asynccontextmanager
@@ -257,11 +278,14 @@ def _configure_logging(settings: Settings) -> None:
         h.setFormatter(fmt)
         root.addHandler(h)
     if settings.log_file is not None:
-        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-        # Prompts and answers land in the log: owner-only, created so and tightened if it already existed.
-        os.close(os.open(settings.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        os.chmod(settings.log_file, 0o600)
-        fh = logging.FileHandler(settings.log_file)
+        try:
+            settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+            # Prompts and answers land in the log: owner-only, created so and tightened if it already existed.
+            os.close(os.open(settings.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            os.chmod(settings.log_file, 0o600)
+            fh = logging.FileHandler(settings.log_file)
+        except OSError as e:
+            raise ConfigError(f"log_file {settings.log_file}: cannot be written ({e.strerror or e})") from e
         fh.setFormatter(fmt)
         root.addHandler(fh)
 
@@ -280,10 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         preload_openblas(settings.blas)
         server = build_server(settings)  # a remote role's missing api_key_env is reported here
         key = api_key(settings.http, args.host, os.environ) if args.transport != "stdio" else None
+        _configure_logging(settings)
     except MageError as e:
         sys.stderr.write(f"mcp-mageagent: {e}\n")
         return 2
-    _configure_logging(settings)
     if args.transport == "stdio":
         server.run("stdio")
     else:
@@ -294,6 +318,6 @@ def main(argv: list[str] | None = None) -> int:
         app = server.streamable_http_app(transport_security=transport_security(settings.http), host=args.host,
                                          max_request_body_size=settings.http.max_body_bytes)
         config = uvicorn.Config(require_bearer(app, key) if key else app, host=args.host, port=args.port,
-                                log_level=settings.log_level.lower())
+                                log_level=settings.log_level.lower(), http=http_protocol(settings.http))
         anyio.run(uvicorn.Server(config).serve)
     return 0

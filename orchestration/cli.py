@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from .access import check_prompt_size, http_protocol, one_line
+from .errors import MageError, UserError
 from .models.blas import blas_status, preload_openblas
-from .errors import MageError
 from .format import result_text
 from .settings import Settings, load_settings
 
@@ -44,21 +47,34 @@ def _engine(settings: Settings):  # noqa: ANN202 - imported lazily so OpenBLAS l
 
 
 # -- run -----------------------------------------------------------------------------------------------
+def _read_context(name: str) -> str:
+    """The text of ``--context`` (a file, or '-' for stdin); UserError (one line) when it is not readable text."""
+    where = "stdin" if name == "-" else name
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as e:
+        raise UserError(f"--context {where}: cannot be read ({e.strerror or e})") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--context {where}: not UTF-8 text (byte {e.start} is {data[e.start]:#04x}); give a text "
+                        "file") from e
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
     from .types import PatternRequest
 
     settings = _settings(args)
-    context = None
-    if args.context:
-        context = sys.stdin.read() if args.context == "-" else Path(args.context).read_text()
+    context = _read_context(args.context) if args.context else None
     try:
         request = PatternRequest(prompt=args.prompt, context=context, system=args.system,
                                  temperature=args.temperature, max_tokens=args.max_tokens,
                                  extraction=args.extraction, swap=args.swap or None)
-    except Exception as e:
-        raise MageError(f"invalid request: {e}") from e
+    except ValidationError as e:
+        raise UserError(one_line(e, "invalid request")) from e
+    check_prompt_size(request, settings.http.max_prompt_chars)  # the cap of the MCP and HTTP faces
     engine = _engine(settings)
 
     async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
@@ -190,7 +206,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import os
 
-    from .http_api import api_key, build_app
+    from .access import api_key
+    from .http_api import build_app
 
     settings = _settings(args)
     key = api_key(settings.http, args.host, os.environ)  # off loopback only with a key
@@ -200,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      f"{' (API key required)' if key else ''}\n")
     try:
         uvicorn.run(build_app(engine, settings.http, api_key=key), host=args.host, port=args.port,
-                    log_level="warning")
+                    log_level="warning", http=http_protocol(settings.http))
     finally:
         engine.close()
     return 0

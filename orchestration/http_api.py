@@ -16,7 +16,6 @@ that disconnects cancels its run, streaming or not.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -26,58 +25,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import anyio
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from mcp.server.transport_security import TransportSecurityMiddleware
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .access import MAX_JSON_DEPTH, check_json_tree, check_prompt_size, error_body, transport_security
 from .engine import Engine
-from .errors import ConfigError, MageError, ModelNotFoundError, PatternError, UserError
+from .errors import MageError, ModelNotFoundError, PatternError, UserError
 from .settings import HttpSettings
 from .tools.catalogue import resolve_tools
 from .types import PatternRequest, PatternResult, ToolDefinition
 
-__all__ = ["build_app", "PREFIX", "api_key", "is_loopback", "transport_security", "require_bearer"]
+__all__ = ["build_app", "PREFIX", "parse_body", "to_pattern_request"]
 
 log = logging.getLogger(__name__)
 PREFIX = "mageagent:"
-MAX_JSON_DEPTH = 64  # a chat request nests a few levels; tool schemas a few more
 T = TypeVar("T")
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
-LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the server on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def api_key(http: HttpSettings, host: str, env: Mapping[str, str]) -> str | None:
-    """The API key for a server bound to ``host``: read from ``http.api_key_env``; none off loopback is refused."""
-    if http.api_key_env is None:
-        if not is_loopback(host):
-            raise ConfigError(f"refusing to bind {host} (not loopback) without an API key: set http.api_key_env "
-                              "to the name of an environment variable holding one")
-        return None
-    key = env.get(http.api_key_env)
-    if not key:
-        raise ConfigError(f"http.api_key_env names {http.api_key_env}, but that environment variable is not set")
-    return key
-
-
-def transport_security(http: HttpSettings) -> TransportSecuritySettings:
-    """Host/Origin allow-lists for the SDK's checker: loopback plus the configured names, always enforced."""
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                     allowed_hosts=LOOPBACK_HOSTS + http.allowed_hosts,
-                                     allowed_origins=LOOPBACK_ORIGINS + http.allowed_origins)
+# A body past the limit is read to its end and dropped (up to this much) before the 413, so the client, still
+# sending, reads the answer instead of a reset connection.
+DRAIN_BYTES = 256 * 1024 * 1024
+DRAIN_IDLE_S = 2.0  # a client that declared more than it sends stops being waited for after this pause
 
 
 class _Function(BaseModel):
@@ -97,6 +68,15 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts(cls, v: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        for i, part in enumerate(v if isinstance(v, list) else []):  # other part types are ignored
+            if part.get("type") == "text" and not isinstance(part.get("text"), str):
+                got = "null" if part.get("text") is None else type(part["text"]).__name__
+                raise ValueError(f"part {i} is a text part whose 'text' is {got}, not a string")
+        return v
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -127,27 +107,7 @@ class _Refused(Exception):
 
 def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
            headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                        status_code=status, headers=headers)
-
-
-def _check_tree(value: Any) -> None:
-    """Refuse nesting deeper than MAX_JSON_DEPTH and strings with lone surrogates (not encodable as UTF-8)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(node, dict):
-            stack.extend((k, depth) for k in node)
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-        elif isinstance(node, str):
-            try:
-                node.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("a string holds a lone UTF-16 surrogate (e.g. \\ud800), which is not text") from None
+    return JSONResponse(error_body(message, type_, param, code), status_code=status, headers=headers)
 
 
 def parse_body(raw: bytes) -> Any:
@@ -162,7 +122,7 @@ def parse_body(raw: bytes) -> Any:
         raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as e:
         raise ValueError(f"the request body is not valid JSON ({e})") from None
-    _check_tree(value)
+    check_json_tree(value)
     return value
 
 
@@ -255,13 +215,28 @@ def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str 
         too_big = _Refused(_error(413, f"the request body is larger than {http.max_body_bytes} bytes",
                                   "invalid_request_error", code="request_too_large"))
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > http.max_body_bytes:
+        if declared.isdigit() and int(declared) > DRAIN_BYTES:
+            too_big.response.headers["connection"] = "close"
             raise too_big
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > http.max_body_bytes:
+        body, seen = bytearray(), 0
+        over = declared.isdigit() and int(declared) > http.max_body_bytes
+        chunks = request.stream().__aiter__()
+        while True:
+            try:  # past the limit, read on (keeping nothing) while the client still sends
+                with anyio.fail_after(DRAIN_IDLE_S if over or seen > http.max_body_bytes else None):
+                    chunk = await chunks.__anext__()
+            except (StopAsyncIteration, TimeoutError):
+                break
+            seen += len(chunk)
+            if seen > DRAIN_BYTES:
+                too_big.response.headers["connection"] = "close"
                 raise too_big
+            if seen <= http.max_body_bytes:
+                body += chunk
+            else:
+                body.clear()
+        if over or seen > http.max_body_bytes:
+            raise too_big
         return bytes(body)
 
     def admit() -> Callable[[], None]:
@@ -323,7 +298,8 @@ def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str 
         except ValidationError as e:
             err = e.errors()[0]
             param = ".".join(str(p) for p in err["loc"])
-            return _error(400, f"{param}: {err['msg']}", "invalid_request_error", param=param)
+            return _error(400, f"{param}: {err['msg'].removeprefix('Value error, ')}", "invalid_request_error",
+                          param=param)
         name = chat_req.model.removeprefix(PREFIX)
         if not chat_req.model.startswith(PREFIX) or name not in engine.pattern_names():
             valid = ", ".join(m["id"] for m in models_list())
@@ -338,11 +314,10 @@ def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str 
                 resolve_tools(preq.tools)  # a bad host schema is refused before any model runs
         except MageError as e:
             return _error(400, str(e), "invalid_request_error", param="tools")
-        chars = len(preq.prompt) + len(preq.context or "") + len(preq.system or "")
-        if chars > http.max_prompt_chars:
-            return _error(400, f"the messages hold {chars} characters; this server accepts at most "
-                          f"{http.max_prompt_chars} (http.max_prompt_chars)", "invalid_request_error",
-                          param="messages", code="context_length_exceeded")
+        try:
+            check_prompt_size(preq, http.max_prompt_chars)
+        except MageError as e:
+            return _error(400, str(e), "invalid_request_error", param="messages", code="context_length_exceeded")
         release = admit()
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if chat_req.stream:
@@ -428,21 +403,3 @@ def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str 
         Route("/health", endpoint(health), methods=["GET"]),
     ], exception_handlers={HTTPException: http_error, Exception: server_error})
 
-
-def require_bearer(app: Any, key: str) -> Any:
-    """An ASGI wrapper refusing HTTP requests without ``Authorization: Bearer key`` (for the MCP HTTP transport)."""
-    expected = key.encode()
-
-    async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), expected):
-                response = _error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                                  "invalid_request_error", code="invalid_api_key",
-                                  headers={"WWW-Authenticate": "Bearer"})
-                await response(scope, receive, send)
-                return
-        await app(scope, receive, send)
-
-    return guarded

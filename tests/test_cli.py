@@ -75,3 +75,25 @@ def test_run_json_prints_one_pattern_result(name: str) -> None:
     assert data["pattern"] == name
     assert {"text", "tool_calls", "trace", "totals", "models"} <= set(data)
     assert data["trace"]["steps"] and all(s["model"] == "smollm2-135m" for s in data["trace"]["steps"])
+
+
+@pytest.mark.parametrize(("make", "fragment"), [
+    (lambda d: d, "cannot be read (Is a directory)"),
+    (lambda d: (d / "latin1.txt").write_bytes(b"caf\xe9\n") and d / "latin1.txt", "not UTF-8 text (byte 3 is 0xe9)"),
+    (lambda d: d / "missing.txt", "cannot be read (No such file or directory)"),
+])
+def test_run_context_that_is_not_text_is_one_line(tmp_path: Path, make, fragment: str) -> None:  # noqa: ANN001
+    path = make(tmp_path)
+    p = mageagent("run", "primary", "hi", "--context", str(path))
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == f"mageagent: error: --context {path}: {fragment}" + (
+        "; give a text file\n" if "UTF-8" in fragment else "\n"), p.stderr
+
+
+def test_run_refuses_what_the_other_faces_refuse(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 400_001)
+    p = mageagent("run", "primary", "hi", "--context", str(big))
+    assert p.returncode == 2 and "400003 characters" in p.stderr and "at most 400000" in p.stderr
+    p = mageagent("run", "primary", "hi", "--temperature", "9")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "temperature:" in p.stderr, p.stderr

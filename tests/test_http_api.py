@@ -209,7 +209,7 @@ def test_api_key_is_required_and_compared_when_set() -> None:
 
 def test_the_api_key_setting_and_the_loopback_rule() -> None:
     from orchestration.errors import ConfigError
-    from orchestration.http_api import api_key
+    from orchestration.access import api_key
 
     assert api_key(HttpSettings(), "127.0.0.1", {}) is None
     assert api_key(HttpSettings(), "::1", {}) is None and api_key(HttpSettings(), "localhost", {}) is None

@@ -115,3 +115,52 @@ def test_a_draft_model_on_a_remote_role_is_refused(tmp_path: Path) -> None:
                         'draft_model = "qwen2.5-coder-0.5b"\n')
     with pytest.raises(ConfigError, match="draft_model applies to backend 'mlx' only"):
         load_settings(p, env={})
+
+
+@pytest.mark.parametrize(("text", "env", "fragments"), [
+    ('profile = ["tiny"]\n', {}, ["key 'profile'", "(got ['tiny'])"]),
+    ("[profile]\nname = 'tiny'\n", {}, ["key 'profile'", "'tiny', 'embedded' or 'reference'"]),
+    ("memory_budget_gb = inf\n", {}, ["key 'memory_budget_gb'", "finite"]),
+    ("memory_budget_gb = nan\n", {}, ["key 'memory_budget_gb'", "finite"]),
+    ('cache_dir = "~nosuchuser/cache"\n', {}, ["key 'cache_dir'", "'~nosuchuser'", "no user's home"]),
+    ('log_file = "~nosuchuser/m.log"\n', {}, ["key 'log_file'", "'~nosuchuser'"]),
+    ("", {"MAGEAGENT_CACHE_DIR": "~nosuchuser/c"}, ["MAGEAGENT_CACHE_DIR", "no user's home"]),
+    ("", {"MAGEAGENT_MEMORY_BUDGET_GB": "inf"}, ["MAGEAGENT_MEMORY_BUDGET_GB", "finite"]),
+    ("", {"MAGEAGENT_LOG_FILE": "{tmp}"}, ["MAGEAGENT_LOG_FILE", "is a directory"]),
+])
+def test_bad_values_are_one_line_naming_the_key(tmp_path: Path, text: str, env: dict[str, str],
+                                                fragments: list[str]) -> None:
+    cfg = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg, env={k: v.format(tmp=tmp_path) for k, v in env.items()})
+    message = str(e.value)
+    assert "\n" not in message and all(f in message for f in fragments), message
+
+
+def test_a_config_path_naming_no_users_home_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^environment variable MAGEAGENT_CONFIG: '~nosuchuser' in "):
+        load_settings(env={"MAGEAGENT_CONFIG": "~nosuchuser/m.toml"})
+    with pytest.raises(ConfigError, match=r"^--config: '~nosuchuser'"):
+        load_settings("~nosuchuser/m.toml", env={})
+
+
+@pytest.mark.parametrize("value", ['["mage.lan:*", "10.0.0.2:3457"]', "mage.lan:*, 10.0.0.2:3457"])
+def test_lists_can_be_set_from_the_environment(value: str) -> None:
+    s = load_settings(env={"MAGEAGENT_HTTP__ALLOWED_HOSTS": value, "MAGEAGENT_HTTP__ALLOWED_ORIGINS": value,
+                           "MAGEAGENT_PUBLISH": value.replace("mage.lan:*", "hybrid").replace("10.0.0.2:3457", "tools")})
+    assert s.http.allowed_hosts == s.http.allowed_origins == ["mage.lan:*", "10.0.0.2:3457"]
+    assert s.publish == ["hybrid", "tools"]
+    with pytest.raises(ConfigError, match="MAGEAGENT_PUBLISH.*not a JSON list"):
+        load_settings(env={"MAGEAGENT_PUBLISH": '["hybrid"'})
+
+
+def test_settings_do_not_import_the_patterns() -> None:
+    """The ground floor knows no pattern: importing the settings loads nothing above them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, orchestration.settings, orchestration.types; "
+            "print(sorted(m for m in sys.modules if m.startswith('orchestration')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == ["orchestration", "orchestration.custom", "orchestration.errors", "orchestration.settings",
+                         "orchestration.types"]

@@ -1,0 +1,227 @@
+"""Between the SDK's stdio transport and the server: every request answered, and the requests in flight bounded.
+
+The SDK drops a line it cannot parse (a lone surrogate such as ``"\\ud800"``, JSON nested past its parser's limit)
+with a debug log and no answer, so the host waits forever; here each gets a JSON-RPC error naming its request id.
+Parameters nested deeper than the HTTP face allows are refused the same way. And a host that stops reading our
+stdout while it keeps writing requests no longer grows the server without bound: past ``max_in_flight``
+unanswered requests this layer stops taking lines, the SDK's reader stops reading stdin, and the host's pipe
+fills instead of our memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.shared.message import SessionMessage
+from mcp_types import (INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JSONRPCNotification,
+                       JSONRPCRequest, JSONRPCResponse)
+from pydantic import ValidationError
+
+from orchestration.access import MAX_JSON_DEPTH, check_json_tree, one_line
+
+__all__ = ["MAX_IN_FLIGHT", "screened", "request_id"]
+
+log = logging.getLogger(__name__)
+MAX_IN_FLIGHT = 32  # requests read but not yet answered; the engine's own queue is smaller
+
+
+def request_id(raw: Any) -> tuple[bool, Any]:
+    """(found, id) of a JSON-RPC message given as text or as parsed JSON; (False, None) when it has none."""
+    if isinstance(raw, dict):
+        return ("id" in raw and "method" in raw, raw.get("id"))
+    if not isinstance(raw, str):
+        return False, None
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # nested past Python's own limit: read the top level only
+        return _top_level_id(raw)
+    except ValueError:
+        return False, None
+    return request_id(value) if isinstance(value, dict) else (False, None)
+
+
+def _top_level_id(text: str) -> tuple[bool, Any]:
+    """The ``id`` member of the outermost object, reading nothing below the top level."""
+    try:
+        return _scan_top_level(text)
+    except ValueError:
+        return False, None
+
+
+def _scan_top_level(text: str) -> tuple[bool, Any]:
+    decoder = json.JSONDecoder()
+    depth, i, found, value, method = 0, 0, False, None, False
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            key, end = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
+            j = end
+            while j < len(text) and text[j] in " \t\r\n":
+                j += 1
+            if depth == 1 and j < len(text) and text[j] == ":":
+                if key == "method":
+                    method = True
+                if key == "id":
+                    j += 1
+                    while j < len(text) and text[j] in " \t\r\n":
+                        j += 1
+                    value, _ = decoder.raw_decode(text, j)
+                    found = isinstance(value, (int, str)) and not isinstance(value, bool)
+            i = end
+            continue
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+        i += 1
+    return found and method, value if found else None
+
+
+def _refusal(message: Any) -> tuple[int, str] | None:
+    """Why a parsed request must not reach the server (parameters nested too deep, lone surrogates), or None."""
+    if not isinstance(message, JSONRPCRequest) or message.params is None:
+        return None
+    try:
+        check_json_tree(message.params)
+    except ValueError as e:
+        return INVALID_REQUEST, f"{message.method}: {e}"
+    return None
+
+
+def _why(e: Exception) -> tuple[int, str, Any]:
+    """JSON-RPC code, message and the offending input of a line the SDK could not take."""
+    if isinstance(e, ValidationError) and e.errors():
+        err = e.errors()[0]
+        raw = err.get("input")
+        if err["type"] == "json_invalid":
+            detail = err.get("ctx", {}).get("error") or err["msg"]
+            if "recursion limit" in str(detail):
+                return INVALID_REQUEST, f"the message nests deeper than {MAX_JSON_DEPTH} levels", raw
+            if "hex escape" in str(detail) or "surrogate" in str(detail):
+                return PARSE_ERROR, ("a string holds a lone UTF-16 surrogate (e.g. \\ud800, half of an emoji "
+                                     "cut in two), which is not text"), raw
+            return PARSE_ERROR, f"not valid JSON: {detail}", raw
+        return INVALID_REQUEST, one_line(e, "not a JSON-RPC message"), raw
+    return PARSE_ERROR, f"unreadable message ({type(e).__name__})", None
+
+
+class _Guard:
+    """Counts the requests in flight and answers the ones the server will never see."""
+
+    def __init__(self, read: Any, write: Any, max_in_flight: int) -> None:
+        self.inner_read, self.inner_write = read, write
+        self.max_in_flight = max_in_flight
+        self.in_flight: dict[Any, int] = {}
+        self.changed = anyio.Event()
+
+    def count(self) -> int:
+        return sum(self.in_flight.values())
+
+    def done(self, rid: Any) -> None:
+        n = self.in_flight.get(rid, 0)
+        if n <= 1:
+            self.in_flight.pop(rid, None)
+        else:
+            self.in_flight[rid] = n - 1
+        self.changed.set()
+
+    async def refuse(self, rid: Any, code: int, message: str) -> None:
+        log.warning("refused request %r: %s", rid, message)
+        await self.inner_write.send(SessionMessage(JSONRPCError(jsonrpc="2.0", id=rid,
+                                                                error=ErrorData(code=code, message=message))))
+
+    async def receive(self) -> Any:
+        while True:
+            while self.count() >= self.max_in_flight:  # let the host's pipe fill, not our memory
+                self.changed = anyio.Event()
+                await self.changed.wait()
+            item = await self.inner_read.receive()
+            if isinstance(item, Exception):
+                code, message, raw = _why(item)
+                found, rid = request_id(raw)
+                if found:
+                    await self.refuse(rid, code, message)
+                else:
+                    log.warning("dropped a message with no request id: %s", message)
+                continue
+            msg = item.message
+            refused = _refusal(msg)
+            if refused is not None:
+                await self.refuse(msg.id, *refused)
+                continue
+            if isinstance(msg, JSONRPCRequest):
+                self.in_flight[msg.id] = self.in_flight.get(msg.id, 0) + 1
+            elif isinstance(msg, JSONRPCNotification) and msg.method == "notifications/cancelled":
+                rid = (msg.params or {}).get("requestId")
+                if rid in self.in_flight:  # a cancelled request may get no answer
+                    self.done(rid)
+            return item
+
+    async def send(self, item: SessionMessage) -> None:
+        await self.inner_write.send(item)  # returns once the writer took it: earlier answers are written
+        msg = item.message
+        if isinstance(msg, (JSONRPCResponse, JSONRPCError)) and msg.id in self.in_flight:
+            self.done(msg.id)
+
+
+class _ReadSide:
+    def __init__(self, guard: _Guard) -> None:
+        self._guard = guard
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._guard.inner_read, "last_context", None)
+
+    async def receive(self) -> Any:
+        return await self._guard.receive()
+
+    def __aiter__(self) -> _ReadSide:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._guard.inner_read.aclose()
+
+    async def __aenter__(self) -> _ReadSide:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _WriteSide:
+    def __init__(self, guard: _Guard) -> None:
+        self._guard = guard
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._guard.send(item)
+
+    def close(self) -> None:
+        self._guard.inner_write.close()
+
+    async def aclose(self) -> None:
+        await self._guard.inner_write.aclose()
+
+    async def __aenter__(self) -> _WriteSide:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def screened(read_stream: Any, write_stream: Any,
+                   max_in_flight: int = MAX_IN_FLIGHT) -> AsyncIterator[tuple[Any, Any]]:
+    """The transport's streams, screened: what the server reads and where it writes."""
+    guard = _Guard(read_stream, write_stream, max_in_flight)
+    yield _ReadSide(guard), _WriteSide(guard)
