@@ -47,7 +47,7 @@ def test_inspector_calls_mage_tools(tmp_path: Path) -> None:
                     "--tool-arg", "prompt=Show me the file src/main.py")
     assert not out.get("isError"), out
     data = out["structuredContent"]
-    assert data["pattern"] == "tools" and data["trace"]["steps"][0]["role"] == "tools"
-    for call in data["tool_calls"]:
-        assert call["tool"] in {"Read", "Write", "Edit", "Bash", "Glob", "Grep"}
-        assert call["risk"] in {"read", "write", "execute", "destructive"}
+    assert data["pattern"] == "tools"
+    # The request names the file to read: the call is built from that fact, with no model step, and says so.
+    assert data["tool_calls"] == [{"tool": "Read", "arguments": {"file_path": "src/main.py"}, "risk": "read"}]
+    assert data["trace"]["tool_decision"]["decided_by"] == "facts" and data["trace"]["steps"] == []

@@ -35,7 +35,9 @@ HOST_TOOLS = [
 ]
 PROMPTS = ["show me src/main.py", "run the tests", "delete the build folder", "hello", "open a ticket",
            "find every TODO", "write notes to a.txt", "turn it down", "\u65e5\u672c\u8a9e", "```rm -rf /```",
-           "{\"tool\": \"Read\"}", "nothing at all"]
+           "{\"tool\": \"Read\"}", "nothing at all",
+           # prompts that name the host tools' subjects reach the model past the relevance gate
+           "set the volume to half", "create a ticket for the login bug", "raise the volume", "ticket: crash on save"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,8 @@ async def _engine(model_dir: Path, seed: int) -> Engine:
     """No per-request seed: one seeded RNG stream on the owner thread, so every request samples anew."""
     import mlx.core as mx
 
-    settings = load_settings(env={}, extraction_max_string=24, extraction_max_calls=3,
+    # The model-written path (grounded): its grammar is what a random model must not break.
+    settings = load_settings(env={}, extraction_max_string=24, extraction_max_calls=3, extraction_constraint="grounded",
                              roles={"tools": {"model": str(model_dir), "temperature": 1.0}})
     engine = Engine(settings)
     await engine.backends["mlx"].worker.run(lambda job: mx.random.seed(seed))
@@ -80,7 +83,9 @@ async def test_random_model_emits_only_valid_calls(random_model_dir: Path, tools
     try:
         for prompt in PROMPTS:
             r = await engine.run("tools", PatternRequest(prompt=prompt, tools=None if tools == "seed" else defs))
-            assert r.trace.steps[0].finish_reason == "stop"  # never cut off
+            # the model ran and was never cut off, or the relevance gate said no host tool fits (no model step)
+            assert (r.trace.steps and r.trace.steps[0].finish_reason == "stop") or \
+                (not r.trace.steps and r.trace.tool_decision.decided_by == "facts" and not r.tool_calls)
             for call in r.tool_calls:
                 jsonschema.validate(call.arguments, schemas[call.tool])
             total += len(r.tool_calls)

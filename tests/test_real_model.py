@@ -119,14 +119,38 @@ async def test_shared_model_loads_once_and_unload_frees_memory(real_engine: Engi
     assert not [s for s in backend.state() if s.key == key][0].loaded
 
 
+async def test_the_real_model_only_chooses_among_candidates(real_engine: Engine) -> None:
+    """Where the request does not ask for the answer's command, the tiny model picks a candidate by number (or
+    none) under the options constraint: what comes back is the answer's own command or nothing, never new text."""
+    from orchestration.context import RunContext
+    from orchestration.tools.extract import decide_calls
+
+    request = PatternRequest(prompt="I want to fetch web pages in my script")
+    ctx = RunContext("hybrid", request, real_engine.settings, real_engine.backends)
+    calls = await decide_calls(ctx, "Use requests.\n\n```bash\npip install requests\n```\n")
+    d = ctx.trace.tool_decision
+    assert d.decided_by == "model" and set(d.probabilities) <= {"1", "none"}
+    assert abs(sum(d.probabilities.values()) - 1) < 0.05
+    assert [c.arguments for c in calls] in ([], [{"command": "pip install requests"}])
+    assert (calls == []) == (d.chosen == [])
+
+
 async def test_constrained_extraction_on_the_real_model_is_valid(real_engine: Engine) -> None:
+    """The model-written path (host tools, or extraction_constraint = grounded) stays valid on a real model."""
     import jsonschema
 
-    r = await real_engine.run("tools", PatternRequest(prompt="Show me the contents of the file src/main.py"))
+    from orchestration.context import RunContext
+    from orchestration.tools.extract import extract_tool_calls
+
+    settings = real_engine.settings.model_copy(update={"extraction_constraint": "grounded"})
+    ctx = RunContext("tools", PatternRequest(prompt="Show me the contents of the file src/main.py"), settings,
+                     real_engine.backends)
+    calls = await extract_tool_calls(ctx, None)
     schema_by_tool = {t.name: t.parameters for t in SEED_TOOLS}
-    for call in r.tool_calls:
+    assert calls, "the model was asked for a call and gave none"
+    for call in calls:
         jsonschema.validate(call.arguments, schema_by_tool[call.tool])
-    assert r.trace.steps[0].finish_reason == "stop"
+    assert ctx.trace.steps[0].finish_reason == "stop"
 
 
 @pytest.mark.parametrize("name", list(PATTERNS))
