@@ -17,6 +17,8 @@ __all__ = [
     "JUDGE",
     "EXTRACTION",
     "REVISION",
+    "CORRECTNESS",
+    "correctness",
     "user_content",
     "answer",
     "step",
@@ -42,7 +44,10 @@ Output ONLY "PASS" if no issues found, or "FAIL: <brief list of issues>\""""
 
 JUDGE = """Compare two solutions and pick the better one.
 Consider: correctness, efficiency, readability, error handling.
-Output ONLY "A" or "B" followed by a brief one-sentence explanation."""
+Answer in JSON: first "reason", one sentence on which solution is better and why, then "better", "A" or "B"."""
+
+CORRECTNESS = """You review code. Decide whether the solution is correct: it does exactly what the task asks for \
+every valid input. Answer YES or NO."""
 
 EXTRACTION = """You are a tool-calling assistant. Based on the task and response, extract required tool calls.
 
@@ -54,10 +59,13 @@ Available tools:
 
 If no tools are needed, output: []"""
 
-REVISION = """A reviewer found these issues in your previous response:
+REVISION = """This answer to the task above fails these checks:
 {issues}
 
-Write an improved response to the original task that fixes every issue. Give the complete response, not a list of changes."""
+The answer:
+{answer}
+
+Find the mistake and write the corrected, complete code in one ```python block."""
 
 
 def user_content(request: PatternRequest) -> str:
@@ -88,14 +96,24 @@ def validation(request: PatternRequest, response: str, overrides: PromptOverride
 
 
 def revision(request: PatternRequest, response: str, issues: list[str],
-             overrides: PromptOverrides | None = None, role_system: str | None = None) -> list[Message]:
-    """The primary's own answer comes back as its turn, the issues as the next user turn."""
+             overrides: PromptOverrides | None = None, role_system: str | None = None,
+             code: str | None = None) -> list[Message]:
+    """One user turn: the task, each failing check (input, expected, what came back), and the previous answer
+    shown as material (its ``code`` where it has some), never replayed as the model's own turn: greedy decoding
+    then writes the same answer again. The same prompt serves the primary's repair and the escalation."""
     template = (overrides and overrides.revision) or REVISION
     listed = "\n".join(f"- {i}" for i in issues) or "- (no details given)"
-    return answer(request, role_system) + [
-        Message(role="assistant", content=response),
-        Message(role="user", content=template.replace("{issues}", listed)),
-    ]
+    shown = f"```python\n{code.rstrip()}\n```" if code else response
+    body = template.replace("{issues}", listed)
+    body = body.replace("{answer}", shown) if "{answer}" in body else f"{body}\n\nThe answer:\n{shown}"
+    return _with_system(request.system or role_system,
+                        [Message(role="user", content=f"{user_content(request)}\n\n{body}")])
+
+
+def correctness(request: PatternRequest, response: str, overrides: PromptOverrides | None = None) -> list[Message]:
+    """The pointwise judge: one answer alone, YES or NO (no other answer in sight, so no order to favour)."""
+    body = f"Task:\n{user_content(request)}\n\nSolution:\n{response}\n\nIs the solution correct? Answer YES or NO."
+    return [Message(role="system", content=CORRECTNESS), Message(role="user", content=body)]
 
 
 def judge(request: PatternRequest, a: str, b: str, overrides: PromptOverrides | None = None) -> list[Message]:

@@ -78,6 +78,7 @@ class SandboxResult(BaseModel):
     timed_out: bool = False
     killed_reason: KilledReason | None = None
     seconds: float
+    channel: str | None = Field(None, description="what the program wrote to its result descriptor (``channel``)")
 
     @property
     def passed(self) -> bool:
@@ -209,11 +210,13 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _collect(proc: subprocess.Popen[bytes], limits: Limits, deadline: float,
-             kind: SandboxKind) -> tuple[bytes, bytes, bool, KilledReason | None]:
-    """Read stdout and stderr, each up to the cap, until both close or the deadline; never unbounded."""
+def _collect(proc: subprocess.Popen[bytes], limits: Limits, deadline: float, kind: SandboxKind,
+             channel: int = -1) -> tuple[bytes, bytes, bool, KilledReason | None, bytes]:
+    """Read stdout, stderr (and the result channel), each up to the cap, until all close or the deadline."""
     assert proc.stdout is not None and proc.stderr is not None
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    if channel >= 0:
+        bufs[channel] = bytearray()
     truncated, reason = False, None
     exited_at: float | None = None
     with selectors.DefaultSelector() as sel:
@@ -243,10 +246,25 @@ def _collect(proc: subprocess.Popen[bytes], limits: Limits, deadline: float,
                 if len(chunk) > room:
                     truncated, reason = True, "output_limit"
                     break
-    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), truncated, reason
+    return (bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), truncated, reason,
+            bytes(bufs.get(channel, b"")))
 
 
-def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
+def _data_fd(data: bytes, tmp: str) -> int:
+    """A read-only descriptor holding ``data`` and named by no path (a memfd, else an unlinked file)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("job")
+    else:
+        path = os.path.join(tmp, ".job")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.unlink(path)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
+         data: bytes | None = None) -> SandboxResult:
     t0 = time.monotonic()
     deadline = t0 + limits.timeout_s
     with tempfile.TemporaryDirectory(prefix="mageagent-sandbox-") as tmp:
@@ -254,6 +272,15 @@ def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
         pass_fds: tuple[int, ...] = ()
         code_fd = -1
         kw: dict[str, object] = {}
+        env = dict(_ENV)
+        read_end = write_end = -1
+        if channel:  # a pipe the program alone holds: its number in the environment, the read end ours
+            read_end, write_end = os.pipe()
+            env["MAGEAGENT_RESULT_FD"] = str(write_end)
+        data_fd = -1
+        if data is not None:  # input no file in the sandbox holds: only a descriptor the program is handed
+            data_fd = _data_fd(data, tmp)
+            env["MAGEAGENT_DATA_FD"] = str(data_fd)
         if kind == "bwrap":
             code_fd = os.memfd_create("candidate") if hasattr(os, "memfd_create") else os.open(
                 os.path.join(tmp, "candidate.py"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -268,15 +295,23 @@ def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
             if kind == "sandbox-exec":
                 argv = ["/usr/bin/sandbox-exec", "-p", _seatbelt_profile(work, trees), *argv]
             cwd, kw = work, {"preexec_fn": _preexec(limits)}
+        pass_fds += tuple(fd for fd in (write_end, data_fd) if fd >= 0)
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, env=_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds,
                                     **kw)  # type: ignore[call-overload]
+        except BaseException:
+            if read_end >= 0:
+                os.close(read_end)
+            raise
         finally:
             if code_fd >= 0:
                 os.close(code_fd)
+            for fd in (write_end, data_fd):
+                if fd >= 0:
+                    os.close(fd)
         try:
-            out, err, truncated, reason = _collect(proc, limits, deadline, kind)
+            out, err, truncated, reason, result = _collect(proc, limits, deadline, kind, read_end)
             if reason is None:
                 try:
                     proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
@@ -293,6 +328,8 @@ def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
             for pipe in (proc.stdout, proc.stderr):
                 if pipe is not None:
                     pipe.close()
+            if read_end >= 0:
+                os.close(read_end)
     status = _exit_status(kind, proc.returncode)
     if reason is None and status == -signal.SIGXCPU:
         reason = "cpu_limit"
@@ -301,7 +338,8 @@ def _run(kind: SandboxKind, code: str, limits: Limits) -> SandboxResult:
     return SandboxResult(kind=kind, exit_status=status, stdout=out.decode("utf-8", "replace"),
                          stderr=err.decode("utf-8", "replace"), output_truncated=truncated,
                          timed_out=reason == "timeout", killed_reason=reason,
-                         seconds=round(time.monotonic() - t0, 3))
+                         seconds=round(time.monotonic() - t0, 3),
+                         channel=result.decode("utf-8", "replace") if channel else None)
 
 
 # -- choosing the kind -------------------------------------------------------------------------------------
@@ -358,6 +396,10 @@ def _warn_weak() -> None:
                 "files and reach the network)")
 
 
-def run_python(code: str, *, limits: Limits | None = None, mode: SandboxMode = "auto") -> SandboxResult:
-    """Run ``code`` as a Python program (``candidate.py`` in an empty work dir) under the sandbox ``mode``."""
-    return _run(resolve(mode), code, limits or Limits())
+def run_python(code: str, *, limits: Limits | None = None, mode: SandboxMode = "auto",
+               channel: bool = False, data: bytes | None = None) -> SandboxResult:
+    """Run ``code`` as a Python program (``candidate.py`` in an empty work dir) under the sandbox ``mode``. With
+    ``channel`` the program gets a pipe of its own (its descriptor in ``MAGEAGENT_RESULT_FD``) whose contents come
+    back as ``channel``: a result its children never hold unless it hands them the descriptor. ``data`` reaches
+    it the same way (``MAGEAGENT_DATA_FD``), never as a file its children could read."""
+    return _run(resolve(mode), code, limits or Limits(), channel, data)

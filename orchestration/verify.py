@@ -11,21 +11,21 @@ the code or the test is at fault, and a test it blames is set aside (reported, n
 from __future__ import annotations
 
 import ast
-import json
 import re
+import sys
 from typing import Literal
 
-from .sandbox import Limits, SandboxMode, resolve, run_python
+from .harness import run_checks
+from .sandbox import Limits, SandboxMode, resolve
 from .errors import ConfigError
 from .tools.grounding import code_blocks
 from .types import Execution, TestOutcome
 
 __all__ = ["python_code", "syntax_problem", "signatures", "host_tests", "parse_tests",
-           "run_tests", "sandbox_problem"]
+           "run_tests", "sandbox_problem", "incomplete_code", "same_code"]
 
 Origin = Literal["host", "example", "validator"]
 MAX_TESTS = 8
-_SENTINEL = "@@MAGEAGENT-TESTS@@"
 _DOCTEST = re.compile(r"^\s*>>> (.+)\n\s*(?!>>>)(\S.*)$", re.M)
 
 
@@ -39,7 +39,8 @@ def _is_program(block: str) -> bool:
 
 
 def python_code(text: str) -> str | None:
-    """The answer's Python: its fenced blocks that parse as a program, joined; or the whole text if it is one."""
+    """The answer's Python: its fenced blocks that parse as a program, joined; or the whole text if it is one.
+    The one rule for the code to run, in the patterns and the evaluation's scorers alike."""
     blocks = [b for b in code_blocks(text) if _is_program(b)]
     if blocks:
         return "\n\n".join(b.rstrip("\n") for b in blocks) + "\n"
@@ -72,6 +73,11 @@ def signatures(code: str) -> list[str]:
     return out
 
 
+# A test line runs on the harness's trusted side: it may call and compare, not reach for the process itself.
+_FORBIDDEN = frozenset({"__import__", "exec", "eval", "compile", "open", "globals", "locals", "vars", "getattr",
+                        "setattr", "delattr", "breakpoint", "input", "exit", "quit", "help", "memoryview"})
+
+
 def _statement(line: str) -> str | None:
     line = line.strip()
     if not line.startswith("assert "):
@@ -80,7 +86,13 @@ def _statement(line: str) -> str | None:
         tree = ast.parse(line)
     except SyntaxError:
         return None
-    return line if len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert) else None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+        return None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Name) and (node.id in _FORBIDDEN or node.id.startswith("__"))) or \
+                (isinstance(node, ast.Attribute) and node.attr.startswith("_")) or isinstance(node, ast.Lambda):
+            return None
+    return line
 
 
 def parse_tests(text: str) -> list[str]:
@@ -115,53 +127,6 @@ def host_tests(prompt: str, context: str | None, given: list[str] | None) -> lis
     return list(found.items())[:MAX_TESTS]
 
 
-_HARNESS = '''
-import ast, contextlib, io, json, signal, sys
-CODE = {code!r}
-TESTS = {tests!r}
-def _alarm(signum, frame):
-    raise TimeoutError("the test ran past {per_test}s")
-signal.signal(signal.SIGALRM, _alarm)
-ns = {{"__name__": "candidate"}}
-out = {{"load_error": None, "tests": []}}
-def _actual(test):
-    # For `assert X == Y`, what X was: the feedback a revision needs.
-    node = ast.parse(test).body[0].test
-    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                return repr(eval(compile(ast.Expression(node.left), "test", "eval"), ns))[:300]
-        except BaseException as e:
-            return None
-    return None
-try:
-    signal.alarm({per_test})
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(CODE, "candidate.py", "exec"), ns)
-    signal.alarm(0)
-except BaseException as e:
-    signal.alarm(0)
-    out["load_error"] = (type(e).__name__ + ": " + str(e))[:500]
-else:
-    for t in TESTS:
-        try:
-            signal.alarm({per_test})
-            with contextlib.redirect_stdout(io.StringIO()):
-                exec(compile(t, "test", "exec"), ns)
-            signal.alarm(0)
-            out["tests"].append([True, None])
-        except BaseException as e:
-            signal.alarm(0)
-            msg = type(e).__name__ + (": " + str(e) if str(e) else "")
-            if isinstance(e, AssertionError):
-                got = _actual(t)
-                if got is not None:
-                    msg = "got " + got
-            out["tests"].append([False, msg[:500]])
-sys.stdout.write("\\n{sentinel}" + json.dumps(out) + "\\n")
-'''
-
-
 def sandbox_problem(mode: SandboxMode) -> str | None:
     """Why code cannot be executed here (None when a sandbox of ``mode`` is available)."""
     try:
@@ -171,19 +136,62 @@ def sandbox_problem(mode: SandboxMode) -> str | None:
     return None
 
 
+def _imports(code: str) -> str:
+    """The candidate's top-level imports of standard modules, for the tests' side (``assert f(math.pi) == ...``);
+    each guarded, so a module missing here fails no run."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return ""
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        if all(n.split(".")[0] in sys.stdlib_module_names for n in names):
+            out.append(f"try:\n    {ast.unparse(node)}\nexcept Exception:\n    pass\n")
+    return "".join(out)
+
+
 def run_tests(code: str, tests: list[tuple[str, Origin]], *, mode: SandboxMode = "auto",
               per_test_s: int = 3, limits: Limits | None = None) -> Execution:
-    """Run ``code`` then each test in one sandboxed process; each test's outcome and error."""
-    script = _HARNESS.format(code=code, tests=[t for t, _ in tests], per_test=per_test_s, sentinel=_SENTINEL)
-    budget = limits or Limits(timeout_s=min(60.0, 5.0 + per_test_s * (len(tests) + 1)))
-    res = run_python(script, limits=budget, mode=mode)
-    marker = res.stdout.rfind(_SENTINEL)
-    if marker < 0:
-        why = "timed out" if res.timed_out else (res.killed_reason or f"exit status {res.exit_status}")
-        tail = res.stderr.strip().splitlines()[-1:] or [""]
-        return Execution(sandbox=res.kind, load_error=f"the program did not finish ({why}) {tail[0][:300]}".strip(),
-                         seconds=res.seconds)
-    data = json.loads(res.stdout[marker + len(_SENTINEL):].strip().splitlines()[0])
-    outcomes = [TestOutcome(test=t, origin=o, passed=ok, error=err)
-                for (t, o), (ok, err) in zip(tests, data["tests"])]
-    return Execution(sandbox=res.kind, tests=outcomes, load_error=data["load_error"], seconds=res.seconds)
+    """Run each test against ``code`` in the shared harness (``orchestration.harness``: the candidate in its own
+    process, the tests and the verdict out of its reach); each test's outcome, input, expected value and result."""
+    run = run_checks(code, [t for t, _ in tests], setup=_imports(code), per_test_s=per_test_s, limits=limits,
+                     mode=mode)
+    if not run.complete or run.load_error is not None:
+        return Execution(sandbox=run.sandbox, load_error=run.load_error, seconds=run.seconds)
+    outcomes = [TestOutcome(test=t, origin=o, passed=c.passed, error=c.error, call=c.call, expected=c.expected,
+                            got=c.got, raised=c.raised)
+                for (t, o), c in zip(tests, run.tests)]
+    return Execution(sandbox=run.sandbox, tests=outcomes, seconds=run.seconds)
+
+
+def _open_fence(text: str) -> bool:
+    """``text`` ends inside a fenced block (its last fence line opens one)."""
+    inside = False
+    for line in text.splitlines():
+        if re.match(r"^\s*(```|~~~)", line):
+            inside = not inside
+    return inside
+
+
+def incomplete_code(text: str, cut_off: bool) -> str | None:
+    """Why code cut off at the token budget must not run as if complete (None when it is complete): the answer
+    stopped inside a code block, or it is bare code. An answer cut off in prose after its blocks keeps them."""
+    if not cut_off:
+        return None
+    if _open_fence(text) or not code_blocks(text):
+        return "the answer was cut off at its token budget inside its code: the code is incomplete and was not run"
+    return None
+
+
+def same_code(a: str, b: str) -> bool:
+    """Two answers carry the same code once whitespace is normalised (a revision that changed nothing)."""
+    def norm(text: str) -> str:
+        return " ".join((python_code(text) or text).split())
+
+    return norm(a) == norm(b)

@@ -40,7 +40,7 @@ def _script(problem, systems: tuple[str, ...] = ("he-primary", "he-validated-mod
         "he-primary": [(good, P)],
         "he-validated-model": [(bad, P), ("FAIL: always False", V), (good, P), ("PASS", V)],
         "he-validated": [(bad, P), (good, P)],  # the prompt's >>> examples fail the first answer: revise
-        "he-compete-judge": [(good, P), (bad, C), ("B: shorter", V), ("A: shorter", V)],
+        "he-compete-judge": [(good, P), (bad, C), ("NO", V), ("YES", V)],  # each scored alone: B, wrongly
         "he-compete": [(good, P), (bad, C)],  # the tests decide: no judge
         "he-primary-k3": [(bad, P), (good, P), (also_bad, P)],  # the majority (bad, same code) fails, one passes
     }
@@ -82,16 +82,20 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     assert he["he-compete-judge"]["k"] == 0  # the judge picked the wrong one ...
     assert (he["he-compete-judge:A"]["k"], he["he-compete-judge:B"]["k"]) == (1, 0)
     assert he["he-compete"]["k"] == 1  # ... the tests did not
-    assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1  # majority wrong, one right
+    # the two always-False samples behave alike on the examples: the larger group (wrong) wins the vote
+    assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1
+    assert he["he-primary-k3:code-majority"]["k"] == 0
     # ... and its pick by the prompt's own examples finds the right one (the always-False pair passes 1 of 2)
     assert he["he-primary-k3:tests"]["k"] == 1
     k3 = next(x for x in results["humaneval"]["per_item"] if x["system"] == "he-primary-k3")
-    assert k3["examples_passed"] == [1, 2, 1] and k3["tests_sample"] == 1 and k3["majority_sample"] == 0
+    assert k3["examples_passed"] == [1, 2, 1] and k3["tests_sample"] == 1 and k3["behaviour_sample"] == 0
+    assert k3["groups"] == 2
     assert any(x["a"] == "he-primary" and x["b"] == "he-primary-k3:tests"
                for x in results["humaneval"]["comparisons"])
     c = results["humaneval"]["compete"]["he-compete-judge"]
-    assert c["position_consistency"]["k"] == 1
-    assert (c["first_shown_picked"]["k"], c["first_shown_picked"]["n"]) == (1, 2)
+    assert c["by_pointwise"] == 1 and c["position_consistency"]["n"] == 0  # no order to be consistent about
+    one = c["one_right"]  # exactly one of A and B passes here: A
+    assert (one["pick"]["k"], one["always_A"]["k"], one["always_B"]["k"], one["pick"]["n"]) == (0, 1, 0, 1)
     bf = results["bfcl"]["systems"]
     assert (bf["bfcl-tools"]["valid"]["k"], bf["bfcl-tools"]["exact"]["k"]) == (2, 2)
     assert (bf["bfcl-tools-free"]["valid"]["k"], bf["bfcl-tools-free"]["exact"]["k"]) == (1, 1)
@@ -176,7 +180,7 @@ async def test_reuse_generates_a_shared_greedy_answer_once(data, tmp_path):
     fake = ScriptedBackend()
     fake.enqueue(good, model="primary-model", delay=0.02)  # he-primary's answer is also compete's A
     fake.enqueue(_code("def has_close_elements(numbers, threshold):\n    return True\n"), model="competitor-model")
-    fake.enqueue("A: right", model="validator-model").enqueue("B: right", model="validator-model")
+    fake.enqueue("YES", model="validator-model").enqueue("NO", model="validator-model")
     config = EvalConfig(systems=["he-primary", "he-compete-judge"], limit=1)
     records = await run_eval(config, fake_settings(), tmp_path, data, say=lambda m: None, backends={"mlx": fake},
                              concurrency=2, reuse=True)

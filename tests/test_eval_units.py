@@ -23,7 +23,7 @@ def test_humaneval_has_164_problems_and_canonical_solutions_pass(eval_cache):
     assert len({p.task_id for p in problems}) == 164
     for p in problems[:3] + problems[-2:]:
         answer = "```python\n" + p.prompt + p.canonical_solution + "```"
-        assert humaneval.check(p, answer).status == "passed", p.task_id
+        assert humaneval.check(p, answer).all_passed, p.task_id
 
 
 def test_bfcl_categories_load_with_answers(eval_cache):
@@ -58,18 +58,20 @@ _P = HumanEvalProblem(task_id="T/0", prompt='import math\n\ndef f(x):\n    """do
                       test="def check(c):\n    assert c(2) == 4\n    assert c(0) == 0\n")
 
 
-@pytest.mark.parametrize("answer, passed", [
-    ("```python\ndef f(x):\n    return 2 * x\n```\nThis doubles x.", True),
-    ("Here:\n```py\ndef f(x):\n    return x + x\n```", True),
-    ("```python\ndef f(x):\n    return 2 * x\n", True),  # unclosed fence (cut off by the budget)
-    ("    return 2 * x\n", True),  # a body continuing the prompt
-    ("```python\nprint('hi')\n```\n```python\ndef f(x):\n    return math.floor(2 * x)\n```", True),
-    ("```python\ndef f(x):\n    return x\n```", False),
-    ("I cannot do that.", False),
-    ("```python\ndef g(x):\n    return 2 * x\n```", False),  # the wrong name leaves the stub
+@pytest.mark.parametrize("answer, cut_off, passed", [
+    ("```python\ndef f(x):\n    return 2 * x\n```\nThis doubles x.", False, True),
+    ("Here:\n```py\ndef f(x):\n    return x + x\n```", False, True),
+    ("```python\ndef f(x):\n    return 2 * x\n", False, True),  # an unclosed fence that ended on its own
+    ("```python\ndef f(x):\n    return 2 * x\n", True, False),  # the same, cut off by the budget: never run
+    ("```python\ndef f(x):\n    return 2 * x\n```\nThis doubles", True, True),  # cut off in prose after the code
+    ("    return 2 * x\n", False, False),  # a bare body: not code by the patterns' rule (the prompt asks for all)
+    ("```python\nprint('hi')\n```\n```python\ndef f(x):\n    return math.floor(2 * x)\n```", False, True),
+    ("```python\ndef f(x):\n    return x\n```", False, False),
+    ("I cannot do that.", False, False),
+    ("```python\ndef g(x):\n    return 2 * x\n```", False, False),  # the wrong name leaves the stub
 ])
-def test_humaneval_programs(answer, passed):
-    assert (humaneval.check(_P, answer, Limits(timeout_s=5)).status == "passed") is passed
+def test_humaneval_programs(answer, cut_off, passed):
+    assert humaneval.check(_P, answer, Limits(timeout_s=5), cut_off=cut_off).all_passed is passed
 
 
 def test_normalized_code_ignores_comments_and_blank_lines():

@@ -139,8 +139,8 @@ async def test_validated_fail_revises_with_feedback_and_revalidates() -> None:
     assert [v.verdict for v in r.trace.verdicts] == ["FAIL", "PASS"]
     assert r.trace.verdicts[0].issues == ["off by one", "no error handling"]
     revision = fake.history[2].messages
-    assert [m.role for m in revision][-3:] == ["user", "assistant", "user"]
-    assert revision[-2].content == "v1"
+    assert "assistant" not in [m.role for m in revision]  # the old answer is material, not the model's own turn
+    assert "Implement it" in revision[-1].content and "v1" in revision[-1].content
     assert "- off by one" in revision[-1].content and "- no error handling" in revision[-1].content
 
 
@@ -188,7 +188,7 @@ async def test_unreadable_verdict_fails_the_pattern_naming_step_and_role(reply: 
 
 
 async def test_compete_judges_and_extracts_on_the_winner() -> None:
-    engine, fake = make()
+    engine, fake = make(judge="pairwise")
     fake.enqueue("solution A text", model=P).enqueue("solution B text", model=C)
     fake.enqueue("B: it handles errors.", model=V, option_probs={"A": 0.3, "B": 0.7})
     fake.enqueue([{"tool": "Read", "arguments": {"file_path": "a.py"}}], model=T)  # grounded: the task names a.py
@@ -205,7 +205,7 @@ async def test_compete_judges_and_extracts_on_the_winner() -> None:
 
 
 async def test_compete_swap_agreeing() -> None:
-    engine, fake = make()
+    engine, fake = make(judge="pairwise")
     fake.enqueue("a", model=P).enqueue("b", model=C)
     fake.enqueue("A: better", model=V, option_probs={"A": 0.8, "B": 0.2})
     fake.enqueue("B: better", model=V, option_probs={"A": 0.4, "B": 0.6})  # B shown = original A
@@ -218,7 +218,7 @@ async def test_compete_swap_agreeing() -> None:
 
 
 async def test_compete_swap_disagreement_settled_by_summed_probabilities() -> None:
-    engine, fake = make()
+    engine, fake = make(judge="pairwise")
     fake.enqueue("a", model=P).enqueue("b", model=C)
     fake.enqueue("A: first is better", model=V, option_probs={"A": 0.55, "B": 0.45})  # position bias
     fake.enqueue("A: first is better", model=V, option_probs={"A": 0.9, "B": 0.1})  # shown A = original B
@@ -230,14 +230,14 @@ async def test_compete_swap_disagreement_settled_by_summed_probabilities() -> No
 
 
 async def test_compete_swap_from_settings() -> None:
-    engine, fake = make(judge_swap=True)
+    engine, fake = make(judge_swap=True, judge="pairwise")
     fake.enqueue("a", model=P).enqueue("b", model=C).enqueue("A: x", model=V).enqueue("B: y", model=V)
     r = await engine.run("compete", req("hello", extraction="never"))
     assert len(r.trace.judgement.verdicts) == 2
 
 
-async def test_compete_judges_both_orders_by_default_and_reports_consistency() -> None:
-    engine, fake = make()
+async def test_compete_pairwise_judges_both_orders_by_default_and_reports_consistency() -> None:
+    engine, fake = make(judge="pairwise")
     assert engine.settings.judge_swap is True
     fake.enqueue("a", model=P).enqueue("b", model=C)
     fake.enqueue("A: x", model=V, option_probs={"A": 0.7, "B": 0.3})
@@ -251,7 +251,7 @@ async def test_compete_judges_both_orders_by_default_and_reports_consistency() -
 
 @pytest.mark.parametrize("reply", ["C: neither", "Both are fine", "a: lowercase"])
 async def test_unreadable_pick_fails(reply: str) -> None:
-    engine, fake = make()
+    engine, fake = make(judge="pairwise")
     fake.enqueue("a", model=P).enqueue("b", model=C).enqueue(reply, model=V)
     with pytest.raises(PatternError, match="judge"):
         await engine.run("compete", req("hello"))
@@ -363,19 +363,20 @@ async def test_unconstrained_verdict_is_retried_and_confidence_unknown() -> None
     assert [s.purpose for s in r.trace.steps] == ["answer", "validate", "validate (retry 1)"]
 
 
-async def test_swap_without_probabilities_keeps_first_pick_and_reports_disagreement() -> None:
-    engine, fake = make()
+async def test_swap_disagreement_without_probabilities_is_settled_by_a_rule_the_order_cannot_change() -> None:
+    engine, fake = make(judge="pairwise")
     fake.enqueue("a", model=P).enqueue("b", model=C)
     fake.enqueue("A: x", model=V, constrained=False).enqueue("A: y", model=V, constrained=False)
     r = await engine.run("compete", req("hello", swap=True, extraction="never"))
     j = r.trace.judgement
-    assert j.disagreement and j.pick == "A" and j.confidence is None
+    assert j.disagreement and j.pick == "B" and j.confidence is None and j.reason == "y"
+    assert "B (the competitor) stands" in j.rule
 
 
 
 async def test_compete_on_one_model_generates_both_answers_at_once_and_keeps_the_trace_in_order() -> None:
     fake = ScriptedBackend()
-    engine = Engine(fake_settings(roles={"competitor": {"model": P}}), {"mlx": fake})
+    engine = Engine(fake_settings(roles={"competitor": {"model": P}}, judge="pairwise"), {"mlx": fake})
     fake.enqueue("answer one is long", model=P, delay=0.01).enqueue("two", model=P, delay=0.01)
     fake.enqueue("A: x", model=V, option_probs={"A": 0.7, "B": 0.3}, delay=0.01)
     fake.enqueue("B: y", model=V, option_probs={"A": 0.2, "B": 0.8}, delay=0.01)
@@ -389,7 +390,7 @@ async def test_compete_on_one_model_generates_both_answers_at_once_and_keeps_the
 
 async def test_compete_on_two_models_stays_sequential() -> None:
     fake = ScriptedBackend()
-    engine = Engine(fake_settings(), {"mlx": fake})
+    engine = Engine(fake_settings(judge="pairwise"), {"mlx": fake})
     fake.enqueue("a", model=P, delay=0.01).enqueue("b", model=C, delay=0.01)
     fake.enqueue("A: x", model=V)
     await engine.run("compete", req("hello", extraction="never", swap=False))
@@ -403,3 +404,60 @@ async def test_a_failure_inside_concurrent_steps_is_the_pattern_error_itself() -
     with pytest.raises(PatternError) as e:
         await engine.run("compete", req("hello", extraction="never"))
     assert e.value.step == "solution B" and "boom" in str(e.value)
+
+
+# -- decisions that rest on something (issue 28) --------------------------------------------------------------------
+async def test_a_revision_that_repeats_the_answer_is_no_change_never_a_fix() -> None:
+    engine, fake = make(max_revisions=2)
+    fake.enqueue("```python\ndef f(x):\n    return x\n```", model=P).enqueue("FAIL: off by one", model=V)
+    fake.enqueue("Here it is again:\n```python\ndef f(x):\n        return x\n```", model=P)  # same code, re-spaced
+    r = await engine.run("validated", req("Implement f", extraction="never"))
+    assert fake.models_asked == [P, V, P]  # the repeat is not validated again, and no further round is spent
+    assert [(x.role, x.outcome) for x in r.trace.rounds] == [("primary", "no change")]
+    assert [v.verdict for v in r.trace.verdicts] == ["FAIL"] and r.trace.revisions == 1
+
+
+async def test_pointwise_judge_is_the_default_and_scores_each_answer_alone() -> None:
+    prompts_seen = {}
+    for a, b, pa, pb, winner in [("x", "y", 0.3, 0.8, "y"), ("y", "x", 0.8, 0.3, "y")]:  # the same two, swapped
+        engine, fake = make()
+        fake.enqueue(a, model=P).enqueue(b, model=C)
+        fake.enqueue("YES", model=V, option_probs={"YES": pa, "NO": 1 - pa})
+        fake.enqueue("YES", model=V, option_probs={"YES": pb, "NO": 1 - pb})
+        r = await engine.run("compete", req("hello", extraction="never"))
+        j = r.trace.judgement
+        assert r.text == winner and j.judge_kind == "pointwise" and j.consistent is True
+        assert j.scores == {"A": pa, "B": pb} and j.confidence == 0.8
+        ask_a, ask_b = (fake.history[i].messages[-1].content for i in (2, 3))
+        assert f"Solution:\n{a}\n" in ask_a and f"Solution:\n{b}\n" not in ask_a  # neither sees the other
+        assert fake.history[2].constraint.options == ["YES", "NO"]
+        prompts_seen.setdefault(a, set()).add(ask_a)
+        prompts_seen.setdefault(b, set()).add(ask_b)
+    # each answer's prompt is the same whether it was shown as A or B: the order cannot reach the pick
+    assert all(len(v) == 1 for v in prompts_seen.values())
+
+
+async def test_pairwise_judge_reply_that_prefers_b_yields_b() -> None:
+    engine, fake = make(judge="pairwise")
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    fake.enqueue('{"reason": "B handles the empty list and A does not.", "better": "B"}', model=V)
+    r = await engine.run("compete", req("hello", swap=False, extraction="never"))
+    j = r.trace.judgement
+    assert j.pick == "B" and r.text == "b" and j.reason == "B handles the empty list and A does not."
+    assert fake.history[2].constraint.json_schema["required"] == ["reason", "better"]  # the reason comes first
+
+
+async def test_an_answer_cut_off_inside_its_code_is_marked_and_never_written() -> None:
+    engine, fake = make(continuation_tokens=0)
+    cut = "Saving to prime.py:\n```python\ndef is_prime(n):\n    for i in range(2, n):\n"
+    fake.enqueue(cut, model=P, finish_reason="length").enqueue("PASS", model=V)
+    r = await engine.run("validated", req("Write is_prime(n) and save it to prime.py", extraction="always"))
+    assert r.cut_off and r.finish_reason == "length" and r.tool_calls == []
+    assert fake.models_asked == [P, V] and r.trace.extraction.startswith("skipped: the answer was cut off")
+
+
+async def test_a_complete_answer_is_not_marked() -> None:
+    engine, fake = make()
+    fake.enqueue("done", model=P).enqueue("PASS", model=V)
+    r = await engine.run("validated", req("Implement it", extraction="never"))
+    assert not r.cut_off and r.finish_reason == "stop"

@@ -95,14 +95,19 @@ async def test_validated_executes_generated_tests_and_revises_on_their_failures(
     r = await engine.run("validated", req("Write a function add(a, b) that returns the sum."))
     first, last = r.trace.verdicts
     assert first.method == "execute" and first.verdict == "FAIL"
-    assert first.issues == ["`assert add(1, 2) == 3` failed: got -1", "`assert add(-1, 1) == 0` failed: got -2"]
+    assert first.issues == ["add(1, 2) should be 3, but your code returned -1",
+                            "add(-1, 1) should be 0, but your code returned -2"]
     assert last.verdict == "PASS" and last.execution.passed == 3 and last.execution.sandbox == "bwrap"
     assert r.text == GOOD and r.trace.revisions == 1
     assert "3 tests (validator)" in r.trace.verification
     # the tests were written from the request and the signature, never the body
     writing = fake.history[1].messages[1].content
     assert "def add(a, b)" in writing and "return a - b" not in writing
-    assert "got -1" in fake.history[4].messages[-1].content  # the failures are the revision's feedback
+    revision = fake.history[4].messages
+    assert [m.role for m in revision if m.role != "system"] == ["user"]  # the old code is material, not its turn
+    assert "add(1, 2) should be 3, but your code returned -1" in revision[-1].content
+    assert "return a - b" in revision[-1].content and "Write a function add" in revision[-1].content
+    assert [(x.role, x.outcome, x.passed, x.total) for x in r.trace.rounds] == [("primary", "fixed", 3, 3)]
 
 
 @pytest.mark.anyio
@@ -145,7 +150,7 @@ async def test_a_generated_test_blamed_by_the_validator_is_set_aside_not_hidden(
 
 @pytest.mark.anyio
 async def test_host_tests_are_never_set_aside() -> None:
-    engine, fake = make(max_revisions=0)
+    engine, fake = make(max_revisions=0, escalations=0)
     fake.enqueue(GOOD, model=P)
     r = await engine.run("validated", req("Write add(a, b).", tests=["assert add(2, 2) == 5"]))
     assert fake.models_asked == [P]  # no fault check for the host's own test
@@ -194,12 +199,13 @@ async def test_compete_tests_failed_by_both_are_set_aside_and_a_tie_goes_to_the_
     engine, fake = make()
     fake.enqueue(GOOD, model=P).enqueue(GOOD.replace("a + b", "b + a"), model=C)
     fake.enqueue("assert add(1, 2) == 3\nassert add(2, 2) == 5", model=V)  # the second is wrong: both fail it
-    fake.enqueue("A: x", model=V, option_probs={"A": 0.7, "B": 0.3})
-    fake.enqueue("B: y", model=V, option_probs={"A": 0.2, "B": 0.8})  # shown B = original A: consistent
+    fake.enqueue("YES", model=V, option_probs={"YES": 0.7, "NO": 0.3})  # A alone
+    fake.enqueue("YES", model=V, option_probs={"YES": 0.6, "NO": 0.4})  # B alone
     r = await engine.run("compete", req("Write a function add(a, b) that returns the sum."))
     j = r.trace.judgement
     assert j.method == "judge" and j.test_scores == {"A": 1, "B": 1} and j.consistent is True
-    assert j.rule == "tests tied (A 1, B 1); both orders picked the same answer" and j.pick == "A"
+    assert j.rule == "tests tied (A 1, B 1); each answer scored on its own: the higher probability of being correct"
+    assert j.pick == "A" and j.scores == {"A": 0.7, "B": 0.6} and j.judge_kind == "pointwise"
     assert all(run.tests[1].set_aside for run in j.execution.values())
 
 
@@ -209,11 +215,72 @@ async def test_judge_recuses_when_the_validator_wrote_an_answer() -> None:
     engine, fake = make(verify="model", roles={"primary": {"model": P}, "competitor": {"model": C},
                                                "validator": {"model": P}, "tools": {"model": T}})
     fake.enqueue("a", model=P).enqueue("b", model=C)
-    fake.enqueue("A: x", model=T).enqueue("B: y", model=T)
+    fake.enqueue("YES", model=T).enqueue("NO", model=T)
     r = await engine.run("compete", req("hello"))
     assert r.trace.judgement.judge_model == T and r.trace.judgement.recused is True
     engine, fake = make(verify="model", roles={"primary": {"model": P}, "competitor": {"model": C},
                                                "validator": {"model": P}, "tools": {"model": C}})
-    fake.enqueue("a", model=P).enqueue("b", model=C).enqueue("A: x", model=P).enqueue("B: y", model=P)
+    fake.enqueue("a", model=P).enqueue("b", model=C).enqueue("YES", model=P).enqueue("NO", model=P)
     r = await engine.run("compete", req("hello"))
     assert r.trace.judgement.judge_model == P and r.trace.judgement.recused is False  # no third model
+
+
+# -- revisions that revise, escalation, cut-off answers (issue 28) -------------------------------------------------
+ADD_TASK = "Write a function add(a, b) that returns the sum."
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0"
+
+
+@pytest.mark.anyio
+async def test_a_repeated_repair_is_no_change_and_the_stronger_model_repairs_from_the_failing_tests() -> None:
+    engine, fake = make()  # max_revisions 1, escalations 1
+    fake.enqueue(BAD, model=P).enqueue(ADD_TESTS, model=V).enqueue("CODE", model=V)
+    fake.enqueue(BAD.replace("Here it is:", "Fixed:") + "\n", model=P)  # the same code again: whitespace and prose
+    fake.enqueue(GOOD, model=C)  # the competitor's repair
+    r = await engine.run("validated", req(ADD_TASK))
+    assert fake.models_asked == [P, V, V, P, C]  # tests written once, reused by every round
+    assert [(x.round, x.role, x.outcome) for x in r.trace.rounds] == [(1, "primary", "no change"),
+                                                                      (2, "competitor", "fixed")]
+    assert r.text == GOOD and r.trace.revisions == 2
+    assert [v.verdict for v in r.trace.verdicts] == ["FAIL", "PASS"]  # the repeat was never run as a new answer
+    escalation = fake.history[4].messages[-1].content
+    assert "add(1, 2) should be 3, but your code returned -1" in escalation and "return a - b" in escalation
+    assert [s.purpose for s in r.trace.steps][-1] == "escalate (2): competitor repairs"
+
+
+@pytest.mark.anyio
+async def test_a_repair_cut_off_at_the_budget_is_never_a_success() -> None:
+    engine, fake = make(escalations=0, continuation_tokens=0)
+    fake.enqueue(BAD, model=P).enqueue(ADD_TESTS, model=V).enqueue("CODE", model=V)
+    # Cut off inside its block; what is there parses and would pass if run as if complete.
+    fake.enqueue("```python\ndef add(a, b):\n    return a + b\n", model=P, finish_reason="length")
+    r = await engine.run("validated", req(ADD_TASK))
+    assert [x.outcome for x in r.trace.rounds] == ["cut off"]
+    assert r.trace.verdicts[-1].verdict == "FAIL" and r.trace.verdicts[-1].execution is None
+    assert "cut off" in r.trace.verdicts[-1].issues[0]
+    assert r.text == BAD and not r.cut_off  # the best answer that ran stands; it is complete
+
+
+@pytest.mark.anyio
+async def test_the_candidate_passing_most_tests_is_the_answer_even_when_a_later_repair_is_worse() -> None:
+    engine, fake = make()
+    half = "```python\ndef add(a, b):\n    return a + b if a < 2 else 0\n```"
+    fake.enqueue(BAD, model=P).enqueue(ADD_TESTS + "\nassert add(2, 2) == 4", model=V)  # BAD passes 1 of 3
+    fake.enqueue("CODE", model=V).enqueue("CODE", model=V)  # fault checks, remembered across rounds
+    fake.enqueue(half, model=P)  # passes 2 of 3
+    fake.enqueue("```python\ndef add(a, b):\n    return None\n```", model=C)  # passes 0 of 3
+    fake.enqueue("CODE", model=V)  # the one failing test not asked about before
+    r = await engine.run("validated", req(ADD_TASK))
+    assert [(x.outcome, x.passed) for x in r.trace.rounds] == [("improved", 2), ("worse", 0)]
+    assert r.text == half
+
+
+@pytest.mark.anyio
+async def test_compete_never_runs_an_answer_cut_off_inside_its_code() -> None:
+    engine, fake = make(continuation_tokens=0)
+    cut = "```python\ndef add(a, b):\n    return a + b\n"  # parses, passes if run: but it was cut off
+    fake.enqueue(cut, model=P, finish_reason="length").enqueue(BAD, model=C)
+    fake.enqueue(ADD_TESTS, model=V)
+    r = await engine.run("compete", req(ADD_TASK))
+    j = r.trace.judgement
+    assert j.method == "tests" and j.pick == "B" and j.test_scores == {"A": 0, "B": 1}
+    assert "cut off" in j.execution["A"].load_error and not r.cut_off

@@ -1,15 +1,21 @@
-"""HumanEval: the task text given to a pattern, the code taken from its answer, the program that checks it."""
+"""HumanEval: the task text given to a pattern, the candidate module taken from its answer, and its check.
+
+The code comes out of an answer by the patterns' own rule (:func:`orchestration.verify.python_code`) and is
+checked by the patterns' own harness (:mod:`orchestration.harness`): the candidate in a worker process, the
+problem's ``check`` run by the supervisor against it, so an exit status, a printed line or an object that
+equals everything passes nothing.
+"""
 
 from __future__ import annotations
 
 import re
 
-from ..sandbox import Limits, SandboxMode, SandboxResult, run_python
+from ..harness import HarnessRun, run_checks
+from ..sandbox import Limits, SandboxMode
+from ..verify import incomplete_code, python_code
 from .data import HumanEvalProblem
 
-__all__ = ["task_prompt", "extract_code", "program", "check", "normalize_code"]
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+__all__ = ["task_prompt", "candidate_module", "check", "normalize_code"]
 
 
 def task_prompt(problem: HumanEvalProblem) -> str:
@@ -17,38 +23,33 @@ def task_prompt(problem: HumanEvalProblem) -> str:
             "in one ```python code block.\n\n```python\n" + problem.prompt.rstrip() + "\n```")
 
 
-def extract_code(answer: str) -> str:
-    """The answer's code: the first fenced block holding a ``def`` (else the first block; an unclosed block
-    runs to the end), or the whole answer where it has no fence."""
-    blocks = _FENCE.findall(answer)
-    for block in blocks:
-        if re.search(r"^\s*def\s", block, re.MULTILINE):
-            return block
-    return blocks[0] if blocks else answer
+def candidate_module(problem: HumanEvalProblem, answer: str) -> str | None:
+    """The candidate as a module: the problem's prompt (imports, helpers, the stub) then the answer's code, whose
+    definition of the entry point replaces the stub; None when the answer has no Python code."""
+    code = python_code(answer)
+    if code is None:
+        return None
+    return problem.prompt + "    pass\n\n" + code
 
 
-def program(problem: HumanEvalProblem, answer: str) -> str:
-    """The checking program: the problem's prompt (imports, helpers, signature), then the candidate, then the
-    tests. A candidate that defines the entry point replaces the prompt's stub; one that does not is read as
-    the body that continues the prompt."""
-    code = extract_code(answer)
-    if re.search(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE):
-        body = problem.prompt + "    pass\n\n" + code
-    else:
-        body = problem.prompt + code
-    return f"{body}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
-
-
-def check(problem: HumanEvalProblem, answer: str, limits: Limits | None = None,
-          mode: SandboxMode = "auto") -> SandboxResult:
-    """Run the checking program in the sandbox; ``.passed``: every test passed within the limits."""
-    return run_python(program(problem, answer), limits=limits, mode=mode)
+def check(problem: HumanEvalProblem, answer: str, limits: Limits | None = None, mode: SandboxMode = "auto",
+          cut_off: bool = False) -> HarnessRun:
+    """Run the problem's ``check`` against the answer's code in the harness; ``.all_passed``: every test passed.
+    An answer ``cut_off`` inside its code is never run."""
+    limits = limits or Limits()
+    why = incomplete_code(answer, cut_off)
+    module = None if why else candidate_module(problem, answer)
+    if module is None:
+        return HarnessRun(sandbox="none", complete=True, load_error=why or "the answer has no Python code")
+    setup = problem.prompt + "    pass\n\n" + problem.test  # trusted: the data set's helpers and check()
+    return run_checks(module, [f"check({problem.entry_point})"], setup=setup, bind=[problem.entry_point],
+                      per_test_s=max(1.0, limits.timeout_s - 2.0), limits=limits, mode=mode)
 
 
 def normalize_code(answer: str) -> str:
     """The code with comments, blank lines and trailing spaces removed: what a majority vote compares."""
     lines = []
-    for line in extract_code(answer).splitlines():
+    for line in (python_code(answer) or answer).splitlines():
         line = re.sub(r"\s+#.*$", "", line).rstrip()
         if line.strip() and not line.lstrip().startswith("#"):
             lines.append(line)

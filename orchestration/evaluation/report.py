@@ -35,40 +35,60 @@ _CMP_HEAD = ["| comparison | items | rates | difference [95% paired bootstrap] |
              "McNemar p | |", "|---|---|---|---|---|---|---|"]
 
 
+def _code_section(he: dict[str, Any], title: str) -> list[str]:
+    """One code suite: pass@1 and cost per system, how compete picked, the judge's accuracy, paired comparisons."""
+    base = next((s for n, s in he["systems"].items() if n.endswith("-primary")), None)
+    base_s = (base or {}).get("seconds_mean")
+    lines = [f"## {title} ({he['n']} problems), pass@1", "",
+             "| system | pass@1 [95% CI] | mean s per problem | vs primary | mean completion tokens | cut off | "
+             "errors | what |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in he["systems"].items():
+        mean = s.get("seconds_mean")
+        rel = f"{mean / base_s:.2f}x" if mean and base_s else "-"
+        lines.append(f"| {name} | {_rate(s)} | {mean if mean is not None else '-'} | {rel} | "
+                     f"{s.get('completion_tokens_mean', '-')} | {s.get('cut_off', '-')} | {s.get('errors', '-')} | "
+                     f"{s['description']} |")
+    judges = [(n, c) for n, c in (he.get("compete") or {}).items() if "judged" in c]
+    for name, c in judges:
+        lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, {c.get('by_pointwise', 0)} by "
+                      f"the pointwise judge, the rest by the pairwise judge), A {c['picked_A']} and B {c['picked_B']} "
+                      f"times; pairwise position consistency with the order swapped {_rate(c['position_consistency'])};"
+                      f" the candidate shown first was picked in {_rate(c['first_shown_picked'])} of the pairwise "
+                      f"passes; A and B identical in {c['identical_candidates']}."]
+    if any("one_right" in c for _, c in judges):
+        lines += ["", "Where exactly one of A and B passes the hidden tests: how often each way of choosing takes it.",
+                  "", "| system | its pick | its judge alone | always A | always B (the stronger model) |",
+                  "|---|---|---|---|---|"]
+        for name, c in judges:
+            o = c.get("one_right")
+            if o:
+                lines.append(f"| {name} | {_rate(o['pick'])} | {_rate(o['judge_only'])} | {_rate(o['always_A'])} | "
+                             f"{_rate(o['always_B'])} |")
+    sb = he["sandbox"]
+    kind = sb.get("kind", "?")  # runs scored before the sandbox move have no kind
+    lines += ["", f"Harness check: the reference solutions pass {he.get('canonical_passed', '?')}/{he['n']} in the "
+                  "same harness.", "", f"Candidates ran in the shared harness in the `{kind}` sandbox "
+                  f"({_SANDBOX.get(kind, 'unknown')}) with {sb['timeout_s']:.0f} s, {sb['memory_mb']} MB address "
+                  f"space, {sb['file_mb']} MB files, {sb['open_files']} open files.",
+              "", "### Paired comparisons", "", *_CMP_HEAD, *_comparison_rows(he["comparisons"]), ""]
+    return lines
+
+
 def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# mageagent eval", ""]
     lines += [f"- command: `{config.get('command') or 'mageagent eval'}`",
               f"- models: {meta.get('models', '?')}",
               *([f"- scored: {meta['scope']}"] if meta.get("scope") else []),
-              f"- data: {', '.join(f'{k} {v}' for k, v in config.get('packages', {}).items())} (PyPI wheels)",
+              f"- data: {', '.join(f'{k} {v}' for k, v in config.get('packages', {}).items())} (PyPI wheels); "
+              "MBPP sanitized (in the project, CC BY 4.0)",
               f"- selection: limit {config.get('limit') or 'all'} per suite/category, seed {config.get('seed')}; "
               f"greedy decoding (T=0) unless a system says otherwise; answer budget {config.get('max_tokens')} "
               "tokens",
               "- intervals: 95% Wilson for a rate, 95% paired bootstrap for a difference; McNemar's exact test on "
               "the discordant items. 'within noise' = the interval holds 0 or p >= 0.05.", ""]
-    he = results.get("humaneval")
-    if he:
-        lines += [f"## HumanEval ({he['n']} problems), pass@1", "",
-                  "| system | pass@1 [95% CI] | median s per problem | mean completion tokens per problem | errors | what |",
-                  "|---|---|---|---|---|---|"]
-        for name, s in he["systems"].items():
-            lines.append(f"| {name} | {_rate(s)} | {s.get('seconds_median', '-')} | "
-                         f"{s.get('completion_tokens_mean', '-')} | {s.get('errors', '-')} | {s['description']} |")
-        for name, c in (he.get("compete") or {}).items():
-            if "judged" not in c:  # results scored before compete stats were kept per system
-                continue
-            lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, the rest by the judge), "
-                          f"A {c['picked_A']} and B {c['picked_B']} times; the judge's position consistency with "
-                          f"the order swapped {_rate(c['position_consistency'])}; the candidate shown first was "
-                          f"picked in {_rate(c['first_shown_picked'])} of the judging passes; A and B identical in "
-                          f"{c['identical_candidates']}."]
-        sb = he["sandbox"]
-        kind = sb.get("kind", "?")  # runs scored before the sandbox move have no kind
-        lines += ["", f"Harness check: the canonical solutions pass {he.get('canonical_passed', '?')}/{he['n']} in the "
-                      "same sandbox.", "", f"Candidates ran in the `{kind}` sandbox ({_SANDBOX.get(kind, 'unknown')}) with "
-                      f"{sb['timeout_s']:.0f} s, {sb['memory_mb']} MB address space, {sb['file_mb']} MB files, "
-                      f"{sb['open_files']} open files.",
-                  "", "### Paired comparisons", "", *_CMP_HEAD, *_comparison_rows(he["comparisons"]), ""]
+    for suite, title in (("humaneval", "HumanEval"), ("mbpp", "MBPP (sanitized, test split)")):
+        if results.get(suite):
+            lines += _code_section(results[suite], title)
     bf = results.get("bfcl")
     if bf:
         cats = ", ".join(f"{k} {v}" for k, v in bf["categories"].items())

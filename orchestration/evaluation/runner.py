@@ -31,16 +31,18 @@ from ..errors import ConfigError, MageError
 from ..sandbox import resolve
 from ..settings import ROLES, Settings, derive
 from ..types import PatternRequest
-from . import bfcl, humaneval
+from . import bfcl, humaneval, mbpp
 from .memo import MemoBackend
 from .data import BFCL_CATEGORIES, PACKAGES, BfclItem, HumanEvalProblem, load_bfcl, load_humaneval
+from .mbpp import MbppProblem, load_mbpp
 
-__all__ = ["System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
+__all__ = ["CODE_SUITES", "System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
            "read_records", "selected_records"]
 
 log = logging.getLogger(__name__)
 
-Suite = Literal["humaneval", "bfcl"]
+Suite = Literal["humaneval", "mbpp", "bfcl"]
+CODE_SUITES = ("humaneval", "mbpp")
 _Q4 = {"roles": {r: {"model": "embedded-q4"} for r in ROLES}}
 
 
@@ -55,25 +57,42 @@ class System(BaseModel):
     swap: bool | None = None
 
 
+
+def _code_systems(prefix: str, suite: Suite, k3: bool) -> list[System]:
+    """The code suites' systems, one set per suite (he-*, mbpp-*)."""
+    tests = "the prompt's examples, else the validator's" if suite == "humaneval" else "written by the validator"
+    out = [
+        System(name=f"{prefix}-primary", suite=suite, pattern="primary", description="primary alone, greedy"),
+        System(name=f"{prefix}-validated", suite=suite, pattern="validated", overrides={"verify": "execute"},
+               description=f"primary, tests run in the harness ({tests}); failures repaired by the primary, then "
+                           "by the competitor (escalation); the candidate passing most tests"),
+        System(name=f"{prefix}-validated-model", suite=suite, pattern="validated", overrides={"verify": "model"},
+               description="primary, validator PASS/FAIL opinion, one revision on FAIL"),
+        System(name=f"{prefix}-compete", suite=suite, pattern="compete", overrides={"verify": "execute"},
+               description="A (primary) and B (competitor): more tests passed wins, else each scored alone by "
+                           "the judge (pointwise)"),
+        System(name=f"{prefix}-compete-judge", suite=suite, pattern="compete", overrides={"verify": "model"},
+               description="A (primary) and B (competitor), the pointwise judge alone (each answer scored alone)"),
+        System(name=f"{prefix}-compete-pairwise", suite=suite, pattern="compete", swap=True,
+               overrides={"verify": "model", "judge": "pairwise"},
+               description="A and B, the pairwise judge alone (reason, then pick; both orders)"),
+        System(name=f"{prefix}-competitor", suite=suite, pattern="competitor",
+               description="the competitor model alone (the 1.5B in the default profile)"),
+        System(name=f"{prefix}-hybrid", suite=suite, pattern="hybrid", description="primary then extraction"),
+        System(name=f"{prefix}-auto", suite=suite, pattern="auto", description="routed by task class"),
+        System(name=f"{prefix}-primary-q4", suite=suite, pattern="primary", overrides=_Q4,
+               description="primary alone on the 4-bit weights"),
+    ]
+    if k3:  # MBPP's prompt has no examples to group samples by (and its hidden asserts' inputs are not ours)
+        out.append(System(name=f"{prefix}-primary-k3", suite=suite, pattern="primary", samples=3, temperature=0.7,
+                          description="matched compute: primary sampled 3 times (T=0.7), grouped by their outputs "
+                                      "on the prompt's examples, the largest group's first (MBR-exec)"))
+    return out
+
+
 SYSTEMS: dict[str, System] = {s.name: s for s in [
-    System(name="he-primary", suite="humaneval", pattern="primary", description="primary alone, greedy"),
-    System(name="he-validated", suite="humaneval", pattern="validated", overrides={"verify": "execute"},
-           description="primary, tests run in the sandbox (the prompt's examples, else the validator's), "
-                       "one revision on their failures"),
-    System(name="he-validated-model", suite="humaneval", pattern="validated", overrides={"verify": "model"},
-           description="primary, validator PASS/FAIL opinion, one revision on FAIL"),
-    System(name="he-compete", suite="humaneval", pattern="compete", swap=True, overrides={"verify": "execute"},
-           description="A (primary) and B (competitor): more tests passed wins, else judged in both orders"),
-    System(name="he-compete-judge", suite="humaneval", pattern="compete", swap=True, overrides={"verify": "model"},
-           description="A (primary) and B (competitor), the model judge alone, both orders"),
-    System(name="he-competitor", suite="humaneval", pattern="competitor",
-           description="the competitor model alone (the 1.5B in the default profile)"),
-    System(name="he-primary-k3", suite="humaneval", pattern="primary", samples=3, temperature=0.7,
-           description="matched compute: primary sampled 3 times (T=0.7), majority of the normalized code"),
-    System(name="he-hybrid", suite="humaneval", pattern="hybrid", description="primary then extraction"),
-    System(name="he-auto", suite="humaneval", pattern="auto", description="routed by task class"),
-    System(name="he-primary-q4", suite="humaneval", pattern="primary", overrides=_Q4,
-           description="primary alone on the 4-bit weights"),
+    *_code_systems("he", "humaneval", k3=True),
+    *_code_systems("mbpp", "mbpp", k3=False),
     System(name="bfcl-tools", suite="bfcl", pattern="tools",
            description="tools model, grammar-constrained extraction, dense weights"),
     System(name="bfcl-tools-free", suite="bfcl", pattern="tools", overrides={"extraction_constraint": "none"},
@@ -97,7 +116,8 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="items per suite (per category for BFCL); None = all")
     seed: int = 0
     bfcl_categories: list[str] = Field(default_factory=lambda: list(BFCL_CATEGORIES))
-    max_tokens: int = Field(256, ge=8, description="answer budget; also caps unconstrained extraction")
+    max_tokens: int = Field(768, ge=8, description="answer budget (a whole function: settings.code_max_tokens); "
+                            "also caps unconstrained extraction")
     extraction_max_string: int = 100
     sample_seed: int = 1000
     command: str = ""
@@ -112,17 +132,23 @@ class EvalConfig(BaseModel):
             raise ConfigError(f"unknown BFCL category {', '.join(bad)}; choose from {', '.join(BFCL_CATEGORIES)}")
 
     def suites(self) -> list[Suite]:
-        return [s for s in ("humaneval", "bfcl") if any(SYSTEMS[n].suite == s for n in self.systems)]
+        return [s for s in ("humaneval", "mbpp", "bfcl") if any(SYSTEMS[n].suite == s for n in self.systems)]
 
 
 class Dataset(BaseModel):
     """The selected items of each suite, in run order."""
 
     humaneval: list[HumanEvalProblem] = Field(default_factory=list)
+    mbpp: list[MbppProblem] = Field(default_factory=list)
     bfcl: list[BfclItem] = Field(default_factory=list)
 
+    def items(self, suite: Suite) -> list[Any]:
+        return {"humaneval": self.humaneval, "mbpp": self.mbpp, "bfcl": self.bfcl}[suite]
+
     def ids(self, suite: Suite) -> list[str]:
-        return [p.task_id for p in self.humaneval] if suite == "humaneval" else [i.id for i in self.bfcl]
+        if suite == "humaneval":
+            return [p.task_id for p in self.humaneval]
+        return [p.id for p in self.mbpp] if suite == "mbpp" else [i.id for i in self.bfcl]
 
 
 def _pick(items: list[Any], limit: int | None, seed: int) -> list[Any]:
@@ -137,6 +163,8 @@ def select_items(config: EvalConfig, cache_dir: Path, *, download: bool = True) 
     data = Dataset()
     if "humaneval" in suites:
         data.humaneval = _pick(load_humaneval(cache_dir, download=download), config.limit, config.seed)
+    if "mbpp" in suites:
+        data.mbpp = _pick(list(load_mbpp()), config.limit, config.seed)
     if "bfcl" in suites:
         for cat in config.bfcl_categories:
             data.bfcl += _pick(load_bfcl(cache_dir, cat, download=download), config.limit, config.seed)
@@ -232,8 +260,9 @@ def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
 
 
 def _request(system: System, config: EvalConfig, item: Any) -> PatternRequest:
-    if system.suite == "humaneval":
-        return PatternRequest(prompt=humaneval.task_prompt(item), extraction="never", max_tokens=config.max_tokens,
+    if system.suite in CODE_SUITES:
+        text = humaneval.task_prompt(item) if system.suite == "humaneval" else mbpp.task_prompt(item)
+        return PatternRequest(prompt=text, extraction="never", max_tokens=config.max_tokens,
                               temperature=system.temperature, swap=system.swap)
     prompt, system_text = bfcl.task_prompt(item)
     return PatternRequest(prompt=prompt, system=system_text, tools=bfcl.tool_definitions(item),
@@ -252,6 +281,8 @@ def _record(system: System, suite: str, item_id: str, sample: int, result: Any, 
     t = result.trace
     rec.update(text=result.text, tool_calls=[c.model_dump() for c in result.tool_calls], error=None, raw=None,
                route=t.route, verdicts=[v.model_dump() for v in t.verdicts], revisions=t.revisions,
+               rounds=[x.model_dump() for x in t.rounds], cut_off=result.cut_off,
+               finish_reason=result.finish_reason, verification=t.verification,
                judgement=t.judgement.model_dump() if t.judgement else None,
                steps=[{"purpose": s.purpose, "role": s.role, "prompt_tokens": s.prompt_tokens,
                        "completion_tokens": s.completion_tokens, "seconds": s.seconds,
@@ -272,7 +303,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     from ..engine import Engine
 
     config.check()
-    if "humaneval" in config.suites():
+    if any(s in CODE_SUITES for s in config.suites()):
         resolve(base.sandbox)  # scoring will run the candidates: refuse now, not after hours of generation
     out_dir.mkdir(parents=True, exist_ok=True)
     run_file = out_dir / "run.json"
@@ -313,7 +344,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     systems = [SYSTEMS[n] for n in config.systems]
     jobs: list[tuple[str, int, int, str, Any, System, int]] = []
     for suite in config.suites():
-        items = data.humaneval if suite == "humaneval" else data.bfcl
+        items = data.items(suite)
         for i, (item_id, item) in enumerate(zip(data.ids(suite), items), 1):
             for system in (s for s in systems if s.suite == suite):
                 for sample in range(system.samples):

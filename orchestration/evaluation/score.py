@@ -1,4 +1,5 @@
-"""Score recorded outputs: HumanEval by running each candidate in the sandbox, BFCL with the call checker.
+"""Score recorded outputs: HumanEval and MBPP by running each candidate in the shared harness (the patterns' own,
+in the sandbox), BFCL with the call checker.
 
 Scoring reads only the records and the data, so a run can be re-scored (a changed checker, a different
 comparison) without generating again.
@@ -14,9 +15,9 @@ from typing import Any
 from ..errors import ModelOutputError
 from ..sandbox import Limits, SandboxKind, SandboxMode, resolve
 from ..tools.extract import parse_calls
-from ..verify import host_tests, python_code, run_tests
+from ..verify import host_tests, incomplete_code, python_code, run_tests
 from ..types import ToolCall
-from . import bfcl, humaneval
+from . import bfcl, humaneval, mbpp
 from .data import BfclItem
 from .runner import SYSTEMS, Dataset
 from .stats import compare, wilson
@@ -33,6 +34,10 @@ HE_COMPARISONS = [  # (baseline, contender)
     ("he-compete:A", "he-compete"),
     ("he-primary-k3", "he-compete"),
     ("he-primary", "he-primary-k3"),
+    ("he-primary-k3:code-majority", "he-primary-k3"),
+    ("he-competitor", "he-validated"),
+    ("he-compete-pairwise", "he-compete-judge"),
+    ("he-primary", "he-competitor"),
     ("he-primary", "he-primary-k3:tests"),
     ("he-primary-k3:tests", "he-validated"),
     ("he-primary-k3:tests", "he-compete"),
@@ -63,6 +68,7 @@ def _cost(recs: list[dict[str, Any]]) -> dict[str, Any]:
         secs[r["item"]] += r["seconds"]
         toks[r["item"]] += r.get("completion_tokens") or 0
     return {"seconds_median": round(statistics.median(secs.values()), 2) if secs else None,
+            "seconds_mean": round(statistics.mean(secs.values()), 2) if secs else None,
             "seconds_total": round(sum(secs.values()), 1),
             "completion_tokens_mean": round(statistics.mean(toks.values()), 1) if toks else None,
             "errors": sum(1 for r in recs if r.get("error"))}
@@ -80,37 +86,75 @@ def _comparisons(table: dict[str, dict[str, bool]], pairs: list[tuple[str, str]]
     return out
 
 
-# -- HumanEval ---------------------------------------------------------------------------------------------
-def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limits, kind: SandboxKind,
-                     seed: int) -> dict[str, Any]:
-    problems = {p.task_id: p for p in data.humaneval}
-    passed: dict[tuple[str, str], bool] = {}  # each distinct candidate runs once
+# -- the code suites (HumanEval, MBPP) ------------------------------------------------------------------------
+def _cut(rec: dict[str, Any]) -> bool:
+    return bool(rec.get("cut_off"))
 
-    def run(task: str, text: str | None) -> bool:
+
+def _judge_stats(name: str, recs: list[dict[str, Any]], ab: dict[str, tuple[bool, bool]]) -> dict[str, Any]:
+    """How a compete system picked: by tests or by which judge, position effects of a pairwise judge, and the
+    judge's accuracy where exactly one of A and B passes the hidden tests (against always A and always B)."""
+    judged = [(r["item"], r["judgement"]) for r in recs if r.get("judgement")]
+    by_judge = [(i, j) for i, j in judged if j.get("method", "judge") == "judge"]
+    pairwise = [j for _, j in by_judge if j.get("judge_kind", "pairwise") == "pairwise"]
+    two = [j for j in pairwise if len(j.get("verdicts", [])) == 2]
+    shown = ([j["verdicts"][0].get("shown_pick", j["verdicts"][0].get("pick")) for j in pairwise if j.get("verdicts")]
+             + [j["verdicts"][1].get("shown_pick") for j in two])
+    picks = Counter(j["pick"] for _, j in judged)
+    one_right = [(i, j) for i, j in judged if i in ab and ab[i][0] != ab[i][1]]
+    right = {i: "A" if ab[i][0] else "B" for i, _ in one_right}
+    judged_one = [(i, j) for i, j in one_right if j.get("method", "judge") == "judge"]
+    return {"judged": len(judged), "by_tests": len(judged) - len(by_judge),
+            "by_pointwise": sum(1 for _, j in by_judge if j.get("judge_kind") == "pointwise"),
+            "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
+            "position_consistency": _rate([j["verdicts"][0].get("pick") == j["verdicts"][1].get("pick")
+                                           for j in two]),
+            "first_shown_picked": _rate([x == "A" for x in shown]),
+            "identical_candidates": sum(1 for _, j in judged if j["candidates"].get("A") == j["candidates"].get("B")),
+            # where exactly one of A and B is right: how often each way of choosing takes it
+            "one_right": {"pick": _rate([j["pick"] == right[i] for i, j in one_right]),
+                          "judge_only": _rate([j["pick"] == right[i] for i, j in judged_one]),
+                          "always_A": _rate([right[i] == "A" for i, _ in one_right]),
+                          "always_B": _rate([right[i] == "B" for i, _ in one_right])}}
+
+
+def _score_code(suite: str, problems: dict[str, Any], records: list[dict[str, Any]], limits: Limits,
+                kind: SandboxKind, seed: int) -> dict[str, Any]:
+    module = humaneval if suite == "humaneval" else mbpp
+    passed: dict[tuple[str, str, bool], bool] = {}  # each distinct candidate runs once
+
+    def run(task: str, text: str | None, cut_off: bool = False) -> bool:
+        """Passes the hidden tests, in the patterns' own harness; an answer cut off inside its code is never run."""
         if not text:
             return False
-        if (task, text) not in passed:
-            passed[(task, text)] = humaneval.check(problems[task], text, limits, kind).passed
-        return passed[(task, text)]
+        if (task, text, cut_off) not in passed:
+            passed[(task, text, cut_off)] = module.check(problems[task], text, limits, kind, cut_off).all_passed
+        return passed[(task, text, cut_off)]
 
-    examples: dict[tuple[str, str], int] = {}
+    behaviour: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
 
-    def examples_passed(task: str, text: str | None) -> int:
-        """How many of the prompt's own ``>>>`` examples a candidate passes (what validated executes; -1:
-        no code, or it does not load). The hidden tests are never shown to a pick."""
-        if (task, text or "") not in examples:
-            code = python_code(text or "")
-            tests = host_tests(humaneval.task_prompt(problems[task]), None, None)
-            if code is None:
-                examples[(task, text or "")] = -1
+    def on_examples(task: str, text: str | None, cut_off: bool) -> tuple[int, tuple[str, ...]]:
+        """(examples passed, what the code did on each) on the prompt's own ``>>>`` examples (what validated
+        executes; -1: no code, cut off or it does not load). The hidden tests are never shown to a pick."""
+        key = (task, text or "")
+        if key not in behaviour:
+            code = None if incomplete_code(text or "", cut_off) else python_code(text or "")
+            tests = host_tests(module.task_prompt(problems[task]), None, None)
+            if code is None or not tests:
+                behaviour[key] = (-1 if code is None else 0, ("no code",) if code is None else ())
             else:
                 ex = run_tests(code, tests, mode=kind)
-                examples[(task, text or "")] = -1 if ex.load_error else sum(t.passed for t in ex.tests)
-        return examples[(task, text or "")]
+                if ex.load_error:
+                    behaviour[key] = (-1, ("does not load",))
+                else:
+                    behaviour[key] = (sum(t.passed for t in ex.tests),
+                                      tuple(t.got or t.raised or ("ok" if t.passed else t.error or "")
+                                            for t in ex.tests))
+        return behaviour[key]
 
     by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        if r["suite"] == "humaneval" and r["item"] in problems:
+        if r["suite"] == suite and r["item"] in problems:
             by[r["system"]][r["item"]].append(r)
     table: dict[str, dict[str, bool]] = {}
     systems: dict[str, Any] = {}
@@ -122,35 +166,46 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
         if spec.samples > 1:
             oracle: dict[str, bool] = {}
             tests_pick: dict[str, bool] = {}
+            code_vote: dict[str, bool] = {}
             for task, recs in items.items():
                 recs = sorted(recs, key=lambda r: r["sample"])
                 if len(recs) < spec.samples:
                     continue  # an unfinished item is not scored
-                passes = [run(task, r["text"]) for r in recs]
-                codes = [humaneval.normalize_code(r["text"] or "") for r in recs]
-                votes = Counter(codes)
-                top = max(votes.values())
-                chosen = next(i for i, code in enumerate(codes) if votes[code] == top)  # ties: the earliest
+                passes = [run(task, r["text"], _cut(r)) for r in recs]
+                seen = [on_examples(task, r["text"], _cut(r)) for r in recs]
+                # MBR-exec: samples grouped by what they do on the examples; the largest group (ties: the one
+                # passing more examples), its earliest sample. Samples that run nothing never form a group.
+                groups = Counter(b for n, b in seen if n >= 0)
+                chosen = max(range(len(recs)), key=lambda i: (groups.get(seen[i][1], 0) if seen[i][0] >= 0 else 0,
+                                                              seen[i][0], -i))
                 flags[task] = passes[chosen]
                 oracle[task] = any(passes)
-                # The pick by its own tests: most of the prompt's examples passed; ties by votes, then the earliest.
-                shown = [examples_passed(task, r["text"]) for r in recs]
-                by_tests = max(range(len(recs)), key=lambda i: (shown[i], votes[codes[i]], -i))
+                by_tests = max(range(len(recs)), key=lambda i: (seen[i][0], -i))
                 tests_pick[task] = passes[by_tests]
-                per_item.append({"item": task, "system": name, "passes": passes, "majority_sample": chosen,
-                                 "examples_passed": shown, "tests_sample": by_tests})
+                codes = [humaneval.normalize_code(r["text"] or "") for r in recs]
+                votes = Counter(codes)
+                code_vote[task] = passes[next(i for i, c in enumerate(codes) if votes[c] == max(votes.values()))]
+                per_item.append({"item": task, "system": name, "passes": passes, "behaviour_sample": chosen,
+                                 "groups": len(groups), "examples_passed": [n for n, _ in seen],
+                                 "tests_sample": by_tests, "cut_off": [_cut(r) for r in recs]})
             table[f"{name}:oracle"] = oracle
             table[f"{name}:tests"] = tests_pick
+            table[f"{name}:code-majority"] = code_vote
         else:
+            ab: dict[str, tuple[bool, bool]] = {}
             for task, recs in items.items():
                 rec = recs[0]
-                flags[task] = run(task, rec["text"])
-                row = {"item": task, "system": name, "passed": flags[task], "error": rec.get("error")}
+                flags[task] = run(task, rec["text"], _cut(rec))
+                row = {"item": task, "system": name, "passed": flags[task], "error": rec.get("error"),
+                       "cut_off": _cut(rec), "rounds": [x.get("outcome") for x in rec.get("rounds") or []],
+                       "seconds": rec.get("seconds")}
                 if spec.pattern == "compete" and rec.get("judgement"):
                     j = rec["judgement"]
                     a, b = run(task, j["candidates"].get("A")), run(task, j["candidates"].get("B"))
+                    ab[task] = (a, b)
                     row.update(A=a, B=b, pick=j["pick"], method=j.get("method", "judge"),
-                               orders=[v["pick"] for v in j.get("verdicts", [])])
+                               judge_kind=j.get("judge_kind"), scores=j.get("scores"),
+                               orders=[v.get("pick") for v in j.get("verdicts", [])])
                     table.setdefault(f"{name}:A", {})[task] = a
                     table.setdefault(f"{name}:B", {})[task] = b
                     table.setdefault(f"{name}:oracle", {})[task] = a or b
@@ -158,42 +213,39 @@ def _score_humaneval(data: Dataset, records: list[dict[str, Any]], limits: Limit
                     for part in ("A", "B", "oracle"):
                         table.setdefault(f"{name}:{part}", {})[task] = False
                 per_item.append(row)
+            if spec.pattern == "compete":
+                compete[name] = _judge_stats(name, [r for recs in items.values() for r in recs], ab)
         table[name] = flags
         all_recs = [r for recs in items.values() for r in recs]
-        systems[name] = {**_rate(list(flags.values())), **_cost(all_recs), "description": spec.description}
+        systems[name] = {**_rate(list(flags.values())), **_cost(all_recs), "description": spec.description,
+                         "cut_off": sum(1 for r in all_recs if _cut(r))}
         if spec.samples > 1:
             systems[f"{name}:oracle"] = {**_rate(list(table[f"{name}:oracle"].values())),
                                          "description": f"any of the {spec.samples} samples passes"}
             systems[f"{name}:tests"] = {**_rate(list(table[f"{name}:tests"].values())),
                                         "description": f"the one of {spec.samples} samples that passes the most "
-                                                       "of the prompt's examples (ties: majority, then first)"}
-    for name in [n for n in by if SYSTEMS[n].pattern == "compete"]:
-        judged = [r["judgement"] for recs in by[name].values() for r in recs if r.get("judgement")]
-        by_judge = [j for j in judged if j.get("method", "judge") == "judge"]
-        two = [j for j in by_judge if len(j.get("verdicts", [])) == 2]
-        firsts = [j["verdicts"][0].get("shown_pick", j["verdicts"][0]["pick"]) for j in by_judge if j.get("verdicts")]
-        seconds = [j["verdicts"][1]["shown_pick"] for j in two]
-        shown = firsts + seconds
-        for part in ("A", "B", "oracle"):
-            key = f"{name}:{part}"
-            systems[key] = {**_rate(list(table.get(key, {}).values())),
-                            "description": {"A": f"{name}'s candidate A alone (primary)",
-                                            "B": f"{name}'s candidate B alone (competitor)",
-                                            "oracle": "A or B passes (a perfect pick)"}[part]}
-        picks = Counter(j["pick"] for j in judged)
-        same = sum(1 for j in judged if j["candidates"].get("A") == j["candidates"].get("B"))
-        compete[name] = {"judged": len(judged), "by_tests": len(judged) - len(by_judge),
-                         "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
-                         "position_consistency": _rate([j["verdicts"][0]["pick"] == j["verdicts"][1]["pick"]
-                                                        for j in two]),
-                         "first_shown_picked": _rate([s == "A" for s in shown]),
-                         "identical_candidates": same}
+                                                       "of the prompt's examples (ties: the first)"}
+            systems[f"{name}:code-majority"] = {**_rate(list(table[f"{name}:code-majority"].values())),
+                                                "description": "majority of the normalized code (the old vote)"}
+        if spec.pattern == "compete":
+            for part in ("A", "B", "oracle"):
+                key = f"{name}:{part}"
+                systems[key] = {**_rate(list(table.get(key, {}).values())),
+                                "description": {"A": f"{name}'s candidate A alone (primary)",
+                                                "B": f"{name}'s candidate B alone (competitor)",
+                                                "oracle": "A or B passes (a perfect pick)"}[part]}
     items = list(problems)
-    # The harness's own check: each problem's canonical solution must pass in the same sandbox.
-    canonical = sum(run(t, "```python\n" + p.prompt + p.canonical_solution + "```") for t, p in problems.items())
+    # The harness's own check: each problem's reference solution must pass in the same harness and sandbox.
+    canonical = sum(run(t, "```python\n" + _reference(suite, p) + "\n```") for t, p in problems.items())
+    prefix = "he-" if suite == "humaneval" else "mbpp-"
+    pairs = [(a.replace("he-", prefix, 1), b.replace("he-", prefix, 1)) for a, b in HE_COMPARISONS]
     return {"n": len(items), "canonical_passed": canonical, "systems": systems, "compete": compete,
-            "comparisons": _comparisons(table, HE_COMPARISONS, items, seed), "per_item": per_item,
+            "comparisons": _comparisons(table, pairs, items, seed), "per_item": per_item,
             "sandbox": {**limits.model_dump(), "kind": kind}}
+
+
+def _reference(suite: str, problem: Any) -> str:
+    return problem.prompt + problem.canonical_solution if suite == "humaneval" else problem.code
 
 
 # -- BFCL --------------------------------------------------------------------------------------------------
@@ -254,7 +306,11 @@ def score(data: Dataset, records: list[dict[str, Any]], *, seed: int = 0, limits
     """Score the records; HumanEval candidates run in the ``sandbox`` (refused up front where it cannot)."""
     out: dict[str, Any] = {}
     if data.humaneval:
-        out["humaneval"] = _score_humaneval(data, records, limits or Limits(), resolve(sandbox), seed)
+        out["humaneval"] = _score_code("humaneval", {p.task_id: p for p in data.humaneval}, records,
+                                       limits or Limits(), resolve(sandbox), seed)
+    if data.mbpp:
+        out["mbpp"] = _score_code("mbpp", {p.id: p for p in data.mbpp}, records, limits or Limits(),
+                                  resolve(sandbox), seed)
     if data.bfcl:
         out["bfcl"] = _score_bfcl(data, records, seed)
     return out

@@ -1,10 +1,12 @@
 """compete: primary (A) and competitor (B) answer, the better one wins, then extraction on the winner.
 
 Where tests can run (``verify``), the answer passing more of them wins; generated tests that both answers
-fail are set aside first (weighed by agreement, as CodeT does). The model judge decides only when there
-are no tests or they tie; it judges in both orders by default and a disagreement between the orders is
-reported with the rule that settled it. The judge is a model that wrote neither answer where the profile
-has one.
+fail are set aside first (weighed by agreement, as CodeT does). An answer cut off inside its code is never
+run (it passes nothing). Where the tests tie or cannot run, the judge decides: by default each answer is
+scored on its own (``judge`` = pointwise: the judge's probability that it is correct), so the order they are
+shown in cannot change the pick; ``judge`` = pairwise asks which of the two is better, in both orders with
+``judge_swap``, and a disagreement between the orders is reported with the rule that settled it. The judge is
+a model that wrote neither answer where the profile has one.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 from ..context import RunContext
 from ..tools.extract import maybe_extract
 from ..types import Execution, Judgement, PatternRequest, PatternResult
-from ..verify import python_code
-from ._common import answer, judge
+from ..verify import incomplete_code, python_code
+from ._common import answer, code_budget, finish, judge, judge_pointwise
 from ._verify import execute, gather_tests, judge_model, plan
 
 
 async def _by_tests(ctx: RunContext, a: str, b: str) -> tuple[dict[str, Execution], dict[str, int]] | None:
-    code = {"A": python_code(a), "B": python_code(b)}
+    texts = {"A": a, "B": b}
+    cut = {k: incomplete_code(t, ctx.is_cut_off(t)) for k, t in texts.items()}
+    code = {k: None if cut[k] else python_code(t) for k, t in texts.items()}
     tests = await gather_tests(ctx, code["A"] or code["B"] or "")
     if not tests:
         return None
@@ -26,8 +30,9 @@ async def _by_tests(ctx: RunContext, a: str, b: str) -> tuple[dict[str, Executio
                               f"{ctx.settings.sandbox} sandbox")
     runs: dict[str, Execution] = {}
     for k in ("A", "B"):
-        runs[k] = (await execute(ctx, code[k], tests, f"test solution {k}") if code[k] is not None
-                   else Execution(sandbox=ctx.settings.sandbox, load_error="the answer has no Python code"))
+        c = code[k]
+        runs[k] = (await execute(ctx, c, tests, f"test solution {k}") if c is not None
+                   else Execution(sandbox=ctx.settings.sandbox, load_error=cut[k] or "the answer has no Python code"))
     for i, (_, origin) in enumerate(tests):
         outcomes = [r.tests[i] for r in runs.values() if r.load_error is None and i < len(r.tests)]
         if origin == "validator" and len(outcomes) == 2 and not any(t.passed for t in outcomes):
@@ -36,13 +41,32 @@ async def _by_tests(ctx: RunContext, a: str, b: str) -> tuple[dict[str, Executio
     return runs, {k: r.passed for k, r in runs.items()}
 
 
+async def _pairwise(ctx: RunContext, a: str, b: str, model: str) -> Judgement:
+    swap = ctx.request.swap if ctx.request.swap is not None else ctx.settings.judge_swap
+    j = await judge(ctx, a, b, swap, model=model)
+    pick = j.pick
+    if not swap:
+        rule = "one order judged (swap off): position bias is not controlled"
+    elif not j.disagreement:
+        rule = "both orders picked the same answer"
+    elif j.confidence is not None:
+        rule = "the orders disagreed (a tie): settled by the judge's probabilities summed over both orders"
+    else:  # no probabilities to weigh: a rule that does not depend on the order shown
+        pick = "B"
+        rule = "the orders disagreed (a tie) and the backend gives no probabilities: B (the competitor) stands"
+    reason = next((v["reason"] for v in j.verdicts if v["pick"] == pick), j.reason)
+    return j.model_copy(update={"pick": pick, "reason": reason, "rule": rule,
+                                "consistent": (not j.disagreement) if swap else None})
+
+
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
+    budget = code_budget(ctx)
     if ctx.same_model("primary", "competitor"):  # one model writes both: one batch
-        a, b = await ctx.together([("solution A", lambda: answer(ctx, "primary", "solution A")),
-                                   ("solution B", lambda: answer(ctx, "competitor", "solution B"))])
+        a, b = await ctx.together([("solution A", lambda: answer(ctx, "primary", "solution A", budget)),
+                                   ("solution B", lambda: answer(ctx, "competitor", "solution B", budget))])
     else:
-        a = await answer(ctx, "primary", "solution A")
-        b = await answer(ctx, "competitor", "solution B")
+        a = await answer(ctx, "primary", "solution A", budget)
+        b = await answer(ctx, "competitor", "solution B", budget)
     executing, why = plan(ctx, a, b)
     scored = await _by_tests(ctx, a, b) if executing else None
     if scored is None:
@@ -56,23 +80,15 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
                               rule=f"tests: A passed {scores['A']}, B passed {scores['B']}",
                               test_scores=scores, execution=runs, candidates={"A": a, "B": b})
     else:
-        swap = request.swap if request.swap is not None else ctx.settings.judge_swap
-        judgement = await judge(ctx, a, b, swap, model=model)
+        judgement = await (judge_pointwise(ctx, a, b, model=model) if ctx.settings.judge == "pointwise"
+                           else _pairwise(ctx, a, b, model))
         tie = f"tests tied (A {scored[1]['A']}, B {scored[1]['B']}); " if scored is not None else ""
-        if not swap:
-            rule = "one order judged (swap off): position bias is not controlled"
-        elif not judgement.disagreement:
-            rule = "both orders picked the same answer"
-        elif judgement.confidence is not None:
-            rule = "the orders disagreed (a tie): settled by the judge's probabilities summed over both orders"
-        else:
-            rule = "the orders disagreed (a tie) and the backend gives no probabilities: the first order's pick stands"
         judgement = judgement.model_copy(update={
-            "rule": tie + rule, "consistent": (not judgement.disagreement) if swap else None,
-            "test_scores": scored[1] if scored is not None else None,
-            "execution": scored[0] if scored is not None else None})
-    judgement = judgement.model_copy(update={"judge_model": model if judgement.method == "judge" else None,
-                                             "recused": recused if judgement.method == "judge" else None})
+            "rule": tie + judgement.rule, "test_scores": scored[1] if scored is not None else None,
+            "execution": scored[0] if scored is not None else None, "judge_model": model, "recused": recused})
     ctx.trace.judgement = judgement
     winner = a if judgement.pick == "A" else b
-    return ctx.result(winner, await maybe_extract(ctx, winner))
+    if incomplete_code(winner, ctx.is_cut_off(winner)):
+        ctx.trace.extraction = "skipped: the answer was cut off inside its code (incomplete code is never written)"
+        return finish(ctx, winner)
+    return finish(ctx, winner, await maybe_extract(ctx, winner))

@@ -1,34 +1,44 @@
-"""validated: primary answers, the answer is checked, primary revises on FAIL (bounded), then extraction.
+"""validated: primary answers, the answer is checked, failures are repaired (bounded, escalating), then extraction.
 
-The check is a fact where it can be: with ``verify`` = execute (or auto, when the answer has Python
-code and a sandbox exists) tests run against the code and PASS means they ran and passed; failing tests
-with their errors are the revision's feedback. Otherwise the validator model says PASS or FAIL.
+The check is a fact where it can be: with ``verify`` = execute (or auto, when the answer has Python code and a
+sandbox exists) tests run against the code and PASS means they ran and passed. The tests are gathered once and
+reused by every round. A failing answer is repaired from one user turn holding the task, each failing test
+(input, expected, what came back) and the code shown as material: first by the primary (``max_revisions``
+rounds), then, once the primary's repair still fails or repeats itself, by the competitor role, the profile's
+stronger model (``escalations`` rounds). A repair that returns the same code is "no change", never a fix; the
+candidate passing the most tests is the answer (ties: the later). Code cut off at the token budget is never
+run or counted as a success. Only where no test can run does the validator's PASS/FAIL opinion decide.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .. import prompts
 from ..context import RunContext
+from ..settings import Role
 from ..tools.extract import maybe_extract
-from ..types import PatternRequest, PatternResult, Verdict
-from ..verify import Origin, python_code, syntax_problem
-from ._common import answer, validate
+from ..types import PatternRequest, PatternResult, Round, Verdict
+from ..verify import Origin, incomplete_code, python_code, same_code, syntax_problem
+from ._common import answer, code_budget, finish, validate
 from ._verify import blame, execute, gather_tests, plan
 
 
 async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]], set_aside: dict[str, bool],
                     label: str) -> Verdict:
+    cut = incomplete_code(text, ctx.is_cut_off(text))
+    if cut is not None:
+        return Verdict(verdict="FAIL", issues=[cut + "; write the complete code, shorter"], method="execute")
     code = python_code(text)
     if code is None:
         return Verdict(verdict="FAIL", issues=[syntax_problem(text) or "the answer has no Python code to test"],
                        method="execute")
     ex = await blame(ctx, code, await execute(ctx, code, tests, label), set_aside)
-    if not ex.counted and ex.load_error is None:  # every test was set aside: no evidence either way
-        verdict = await validate(ctx, text, f"{label} (model: every generated test was set aside)")
-        return verdict.model_copy(update={"execution": ex})
-    return Verdict(verdict="PASS" if ex.all_passed else "FAIL", issues=ex.failures(), method="execute",
+    if not ex.counted and ex.load_error is None:  # every generated test was judged wrong: nothing counts against it
+        return Verdict(verdict="PASS", method="execute", execution=ex,
+                       issues=["no test counted: every generated test was set aside as wrong"])
+    return Verdict(verdict="PASS" if ex.all_passed else "FAIL", issues=ex.feedback(), method="execute",
                    execution=ex)
 
 
@@ -37,8 +47,91 @@ def _defs(text: str) -> str:
     return "".join(f"{m.group(1)}\n    pass\n" for m in re.finditer(r"^\s*(def \w+\(.*\)\s*(?:->.*)?:)", text, re.M))
 
 
+@dataclass
+class _Candidate:
+    text: str
+    verdict: Verdict
+
+    @property
+    def score(self) -> int:
+        """Tests passed; -1 where nothing ran (cut off, no code, it did not load)."""
+        ex = self.verdict.execution
+        if self.verdict.verdict == "PASS":
+            return 1 << 20
+        return -1 if ex is None or ex.load_error is not None else ex.passed
+
+
+def _outcome(new: _Candidate, best: _Candidate) -> str:
+    if new.verdict.verdict == "PASS":
+        return "fixed"
+    if new.verdict.execution is None and new.verdict.issues and "cut off" in new.verdict.issues[0]:
+        return "cut off"
+    if new.verdict.execution is None:
+        return "no code"
+    return "improved" if new.score > best.score else "worse" if new.score < best.score else "still failing"
+
+
+async def _repair(ctx: RunContext, role: Role, base: _Candidate, purpose: str) -> str:
+    messages = prompts.revision(ctx.request, base.text, base.verdict.issues, ctx.settings.prompts,
+                                ctx.role_system(role), code=python_code(base.text))
+    return (await ctx.generate(role, messages, purpose=purpose, max_tokens=code_budget(ctx), continue_code=True)).text
+
+
+async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]]) -> str:
+    """Rounds of repair against the same tests; the candidate passing the most is the answer."""
+    set_aside: dict[str, bool] = {}
+    first = _Candidate(text, await _executed(ctx, text, tests, set_aside, "validate"))
+    ctx.trace.verdicts.append(first.verdict)
+    seen, best = [first], first
+    plan_roles: list[Role] = ["primary"] * ctx.settings.max_revisions + ["competitor"] * ctx.settings.escalations
+    n = 0
+    while best.verdict.verdict == "FAIL" and plan_roles:
+        role = plan_roles.pop(0)
+        n += 1
+        purpose = f"revise ({n})" if role == "primary" else f"escalate ({n}): {role} repairs"
+        new_text = await _repair(ctx, role, best, purpose)
+        model = ctx.trace.steps[-1].model
+        if any(same_code(new_text, c.text) for c in seen):
+            ctx.trace.rounds.append(Round(round=n, role=role, model=model, outcome="no change"))
+            if role == "primary":  # repeating itself: the stronger model takes over
+                plan_roles = [r for r in plan_roles if r != "primary"]
+            continue
+        new = _Candidate(new_text, await _executed(ctx, new_text, tests, set_aside, f"re-validate ({n})"))
+        ctx.trace.verdicts.append(new.verdict)
+        ex = new.verdict.execution
+        ctx.trace.rounds.append(Round(round=n, role=role, model=model, outcome=_outcome(new, best),
+                                      passed=ex.passed if ex is not None else None,
+                                      total=len(ex.counted) if ex is not None else None))
+        seen.append(new)
+        if new.score >= best.score:  # ties: the later repair, written with the failures in hand
+            best = new
+    ctx.trace.revisions = n
+    return best.text
+
+
+async def _by_opinion(ctx: RunContext, text: str) -> str:
+    """No test can run: the validator's PASS/FAIL, the primary revises (bounded); a repeat ends the rounds."""
+    n = 0
+    while True:
+        verdict = await validate(ctx, text, "validate" if n == 0 else f"re-validate ({n})")
+        ctx.trace.verdicts.append(verdict)
+        if verdict.verdict == "PASS" or n >= ctx.settings.max_revisions:
+            break  # the last verdict is reported as it is, FAIL included
+        n += 1
+        new = await _repair(ctx, "primary", _Candidate(text, verdict), f"revise ({n})")
+        if same_code(new, text):
+            ctx.trace.rounds.append(Round(round=n, role="primary", model=ctx.trace.steps[-1].model,
+                                          outcome="no change"))
+            break
+        ctx.trace.rounds.append(Round(round=n, role="primary", model=ctx.trace.steps[-1].model,
+                                      outcome="still failing"))
+        text = new
+    ctx.trace.revisions = n
+    return text
+
+
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
-    text = await answer(ctx, "primary")
+    text = await answer(ctx, "primary", max_tokens=code_budget(ctx))
     executing, why = plan(ctx, text)
     tests: list[tuple[str, Origin]] = []
     if executing:
@@ -46,16 +139,8 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
         executing = bool(tests)
     ctx.trace.verification = (f"execute: {len(tests)} tests ({', '.join(sorted({o for _, o in tests}))}) in the "
                               f"{ctx.settings.sandbox} sandbox" if executing else ctx.trace.verification or why)
-    set_aside: dict[str, bool] = {}
-    revisions = 0
-    while True:
-        label = "validate" if revisions == 0 else f"re-validate ({revisions})"
-        verdict = await (_executed(ctx, text, tests, set_aside, label) if executing else validate(ctx, text, label))
-        ctx.trace.verdicts.append(verdict)
-        if verdict.verdict == "PASS" or revisions >= ctx.settings.max_revisions:
-            break  # the last verdict is reported as it is, FAIL included
-        messages = prompts.revision(request, text, verdict.issues, ctx.settings.prompts, ctx.role_system("primary"))
-        revisions += 1
-        text = (await ctx.generate("primary", messages, purpose=f"revise ({revisions})")).text
-    ctx.trace.revisions = revisions
-    return ctx.result(text, await maybe_extract(ctx, text))
+    text = await (_by_tests(ctx, text, tests) if executing else _by_opinion(ctx, text))
+    if incomplete_code(text, ctx.is_cut_off(text)):
+        ctx.trace.extraction = "skipped: the answer was cut off inside its code (incomplete code is never written)"
+        return finish(ctx, text)
+    return finish(ctx, text, await maybe_extract(ctx, text))
