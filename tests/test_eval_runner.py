@@ -249,3 +249,17 @@ def test_finished_only_keeps_the_items_every_system_finished():
     assert finished_only(full + part + only_one + bfcl, config) == full + bfcl
     md = markdown({}, config.model_dump(), {"models": "m", "scope": "only the items every system finished: 2 items"})
     assert "- scored: only the items every system finished: 2 items" in md
+
+
+async def test_a_cut_off_answer_is_recorded_and_never_scored_as_a_pass(data, tmp_path):
+    problem = data.humaneval[0]
+    # The right code, but the budget ran out inside its block: what is there would pass if run.
+    cut = "```python\n" + problem.prompt + problem.canonical_solution
+    fake = ScriptedBackend(continues=False)
+    fake.enqueue(cut, model="primary-model", finish_reason="length")
+    config = EvalConfig(systems=["he-primary"], limit=1)
+    records = await run_eval(config, fake_settings(), tmp_path, Dataset(humaneval=[problem]), say=lambda m: None,
+                             backends={"mlx": fake})
+    assert records[0]["cut_off"] is True
+    he = score(Dataset(humaneval=[problem]), records)["humaneval"]
+    assert he["systems"]["he-primary"]["k"] == 0 and he["systems"]["he-primary"]["cut_off"] == 1

@@ -269,6 +269,15 @@ def _request(system: System, config: EvalConfig, item: Any) -> PatternRequest:
                           extraction="always", max_tokens=config.max_tokens, temperature=system.temperature)
 
 
+def _cut_off(system: System, result: Any) -> bool:
+    """The answer stopped at its token budget: the result says so, or (a one-step pattern whose result does not
+    carry the mark) its last step did."""
+    if result.cut_off:
+        return True
+    steps = result.trace.steps
+    return system.pattern in ("primary", "competitor") and bool(steps) and steps[-1].finish_reason == "length"
+
+
 def _record(system: System, suite: str, item_id: str, sample: int, result: Any, error: Exception | None,
             seconds: float) -> dict[str, Any]:
     rec: dict[str, Any] = {"suite": suite, "item": item_id, "system": system.name, "sample": sample,
@@ -281,7 +290,7 @@ def _record(system: System, suite: str, item_id: str, sample: int, result: Any, 
     t = result.trace
     rec.update(text=result.text, tool_calls=[c.model_dump() for c in result.tool_calls], error=None, raw=None,
                route=t.route, verdicts=[v.model_dump() for v in t.verdicts], revisions=t.revisions,
-               rounds=[x.model_dump() for x in t.rounds], cut_off=result.cut_off,
+               rounds=[x.model_dump() for x in t.rounds], cut_off=_cut_off(system, result),
                finish_reason=result.finish_reason, verification=t.verification,
                judgement=t.judgement.model_dump() if t.judgement else None,
                steps=[{"purpose": s.purpose, "role": s.role, "prompt_tokens": s.prompt_tokens,

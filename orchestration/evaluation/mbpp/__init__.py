@@ -43,12 +43,12 @@ class MbppProblem(BaseModel):
     @property
     def signature(self) -> str:
         """``def name(params)`` of the function the asserts call (from the reference code, shown to the model)."""
-        with warnings.catch_warnings():  # a few asserts hold regular expressions in plain strings
+        with warnings.catch_warnings():  # a few asserts and solutions hold regular expressions in plain strings
             warnings.simplefilter("ignore", SyntaxWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             called = {n.func.id for t in self.test_list for n in ast.walk(ast.parse(t))
                       if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        defs = [n for n in ast.parse(self.code).body if isinstance(n, ast.FunctionDef)]
+            defs = [n for n in ast.parse(self.code).body if isinstance(n, ast.FunctionDef)]
         node = next((d for d in defs if d.name in called), defs[-1])
         return f"def {node.name}({ast.unparse(node.args)})"
 
