@@ -266,7 +266,7 @@ class ToolCandidate(_Model):
     """A call (or group of calls) built from facts before any model runs."""
 
     label: str = Field(description="what it does, as the chooser reads it")
-    calls: list[ToolCall]
+    calls: list[ToolCall] = Field(exclude=True)  # the chosen ones are the result's tool_calls: not repeated
     source: str = Field(description="the facts it was built from")
     asked: bool = Field(description="the request's own words ask for exactly this")
 
@@ -292,6 +292,7 @@ class Trace(_Model):
     verdicts: list[Verdict] = Field(default_factory=list)
     revisions: int | None = None
     rounds: list[Round] = Field(default_factory=list, description="validated: each repair round, escalation included")
+    first_answer: str | None = Field(None, description="validated: the first answer, where a repair replaced it")
     judgement: Judgement | None = None
     extraction: str | None = Field(None, description="why tool extraction ran or was skipped")
     tool_decision: ToolDecision | None = Field(None, description="the candidates and who chose among them")

@@ -359,7 +359,7 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
     if intent.run_tests:
         tests = intent.test_files or [f for f in written if re.search(r"(^|/)test_|_test\.py$", f)]
         cmd = "pytest " + " ".join(tests) if tests else "pytest"
-        if not any(c.startswith(("pytest", "python -m pytest")) for c in intent.commands):
+        if not intent.commands:  # a quoted command ("run `npm test`") is the test command
             add(f"Bash: {cmd}", [_call("Bash", {"command": cmd})], "the request asks to run the tests", True,
                 where("test"))
     asked_run = bool(_RUN_NAMED.search(prompt)) or bool(intent.commands and re.search(r"\buse\b", prompt, re.I))

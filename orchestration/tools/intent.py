@@ -19,7 +19,7 @@ __all__ = ["Intent", "read_intent", "is_question", "is_how_to", "EDIT_VERBS"]
 _F = r"[`'\"]?(?P<file>{file})[`'\"]?"
 # Verbs that put new content somewhere, and the preposition that names the place.
 _SAVE = (r"\b(?:save|saves|saved|saving|write|writes|writing|put|puts|putting|store|stores|storing|place|output|"
-         r"dump|export|keep|persist)\b")
+         r"dump|export|keep|persist|implement|implements|define|code|build)\b")
 _PLACE = r"\b(?:to|into|in|inside|as|at|under|on)\s+(?:a\s+|the\s+)?(?:new\s+)?(?:file\s+|module\s+|script\s+)?" \
          r"(?:called\s+|named\s+)?"
 _CREATE = r"\b(?:create|creates|creating|make|generate|add|start|new)\b"
@@ -40,19 +40,19 @@ _LANG_GLOBS = {
     "rust": "**/*.rs", "go": "**/*.go", "java": "**/*.java", "c": "**/*.c", "c++": "**/*.cpp", "text": "**/*.txt",
     "csv": "**/*.csv", "sql": "**/*.sql", "test": "**/test_*.py", "notebook": "**/*.ipynb", "jupyter": "**/*.ipynb",
 }
-_GLOB_TOKEN = re.compile(r"(?<![\w/])[`'\"]?((?:[\w.\-/]*[*?][\w.*?\-/{},]*))[`'\"]?")
+_GLOB_TOKEN = re.compile(r"(?<![\w/])[`'\"]?((?:[\w.\-/]*\*[\w.*?\-/{},]*))[`'\"]?")
 _FIND_FILES = re.compile(
     r"\b(?:find|list|show|locate|glob|get|give\s+me|which|enumerate)\b[^.\n?]{0,30}?\b(?:all\s+|every\s+|the\s+)?"
     r"(?P<lang>python|py|javascript|js|typescript|ts|markdown|md|json|yaml|yml|toml|html|css|shell|rust|go|java|"
-    r"c\+\+|c|text|csv|sql|test|notebook|jupyter)\s+(?:source\s+)?(?:files|scripts|modules|documents|docs|"
-    r"notebooks)\b", re.IGNORECASE)
+    r"c\+\+|c|text|csv|sql|test|notebook|jupyter)\s+(?:source\s+)?(?:files?|scripts?|modules?|documents?|docs|"
+    r"notebooks?)\b", re.IGNORECASE)
 _DIR_WORDS = re.compile(r"\b(?:in|under|inside|within|from)\s+(?:the\s+)?[`'\"]?(?P<dir>[\w.\-]+(?:/[\w.\-]+)*/?)"
                         r"[`'\"]?(?:\s+(?:directory|folder|dir|package))?", re.IGNORECASE)
 _GREP = [
     re.compile(r"\b(?:search|grep|look)\s+(?:the\s+\w+\s+|through\s+the\s+\w+\s+|in\s+the\s+\w+\s+)?"
                r"(?:for|up)\s+(?:the\s+(?:word|string|text|term|name|identifier|pattern)\s+|all\s+)?"
                r"(?P<q>[`'\"][^`'\"\n]+[`'\"]|[\w.:$@#-]+)", re.IGNORECASE),
-    re.compile(r"\bgrep\s+(?P<q>[`'\"][^`'\"\n]+[`'\"]|[\w.:$@#-]+)", re.IGNORECASE),
+    re.compile(r"\bgrep\s+(?!for\b)(?P<q>[`'\"][^`'\"\n]+[`'\"]|[\w.:$@#-]+)", re.IGNORECASE),
     re.compile(r"\b(?:find|show|list|locate)\s+(?:me\s+)?(?:all\s+|every\s+|the\s+)?(?:occurrences|uses|usages|"
                r"references|mentions|calls|instances|lines\s+(?:containing|with|mentioning))\s+(?:of\s+|to\s+)?"
                r"(?:the\s+(?:function|class|variable|word|string|name)\s+)?"
@@ -64,7 +64,7 @@ _GREP = [
     re.compile(r"\b(?:which|what)\s+files?\s+(?:contain|mention|use|import|reference|call|define)s?\s+"
                r"(?:the\s+(?:function|class|word|string|name)\s+)?"
                r"(?P<q>[`'\"][^`'\"\n]+[`'\"]|[\w.:$@#-]+)", re.IGNORECASE),
-    re.compile(r"\bfind\s+(?:all\s+)?(?:the\s+)?(?P<q>TODO|FIXME|XXX|HACK)s?\b"),
+    re.compile(r"\b(?i:find|list|show)\s+(?i:all\s+|every\s+)?(?i:the\s+)?(?P<q>TODO|FIXME|XXX|HACK)s?\b"),
 ]
 _STOP_QUERY = frozenset({"the", "a", "an", "it", "this", "that", "all", "files", "file", "code", "where", "how"})
 _PROGRAMS = frozenset("""
@@ -169,12 +169,12 @@ def read_intent(prompt: str) -> Intent:
         for m in re.finditer(_CREATE + r"[^.\n;]{0,40}?(?:\bfile\b|\bscript\b|\bmodule\b)?\s*(?:called\s+|named\s+)?"
                              + _F.format(file=frx), low, re.IGNORECASE):
             verb = m.group(0).split()[0].lower()
-            if verb in ("add",):  # "add X to utils.py": an existing file, handled below
-                continue
+            if verb == "add" and not re.search(r"\bnew\b", m.group(0), re.IGNORECASE):
+                continue  # "add X to utils.py": an existing file, handled below
             it.destinations.append(m.group("file"))
             it.evidence.append(m.group(0))
-        for m in re.finditer(r"\b(?:write|writes|writing)\s+(?:a\s+|the\s+)?(?:python\s+|shell\s+|bash\s+)?"
-                             r"(?:script|module|program|file)?\s*" + _F.format(file=frx), low, re.IGNORECASE):
+        for m in re.finditer(r"\b(?:write|writes|writing)\s+(?:a\s+|an\s+|the\s+)?(?:[\w-]+\s+){0,3}?"
+                             r"(?:script|module|program|file|config)?\s*" + _F.format(file=frx), low, re.IGNORECASE):
             it.destinations.append(m.group("file"))
             it.evidence.append(m.group(0))
         for m in re.finditer(_F.format(file=frx) + r"\s+(?:should|must|will)\s+(?:contain|hold|have|define)",
