@@ -92,6 +92,9 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     assert k3["groups"] == 2
     assert any(x["a"] == "he-primary" and x["b"] == "he-primary-k3:tests"
                for x in results["humaneval"]["comparisons"])
+    checks = results["humaneval"]["checks"]  # both first answers were wrong, and both checks said FAIL
+    assert [(checks[n]["caught"], checks[n]["false_alarms"]) for n in ("he-validated-model", "he-validated")] == \
+        [(1, 0), (1, 0)]
     c = results["humaneval"]["compete"]["he-compete-judge"]
     assert c["by_pointwise"] == 1 and c["position_consistency"]["n"] == 0  # no order to be consistent about
     one = c["one_right"]  # exactly one of A and B passes here: A

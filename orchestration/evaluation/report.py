@@ -64,6 +64,13 @@ def _code_section(he: dict[str, Any], title: str) -> list[str]:
             if o:
                 lines.append(f"| {name} | {_rate(o['pick'])} | {_rate(o['judge_only'])} | {_rate(o['always_A'])} | "
                              f"{_rate(o['always_B'])} |")
+    if he.get("checks"):
+        lines += ["", "Each validated system's first check as a detector of a wrong first answer (the primary's):",
+                  "", "| system | answers | caught | missed | false alarms | precision | recall |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, c in he["checks"].items():
+            lines.append(f"| {name} | {c['n']} | {c['caught']} | {c['missed']} | {c['false_alarms']} | "
+                         f"{_pct(c['precision'])} | {_pct(c['recall'])} |")
     sb = he["sandbox"]
     kind = sb.get("kind", "?")  # runs scored before the sandbox move have no kind
     lines += ["", f"Harness check: the reference solutions pass {he.get('canonical_passed', '?')}/{he['n']} in the "

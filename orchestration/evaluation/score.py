@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ModelOutputError
@@ -234,14 +235,39 @@ def _score_code(suite: str, problems: dict[str, Any], records: list[dict[str, An
                                 "description": {"A": f"{name}'s candidate A alone (primary)",
                                                 "B": f"{name}'s candidate B alone (competitor)",
                                                 "oracle": "A or B passes (a perfect pick)"}[part]}
+    checks = _detectors(by, lambda r: run(r["item"], r.get("first_answer") or r["text"], _cut(r)))
     items = list(problems)
     # The harness's own check: each problem's reference solution must pass in the same harness and sandbox.
     canonical = sum(run(t, "```python\n" + _reference(suite, p) + "\n```") for t, p in problems.items())
     prefix = "he-" if suite == "humaneval" else "mbpp-"
     pairs = [(a.replace("he-", prefix, 1), b.replace("he-", prefix, 1)) for a, b in HE_COMPARISONS]
     return {"n": len(items), "canonical_passed": canonical, "systems": systems, "compete": compete,
-            "comparisons": _comparisons(table, pairs, items, seed), "per_item": per_item,
+            "checks": checks, "comparisons": _comparisons(table, pairs, items, seed), "per_item": per_item,
             "sandbox": {**limits.model_dump(), "kind": kind}}
+
+
+def _detectors(by: dict[str, dict[str, list[dict[str, Any]]]], first_right: Callable[[dict[str, Any]], bool]
+               ) -> dict[str, Any]:
+    """Each validated system's first check as a detector of a wrong first answer (run against the hidden tests):
+    FAIL on a wrong answer is a catch, FAIL on a right one a false alarm."""
+    out = {}
+    for name, items in by.items():
+        if SYSTEMS[name].pattern != "validated":
+            continue
+        cells: Counter[tuple[str, str]] = Counter()
+        for recs in items.values():
+            verdicts = recs[0].get("verdicts") or []
+            if not verdicts:
+                continue
+            cells[("FAIL" if verdicts[0]["verdict"] == "FAIL" else "PASS",
+                   "right" if first_right(recs[0]) else "wrong")] += 1
+        caught, alarms = cells[("FAIL", "wrong")], cells[("FAIL", "right")]
+        wrong = caught + cells[("PASS", "wrong")]
+        out[name] = {"n": sum(cells.values()), "caught": caught, "missed": cells[("PASS", "wrong")],
+                     "false_alarms": alarms, "passed_right": cells[("PASS", "right")],
+                     "precision": round(caught / (caught + alarms), 4) if caught + alarms else None,
+                     "recall": round(caught / wrong, 4) if wrong else None}
+    return out
 
 
 def _reference(suite: str, problem: Any) -> str:

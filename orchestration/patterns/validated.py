@@ -106,6 +106,8 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
         if new.score >= best.score:  # ties: the later repair, written with the failures in hand
             best = new
     ctx.trace.revisions = n
+    if best is not first:
+        ctx.trace.first_answer = text
     return best.text
 
 
@@ -125,6 +127,7 @@ async def _by_opinion(ctx: RunContext, text: str) -> str:
             break
         ctx.trace.rounds.append(Round(round=n, role="primary", model=ctx.trace.steps[-1].model,
                                       outcome="still failing"))
+        ctx.trace.first_answer = ctx.trace.first_answer or text
         text = new
     ctx.trace.revisions = n
     return text
