@@ -284,3 +284,14 @@ async def test_compete_never_runs_an_answer_cut_off_inside_its_code() -> None:
     j = r.trace.judgement
     assert j.method == "tests" and j.pick == "B" and j.test_scores == {"A": 0, "B": 1}
     assert "cut off" in j.execution["A"].load_error and not r.cut_off
+
+
+@pytest.mark.anyio
+async def test_tests_for_a_function_the_request_names_are_written_while_the_answer_is() -> None:
+    fake = ScriptedBackend()
+    engine = Engine(fake_settings(verify="execute", roles={"validator": {"model": P}}), {"mlx": fake})
+    fake.enqueue(GOOD, delay=0.01).enqueue(ADD_TESTS, delay=0.01)  # the answer and the tests, at once
+    r = await engine.run("validated", req("Write `def add(a, b)` that returns the sum."))
+    assert fake.most_in_flight == 2 and [s.purpose for s in r.trace.steps] == ["answer", "write tests"]
+    assert "def add(a, b)" in fake.history[1].messages[-1].content
+    assert r.trace.verdicts[0].verdict == "PASS" and r.trace.verdicts[0].execution.passed == 2

@@ -2,7 +2,7 @@
 
 The check is a fact where it can be: with ``verify`` = execute (or auto, when the answer has Python code and a
 sandbox exists) tests run against the code and PASS means they ran and passed. The tests are gathered once and
-reused by every round. A failing answer is repaired from one user turn holding the task, each failing test
+reused by every round; where the request names the function, they are written while the answer is. A failing answer is repaired from one user turn holding the task, each failing test
 (input, expected, what came back) and the code shown as material: first by the primary (``max_revisions``
 rounds), then, once the primary's repair still fails or repeats itself, by the competitor role, the profile's
 stronger model (``escalations`` rounds). A repair that returns the same code is "no change", never a fix; the
@@ -20,7 +20,8 @@ from ..context import RunContext
 from ..settings import Role
 from ..tools.extract import maybe_extract
 from ..types import PatternRequest, PatternResult, Round, Verdict
-from ..verify import Origin, incomplete_code, python_code, same_code, syntax_problem
+from ..verify import (Origin, host_tests, incomplete_code, python_code, same_code, sandbox_problem, signatures,
+                      syntax_problem)
 from ._common import answer, code_budget, finish, validate
 from ._verify import blame, execute, gather_tests, plan
 
@@ -133,12 +134,38 @@ async def _by_opinion(ctx: RunContext, text: str) -> str:
     return text
 
 
+_NAMED = re.compile(r"\bdef\s+(\w+)\s*\(([^()]*)\)")
+
+
+def _named(ctx: RunContext) -> str | None:
+    """Stubs of the functions the request itself names (``def name(params)``) when tests will be written for them:
+    then they can be written while the answer is (one batch where both roles share a model), not after it."""
+    req = ctx.request
+    if (req.verify or ctx.settings.verify) == "model" or sandbox_problem(ctx.settings.sandbox) is not None:
+        return None
+    if host_tests(req.prompt, req.context, req.tests):
+        return None  # the host's tests need no writing
+    found = dict(_NAMED.findall(req.prompt + "\n" + (req.context or "")))
+    stub = "".join(f"def {name}({params}):\n    pass\n" for name, params in found.items())
+    try:
+        return stub if stub and signatures(stub) else None
+    except SyntaxError:
+        return None
+
+
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
-    text = await answer(ctx, "primary", max_tokens=code_budget(ctx))
+    stub = _named(ctx)
+    early: list[tuple[str, Origin]] | None = None
+    if stub is not None:
+        text, early = await ctx.together([
+            ("answer", lambda: answer(ctx, "primary", max_tokens=code_budget(ctx))),
+            ("write tests", lambda: gather_tests(ctx, stub))])
+    else:
+        text = await answer(ctx, "primary", max_tokens=code_budget(ctx))
     executing, why = plan(ctx, text)
     tests: list[tuple[str, Origin]] = []
     if executing:
-        tests = await gather_tests(ctx, python_code(text) or _defs(text))
+        tests = early if early is not None else await gather_tests(ctx, python_code(text) or _defs(text))
         executing = bool(tests)
     ctx.trace.verification = (f"execute: {len(tests)} tests ({', '.join(sorted({o for _, o in tests}))}) in the "
                               f"{ctx.settings.sandbox} sandbox" if executing else ctx.trace.verification or why)
