@@ -18,6 +18,13 @@ def trace_line(result: PatternResult) -> str:
         extra += f" verdict={t.verdicts[-1].verdict} revisions={t.revisions}"
     if t.judgement:
         extra += f" pick={t.judgement.pick} ({t.judgement.confidence:.2f})"
+    d = t.tool_decision
+    if d is not None:
+        extra += f" calls={d.decided_by}"
+        if d.decided_by == "model" and d.probabilities:
+            extra += f"({max(d.probabilities.values()):.2f})"
+        if d.refused:
+            extra += f" refused={len(d.refused)}"
     return (f"[{result.pattern}{extra}] {steps} | {result.totals.prompt_tokens}+{result.totals.completion_tokens} "
             f"tokens, {result.totals.seconds:.1f}s")
 
