@@ -275,6 +275,9 @@ class Settings(_Strict):
                                  "max_tokens is smaller and the request sets none): a whole function re-typed with "
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "
                                  "(Qwen tokenizer), plus a short explanation")
+    auto_coding: Literal["validated", "compete", "competitor", "primary"] = Field(
+        "validated", description="auto's pattern for a coding request: the one with the best measured quality per "
+                                 "second on this profile (docs/eval.md)")
     speculative: bool = Field(True, description="roles with a draft_model decode speculatively (off: plain decoding)")
     prompt_cache_gb: float = Field(0.5, ge=0, description="memory for KV states of earlier prompts (reused when a "
                                                           "prompt starts the same way); taken from the budget")

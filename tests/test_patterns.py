@@ -461,3 +461,11 @@ async def test_a_complete_answer_is_not_marked() -> None:
     fake.enqueue("done", model=P).enqueue("PASS", model=V)
     r = await engine.run("validated", req("Implement it", extraction="never"))
     assert not r.cut_off and r.finish_reason == "stop"
+
+
+async def test_auto_sends_a_coding_request_to_the_measured_best_pattern() -> None:
+    engine, fake = make(extraction="never", auto_coding="competitor")
+    fake.enqueue("def push(): ...", model=C)
+    r = await engine.run("auto", req("Implement a stack class"))
+    assert r.trace.route == "competitor" and "competitor (auto_coding)" in r.trace.route_reason
+    assert fake.models_asked == [C]

@@ -1,4 +1,8 @@
-"""auto: classify the task with the seed's keyword table and run the matching pattern."""
+"""auto: classify the task with the seed's keyword table and run the matching pattern.
+
+A coding request goes to ``auto_coding`` (validated unless the profile's measurements name another), where tests
+decide whenever they can run; never to the validator's opinion alone.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,11 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
     from . import PATTERNS
 
     route = classify(request.prompt, request.context)
-    ctx.trace.route = route.pattern
-    ctx.trace.route_reason = route.reason
+    pattern, reason = route.pattern, route.reason
+    if route.task == "coding" and ctx.settings.auto_coding != pattern:
+        pattern = ctx.settings.auto_coding
+        reason = reason.replace(f"-> {route.pattern}", f"-> {pattern} (auto_coding)")
+    ctx.trace.route = pattern
+    ctx.trace.route_reason = reason
     ctx.trace.matched_keywords = route.matched
-    return await PATTERNS[route.pattern](request, ctx)
+    return await PATTERNS[pattern](request, ctx)
