@@ -10,6 +10,7 @@ __all__ = [
     "MageError",
     "UserError",
     "ConfigError",
+    "StorageError",
     "RequestError",
     "SchemaError",
     "ContextOverflowError",
@@ -32,6 +33,10 @@ class UserError(MageError):
 
 class ConfigError(UserError):
     """A settings value or config file is wrong; the message names the file, the key and what is allowed."""
+
+
+class StorageError(UserError):
+    """The disk cannot hold what set-up must write (or refused a write); the message gives the figures."""
 
 
 class RequestError(UserError):

