@@ -30,8 +30,8 @@ from mcp_mageagent.guard import screened
 from mcp_mageagent.tasks import TasksExtension, TaskStore, current_task
 from orchestration.models.blas import preload_openblas
 from orchestration.engine import Engine
-from orchestration.access import (api_key, check_prompt_size, http_protocol, one_line, require_bearer,
-                                  transport_security)
+from orchestration.access import (api_key, check_prompt_size, check_verification, http_protocol, one_line,
+                                  require_bearer, transport_security)
 from orchestration.errors import ConfigError, MageError, ModelNotFoundError, PatternError
 from orchestration.format import result_text, trace_line
 from orchestration.settings import ROLES, Settings, load_settings
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, warmup=True if args.warmup else None)
         preload_openblas(settings.blas)
+        check_verification(settings)
         server = build_server(settings)  # a remote role's missing api_key_env is reported here
         key = api_key(settings.http, args.host, os.environ) if args.transport != "stdio" else None
         _configure_logging(settings)

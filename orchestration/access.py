@@ -21,11 +21,11 @@ from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import ConfigError, RequestError
-from .settings import HttpSettings
+from .settings import HttpSettings, Settings
 from .types import PatternRequest
 
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "is_loopback", "api_key", "transport_security", "require_bearer",
-           "error_body", "one_line", "check_prompt_size", "MAX_JSON_DEPTH", "check_json_tree", "http_protocol"]
+           "error_body", "one_line", "check_prompt_size", "check_verification", "MAX_JSON_DEPTH", "check_json_tree", "http_protocol"]
 
 log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
@@ -103,6 +103,18 @@ def check_prompt_size(request: PatternRequest, limit: int) -> None:
     if chars > limit:
         raise RequestError(f"the prompt, context and system hold {chars} characters; this server accepts at most "
                            f"{limit} (setting http.max_prompt_chars)")
+
+
+def check_verification(settings: Settings) -> None:
+    """``verify = execute`` in the settings needs a sandbox that works here: refused at start, with what is
+    missing, instead of each call quietly falling back to the model's opinion."""
+    if settings.verify != "execute":
+        return
+    from .verify import sandbox_problem  # probes bubblewrap / sandbox-exec: only when execution is demanded
+
+    problem = sandbox_problem(settings.sandbox)
+    if problem is not None:
+        raise ConfigError(f"verify = execute, but no sandbox ({settings.sandbox}) can run code here: {problem}")
 
 
 def check_json_tree(value: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .access import check_prompt_size, http_protocol, one_line
+from .access import check_prompt_size, check_verification, http_protocol, one_line
 from .errors import MageError, UserError
 from .models.blas import blas_status, preload_openblas
 from .format import result_text
@@ -41,6 +41,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _engine(settings: Settings):  # noqa: ANN202 - imported lazily so OpenBLAS loads before MLX
     preload_openblas(settings.blas)
+    check_verification(settings)
     from .engine import Engine
 
     return Engine(settings)

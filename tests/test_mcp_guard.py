@@ -185,3 +185,16 @@ def test_a_log_file_that_cannot_be_written_is_one_line(log_file: str) -> None:
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.startswith(f"mcp-mageagent: log_file {log_file}: cannot be written (") and \
         p.stderr.count("\n") == 1, p.stderr
+
+
+def test_verify_execute_without_a_sandbox_is_refused_at_start() -> None:
+    """Not quietly turned into the model's opinion on every call: the server does not start, and says why."""
+    env = {**os.environ, "MAGEAGENT_PROFILE": "tiny", "MAGEAGENT_VERIFY": "execute",
+           "MAGEAGENT_SANDBOX": "sandbox-exec" if sys.platform == "linux" else "bwrap"}
+    p = subprocess.run([sys.executable, "-m", "mcp_mageagent"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL, env=env)
+    assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("mcp-mageagent: verify = execute, but no sandbox (")
+    cli = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", "validated", "hi"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert cli.returncode == 2 and "verify = execute, but no sandbox" in cli.stderr
