@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .access import check_prompt_size, check_verification, http_protocol, one_line
-from .errors import MageError, UserError
+from .errors import MageError, StorageError, UserError
 from .models.blas import blas_status, preload_openblas
 from .format import result_text
 from .settings import Settings, load_settings
@@ -114,6 +114,26 @@ def profile_models(settings: Settings) -> list[str]:
     return list(dict.fromkeys(c.model for c in settings.roles.values() if c.backend == "mlx" and c.model in LOCAL))
 
 
+def _check_setup_disk(settings: Settings, names: list[str], force: bool) -> None:
+    """Refuse before the first byte, with the figures, when the disk cannot hold what set-up would write."""
+    import shutil
+
+    from .models import qwen25_coder
+
+    steps = {n: qwen25_coder.disk_needed(n, settings.cache_dir, settings.models_dir, force=force)
+             for n in dict.fromkeys(names) if n in qwen25_coder.MODELS}
+    needed = sum(sum(s.values()) for s in steps.values())
+    where = settings.cache_dir if settings.cache_dir.exists() else settings.cache_dir.parent
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        detail = "; ".join(f"{n}: " + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in s.items() if v)
+                           for n, s in steps.items() if any(s.values()))
+        raise StorageError(f"setup needs {needed / 1e9:.2f} GB on {where} ({detail} GB), {free / 1e9:.2f} GB is "
+                           "free: free some space or set cache_dir to a larger disk")
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     settings = _settings(args)
     preload_openblas(settings.blas)
@@ -124,6 +144,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if unknown:
         sys.stderr.write(f"unknown model {', '.join(unknown)}: choose from {', '.join(LOCAL)}\n")
         return 2
+
+    _check_setup_disk(settings, names, args.force)
 
     def progress(msg: str) -> None:
         sys.stderr.write(f"   {msg}\n")

@@ -97,3 +97,20 @@ def test_run_refuses_what_the_other_faces_refuse(tmp_path: Path) -> None:
     assert p.returncode == 2 and "400003 characters" in p.stderr and "at most 400000" in p.stderr
     p = mageagent("run", "primary", "hi", "--temperature", "9")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "temperature:" in p.stderr, p.stderr
+
+
+def test_setup_refuses_early_when_the_disk_cannot_hold_the_profile(tmp_path: Path) -> None:
+    from orchestration.models.qwen25_coder import MODELS, disk_needed
+
+    empty = disk_needed("qwen2.5-coder-1.5b", tmp_path / "c", tmp_path / "c" / "models")
+    size = MODELS["qwen2.5-coder-1.5b"].source.size
+    assert empty == {"wheels": size, "gguf": size, "converted": 7_113_766_799}
+    code = ("import shutil, sys, types; from orchestration import cli; "
+            "shutil.disk_usage = lambda p: types.SimpleNamespace(free=3_000_000_000); "
+            "sys.exit(cli.main(sys.argv[1:]))")
+    p = subprocess.run([sys.executable, "-c", code, "setup", "--model", "qwen2.5-coder-1.5b"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "MAGEAGENT_CACHE_DIR": str(tmp_path / "c")})
+    assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("mageagent: error: setup needs 9.35 GB on ")
+    assert "qwen2.5-coder-1.5b: wheels 1.12, gguf 1.12, converted 7.11 GB), 3.00 GB is free" in p.stderr
+    assert not (tmp_path / "c" / "wheels").exists()  # nothing was fetched

@@ -21,7 +21,7 @@ from .convert import (ConversionReport, build_tokenizer_json, gguf_dense_plans, 
                       write_model_dir)
 from .sources import ChunkedGGUF, ChunkWheel, Progress, fetch_gguf, remove_stale
 
-__all__ = ["MODELS", "Qwen25Model", "model_dir", "prepare", "convert"]
+__all__ = ["MODELS", "Qwen25Model", "model_dir", "prepare", "convert", "disk_needed"]
 FORMAT_VERSION = 1
 ARCH = "qwen2"
 
@@ -36,6 +36,7 @@ class Qwen25Model(BaseModel):
     general_name: str  # the GGUF's general.name
     block_count: int
     embedding_length: int
+    dense_bytes: int  # the converted directory on disk (measured), for the disk check before set-up
 
     @property
     def dir_name(self) -> str:
@@ -48,6 +49,7 @@ MODELS: dict[str, Qwen25Model] = {
         general_name="Qwen2.5 Coder 0.5B Instruct AWQ",
         block_count=24,
         embedding_length=896,
+        dense_bytes=2_526_078_658,
         source=ChunkedGGUF(
             name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             size=491_400_064,
@@ -73,6 +75,7 @@ MODELS: dict[str, Qwen25Model] = {
         general_name="Qwen2.5 Coder 1.5B Instruct GGUF",
         block_count=28,
         embedding_length=1536,
+        dense_bytes=7_113_766_799,
         source=ChunkedGGUF(
             name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             size=1_117_320_768,
@@ -199,6 +202,21 @@ def convert(model: Qwen25Model, gguf: Path, out_dir: Path, *, force: bool = Fals
     return ConversionReport(output_dir=str(out_dir), variant="dense", source=str(gguf),
                             source_sha256=model.source.sha256, reused=False, seconds=time.perf_counter() - t0,
                             size_bytes=sum(p.stat().st_size for p in out_dir.iterdir()))
+
+
+def disk_needed(name: str, cache_dir: Path, models_dir: Path, *, force: bool = False) -> dict[str, int]:
+    """Bytes ``prepare`` would still write, by step (wheels, GGUF, converted): what is done and verified counts 0."""
+    model = MODELS[name]
+    src = model.source
+    gguf = cache_dir / "gguf" / src.name
+    verified = gguf.with_name(gguf.name + ".verified")
+    assembled = gguf.is_file() and verified.is_file() and verified.read_text().strip() == src.sha256
+    wheel_dir = cache_dir / "wheels" / src.name.removesuffix(".gguf")
+    missing = 0 if assembled else sum(1 for w in src.wheels if not (wheel_dir / w.filename).is_file())
+    stamp = {"format": FORMAT_VERSION, "variant": "dense", "source_sha256": src.sha256}
+    converted = not force and stamped(model_dir(models_dir, name), stamp)
+    return {"wheels": src.size * missing // len(src.wheels), "gguf": 0 if assembled else src.size,
+            "converted": 0 if converted else model.dense_bytes}
 
 
 def prepare(name: str, cache_dir: Path, models_dir: Path, *, download: bool = True, force: bool = False,
