@@ -286,3 +286,18 @@ async def test_code_still_cut_off_after_the_continuation_is_reported_and_never_w
     r = await engine.run("hybrid", PatternRequest(prompt="Write is_prime(n) and save it to prime.py"))
     assert r.tool_calls == [] and any("cut off" in x for x in r.trace.tool_decision.refused)
     assert len(fake.history) == 2  # bounded: one continuation
+
+
+def test_a_large_context_is_merged_quickly() -> None:
+    import time
+
+    big = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(3000))
+    t0 = time.perf_counter()
+    c = build_candidates(PatternRequest(prompt="Fix f7 in big.py", context=big),
+                         "```python\ndef f7(x):\n    return x * 7\n```")
+    assert time.perf_counter() - t0 < 10
+    (edit,) = [x for x in c.items if x.asked]
+    (call,) = edit.calls
+    assert big.count(call.arguments["old_string"]) == 1  # "return x + 7" alone is also in "+ 70": grown to be unique
+    after = apply_edits(big, [(call.arguments["old_string"], call.arguments["new_string"])])
+    assert "def f7(x):\n    return x * 7\n" in after and "return x + 70\n" in after

@@ -117,8 +117,13 @@ def _strip_fence(text: str) -> str:
 
 
 def _similar(old: str, new: str) -> bool:
-    """``new`` is a version of ``old`` (most of it kept), not a fragment or another text."""
-    return difflib.SequenceMatcher(None, old, new, autojunk=False).ratio() >= 0.5
+    """``new`` is a version of ``old`` (most of it kept), not a fragment or another text. By lines, so a large
+    file costs little (the matcher is quadratic in what it compares)."""
+    a, b = old.splitlines(), new.splitlines()
+    m = difflib.SequenceMatcher(None, a, b)
+    if len(a) + len(b) > 4000:
+        return m.quick_ratio() >= 0.5
+    return m.ratio() >= 0.5
 
 
 def context_files(request: PatternRequest, intent: Intent) -> dict[str, str]:
@@ -301,7 +306,8 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
                     merged, changed = (b.body if b.body.endswith("\n") else b.body + "\n"), ["the file"]
         else:
             same = [b for b in closed if b.lang in _LANGS.get(_ext(path), {b.lang})]
-            best = max(same, key=lambda b: difflib.SequenceMatcher(None, text, b.body).ratio(), default=None)
+            best = max(same, key=lambda b: difflib.SequenceMatcher(None, text.splitlines(),
+                                                                   b.body.splitlines()).quick_ratio(), default=None)
             if best is not None and _similar(text, best.body):
                 merged, changed = best.body if best.body.endswith("\n") else best.body + "\n", ["the file"]
         if not text.endswith("\n"):
