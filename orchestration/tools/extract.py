@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -186,7 +187,9 @@ async def decide_calls(ctx: RunContext, answer: str | None, model: str | None = 
     """Candidates from facts (candidates.py); the request's own asks decide, a question gets none, and otherwise
     the tools model picks one candidate or none, constrained to the list, its probabilities in the trace."""
     cut = answer is not None and ctx.is_cut_off(answer)
-    cands = build_candidates(ctx.request, answer, cut_off=cut)
+    # Pure Python over text (parsing and diffing a large context takes a moment): off the event loop, so other
+    # requests keep being answered meanwhile. No MLX work happens here.
+    cands = await anyio.to_thread.run_sync(lambda: build_candidates(ctx.request, answer, cut_off=cut))
     items, intent = cands.items, cands.intent
     asked = [i for i, c in enumerate(items) if c.asked]
     decision = ToolDecision(decided_by="facts", reason="", candidates=items, refused=list(cands.refused),

@@ -238,7 +238,7 @@ def diff_edits(original: str, merged: str) -> list[tuple[str, str]] | None:
     a = original.splitlines(keepends=True)
     b = merged.splitlines(keepends=True)
     hunks = [[i1, i2, j1, j2] for tag, i1, i2, j1, j2 in
-             difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if tag != "equal"]
+             difflib.SequenceMatcher(None, a, b, autojunk=len(a) > 1000).get_opcodes() if tag != "equal"]
     edits: list[tuple[str, str]] = []
     text = original
     k = 0
