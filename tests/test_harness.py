@@ -127,3 +127,18 @@ def test_a_result_from_a_run_that_did_not_end_cleanly_is_not_believed(monkeypatc
 
     monkeypatch.setattr(harness, "run_python", fake_run)
     assert not harness.run_checks(WRONG, ["assert add(1, 2) == 3"]).all_passed
+
+
+@needs_bwrap
+def test_objects_stay_with_the_candidate_and_are_reached_through_proxies() -> None:
+    code = ("class P:\n    def __init__(self, x):\n        self.x = x\n"
+            "def make(n):\n    return [P(i) for i in range(n)]\n"
+            "def gen(n):\n    for i in range(n):\n        yield P(i)\n"
+            "class E:\n    def __eq__(self, o):\n        return True\n"
+            "def sneaky():\n    return [E()]\n"
+            "LIMIT = 10\n")
+    tests = ["assert len(make(3)) == 3", "assert make(3)[2].x == 2", "assert [p.x for p in gen(3)] == [0, 1, 2]",
+             "assert LIMIT == 10", "assert sneaky() == [3]"]
+    ex = run_tests(code, [(t, "host") for t in tests])
+    assert [t.passed for t in ex.tests] == [True, True, True, True, False]
+    assert ex.tests[-1].got == "[<candidate's E object>]"  # an always-equal object inside a list fails too

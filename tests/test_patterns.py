@@ -469,3 +469,27 @@ async def test_auto_sends_a_coding_request_to_the_measured_best_pattern() -> Non
     r = await engine.run("auto", req("Implement a stack class"))
     assert r.trace.route == "competitor" and "competitor (auto_coding)" in r.trace.route_reason
     assert fake.models_asked == [C]
+
+
+@pytest.mark.parametrize(("code", "template", "shown"), [
+    ("def f(x):\n    return x\n", None, "```python\ndef f(x):\n    return x\n```"),  # the code, fenced
+    (None, None, "prose answer"),  # no code: the answer itself
+    (None, "Fix these:\n{issues}", "prose answer"),  # an old override without {answer}: the answer is appended
+])
+def test_revision_prompt_is_one_user_turn_with_the_failures_and_the_answer_as_material(
+        code: str | None, template: str | None, shown: str) -> None:
+    from orchestration.settings import PromptOverrides
+
+    msgs = prompts.revision(req("Implement f", context="ctx"), "prose answer",
+                            ["f(1) should be 2, but your code returned 1"],
+                            PromptOverrides(revision=template) if template else None, "sys", code=code)
+    assert [m.role for m in msgs] == ["system", "user"]
+    body = msgs[1].content
+    assert body.startswith("Implement f\n\nContext:\nctx") and "- f(1) should be 2, but your code returned 1" in body
+    assert shown in body
+
+
+def test_correctness_prompt_shows_one_answer() -> None:
+    msgs = prompts.correctness(req("Implement f"), "ANSWER-1")
+    assert msgs[0].content == prompts.CORRECTNESS and "ANSWER-1" in msgs[1].content
+    assert msgs[1].content.endswith("Answer YES or NO.")

@@ -31,25 +31,28 @@ def main() -> None:
         objects[key] = v
         return {"H": [key, type(v).__name__[:60]]}
 
-    def enc(v):
-        t = type(v)  # exact types only: a subclass (an int whose __eq__ lies) travels as a handle
+    def value(v, depth=0):
+        """Plain data, built-in types exactly (a subclass, an int whose __eq__ lies, travels as a handle); what is
+        not plain data, inside a container too, stays here as a handle that equals only itself."""
+        t = type(v)
         if v is None or t in _PLAIN:
             return v
-        if t in (list, tuple, set, frozenset):
-            return {{list: "L", tuple: "T", set: "S", frozenset: "F"}[t]: [enc(x) for x in v]}
+        if depth > 100:
+            return handle(v)
+        if t in (list, tuple):
+            return {"L" if t is list else "T": [value(x, depth + 1) for x in v]}
+        if t in (set, frozenset):  # members must hash on the other side: plain data only
+            items = [value(x, depth + 1) for x in v]
+            if any(type(x) is dict and "H" in x for x in items):
+                return handle(v)
+            return {"S" if t is set else "F": items}
         if t in _DICTS:  # the standard library's own dicts compare as dicts: sent as one
-            return {"D": [[enc(k), enc(x)] for k, x in dict.items(v)]}
+            return {"D": [[value(k, depth + 1), value(x, depth + 1)] for k, x in dict.items(v)]}
         if t is bytes:
             return {"B": v.hex()}
         if t is complex:
             return {"C": [v.real, v.imag]}
-        raise TypeError("not plain data")
-
-    def value(v):
-        try:
-            return enc(v)
-        except (TypeError, RecursionError):
-            return handle(v)
+        return handle(v)
 
     def dec(v):
         if v is None or type(v) in _PLAIN:
@@ -86,7 +89,7 @@ def main() -> None:
         if op == "item":
             return value(target[dec(msg["key"])])
         if op == "list":
-            return value(list(target))
+            return {"L": [value(x) for x in target]}
         if op == "contains":
             return dec(msg["key"]) in target
         if op in ("len", "str", "repr", "bool"):
