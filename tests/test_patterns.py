@@ -493,3 +493,12 @@ def test_correctness_prompt_shows_one_answer() -> None:
     msgs = prompts.correctness(req("Implement f"), "ANSWER-1")
     assert msgs[0].content == prompts.CORRECTNESS and "ANSWER-1" in msgs[1].content
     assert msgs[1].content.endswith("Answer YES or NO.")
+
+
+async def test_a_revision_cut_off_inside_its_code_is_never_put_to_the_validator_or_kept() -> None:
+    engine, fake = make(continuation_tokens=0)
+    fake.enqueue("v0", model=P).enqueue("FAIL: wrong", model=V)
+    fake.enqueue("```python\ndef f(x):\n    return x +", model=P, finish_reason="length")
+    r = await engine.run("validated", req("Implement f", extraction="never"))
+    assert fake.models_asked == [P, V, P] and [x.outcome for x in r.trace.rounds] == ["cut off"]
+    assert r.text == "v0" and not r.cut_off and r.trace.verdicts[-1].verdict == "FAIL"

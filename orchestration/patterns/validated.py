@@ -113,21 +113,25 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
 
 
 async def _by_opinion(ctx: RunContext, text: str) -> str:
-    """No test can run: the validator's PASS/FAIL, the primary revises (bounded); a repeat ends the rounds."""
+    """No test can run: the validator's PASS/FAIL, the primary revises (bounded). A repeat ends the rounds; a
+    revision cut off inside its code is never put to the validator or kept."""
+    verdict = await validate(ctx, text, "validate")
+    ctx.trace.verdicts.append(verdict)
     n = 0
-    while True:
-        verdict = await validate(ctx, text, "validate" if n == 0 else f"re-validate ({n})")
-        ctx.trace.verdicts.append(verdict)
-        if verdict.verdict == "PASS" or n >= ctx.settings.max_revisions:
-            break  # the last verdict is reported as it is, FAIL included
+    while verdict.verdict == "FAIL" and n < ctx.settings.max_revisions:
         n += 1
         new = await _repair(ctx, "primary", _Candidate(text, verdict), f"revise ({n})")
+        model = ctx.trace.steps[-1].model
         if same_code(new, text):
-            ctx.trace.rounds.append(Round(round=n, role="primary", model=ctx.trace.steps[-1].model,
-                                          outcome="no change"))
+            ctx.trace.rounds.append(Round(round=n, role="primary", model=model, outcome="no change"))
             break
-        ctx.trace.rounds.append(Round(round=n, role="primary", model=ctx.trace.steps[-1].model,
-                                      outcome="still failing"))
+        if incomplete_code(new, ctx.is_cut_off(new)):
+            ctx.trace.rounds.append(Round(round=n, role="primary", model=model, outcome="cut off"))
+            continue
+        verdict = await validate(ctx, new, f"re-validate ({n})")
+        ctx.trace.verdicts.append(verdict)
+        ctx.trace.rounds.append(Round(round=n, role="primary", model=model,
+                                      outcome="fixed" if verdict.verdict == "PASS" else "still failing"))
         ctx.trace.first_answer = ctx.trace.first_answer or text
         text = new
     ctx.trace.revisions = n
