@@ -25,7 +25,8 @@ from .settings import HttpSettings, Settings
 from .types import PatternRequest
 
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "is_loopback", "api_key", "transport_security", "require_bearer",
-           "error_body", "one_line", "check_prompt_size", "check_verification", "MAX_JSON_DEPTH", "check_json_tree", "http_protocol"]
+           "error_body", "one_line", "check_prompt_size", "check_verification", "MAX_JSON_DEPTH", "check_json_tree",
+           "http_protocol"]
 
 log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
@@ -91,8 +92,8 @@ def require_bearer(app: Any, key: str) -> Any:
 
 def one_line(e: ValidationError, prefix: str = "invalid arguments") -> str:
     """pydantic's errors as one line naming each field (no input echo, no docs URL)."""
-    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg'].removeprefix('Value error, ')}"
-                         for err in e.errors())
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'value'}: "
+                         f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())
     return f"{prefix}: {problems}"
 
 

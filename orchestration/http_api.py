@@ -175,231 +175,258 @@ class _Stream(StreamingResponse):
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str | None = None) -> Starlette:
-    """The Starlette app over ``engine``; with ``api_key`` every request must carry it as a Bearer token."""
-    http = http or HttpSettings()
-    security = TransportSecurityMiddleware(transport_security(http))
-    key = api_key.encode() if api_key else None
-    admitted = 0
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes; beyond it 413 in OpenAI's shape, once the client has sent it all.
 
-    def models_list() -> list[dict[str, Any]]:
+    The SDK's RequestBodyLimitMiddleware answers in plain text and does not read on: a client still sending
+    then meets a reset connection, not the answer. Here a body past the limit is read to its end (up to
+    DRAIN_BYTES, keeping nothing) before the 413.
+    """
+    too_big = _Refused(_error(413, f"the request body is larger than {limit} bytes", "invalid_request_error",
+                              code="request_too_large"))
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_BYTES:
+        too_big.response.headers["connection"] = "close"
+        raise too_big
+    body, seen = bytearray(), 0
+    over = declared.isdigit() and int(declared) > limit
+    chunks = request.stream().__aiter__()
+    while True:
+        try:  # past the limit, read on (keeping nothing) while the client still sends
+            with anyio.fail_after(DRAIN_IDLE_S if over or seen > limit else None):
+                chunk = await chunks.__anext__()
+        except (StopAsyncIteration, TimeoutError):
+            break
+        seen += len(chunk)
+        if seen > DRAIN_BYTES:
+            too_big.response.headers["connection"] = "close"
+            raise too_big
+        if seen <= limit:
+            body += chunk
+        else:
+            body.clear()
+    if over or seen > limit:
+        raise too_big
+    return bytes(body)
+
+
+async def until_disconnect(request: Request, fn: Callable[[], Awaitable[T]]) -> T | None:
+    """``fn()``'s result, or None when the client went away first (``fn`` is then cancelled)."""
+    out: list[Any] = []
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        log.info("client disconnected: its run is cancelled")
+        tg.cancel_scope.cancel()
+
+    async def work() -> None:
+        try:
+            out.append(await fn())
+        except MageError as e:
+            out.append(e)
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        tg.start_soon(work)
+    if out and isinstance(out[0], MageError):
+        raise out[0]
+    return out[0] if out else None
+
+
+def _mage_error(e: MageError) -> JSONResponse:
+    cause = e.__cause__ if isinstance(e, PatternError) else e
+    if isinstance(cause, UserError):
+        return _error(400, str(e), "invalid_request_error")
+    if isinstance(cause, ModelNotFoundError):
+        return _error(503, str(e), "model_unavailable")
+    return _error(500, str(e), "server_error")
+
+
+def _completion(rid: str, model: str, result: PatternResult) -> JSONResponse:
+    calls = _tool_calls(result)
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if calls:
+        message["tool_calls"] = calls
+    return JSONResponse({
+        "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+        "usage": _usage(result), "mageagent": _extra(result)})
+
+
+async def _sse(engine: Engine, rid: str, model: str, name: str, preq: PatternRequest):  # noqa: ANN202
+    """Progress as SSE comments while the pattern runs (clients ignore them), then the answer."""
+    send, receive = anyio.create_memory_object_stream[str](math.inf)
+    outcome: dict[str, Any] = {}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(data)}\n\n"
+
+    async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
+        send.send_nowait(f": {message}\n\n")
+
+    async def run() -> None:
+        try:
+            outcome["result"] = await engine.run(name, preq, progress)
+        except MageError as e:
+            outcome["error"] = e
+        finally:
+            send.close()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        yield chunk({"role": "assistant", "content": ""})
+        async with receive:
+            async for comment in receive:
+                yield comment
+    if "error" in outcome:
+        err = outcome["error"]
+        yield f"data: {json.dumps({'error': {'message': str(err), 'type': 'server_error'}})}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    result: PatternResult = outcome["result"]
+    text = result.text
+    for i in range(0, len(text), 64):
+        yield chunk({"content": text[i:i + 64]})
+    calls = _tool_calls(result)
+    if calls:
+        yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]})
+    yield chunk({}, "tool_calls" if calls else "stop", usage=_usage(result), mageagent=_extra(result))
+    yield "data: [DONE]\n\n"
+
+
+class _Api:
+    """The routes over one engine: the door (Host/Origin, API key), the queue, and the three endpoints."""
+
+    def __init__(self, engine: Engine, http: HttpSettings, key: str | None) -> None:
+        self.engine, self.http = engine, http
+        self.security = TransportSecurityMiddleware(transport_security(http))
+        self.key = key.encode() if key else None
+        self.admitted = 0
+
+    def models_list(self) -> list[dict[str, Any]]:
         now = int(time.time())
         return [{"id": PREFIX + name, "object": "model", "created": now, "owned_by": "mageagent"}
-                for name in engine.pattern_names()]
+                for name in self.engine.pattern_names()]
 
-    async def guard(request: Request) -> None:
-        refused = await security.validate_request(request, is_post=request.method == "POST")
+    async def guard(self, request: Request) -> None:
+        refused = await self.security.validate_request(request, is_post=request.method == "POST")
         if refused is not None:  # the SDK's plain-text refusal, in OpenAI's shape
             codes = {400: "invalid_content_type", 421: "invalid_host", 403: "invalid_origin"}
             raise _Refused(_error(refused.status_code, bytes(refused.body).decode(), "invalid_request_error",
                                   code=codes.get(refused.status_code)))
-        if key is not None:
+        if self.key is not None:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.key):
                 raise _Refused(_error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
                                       "invalid_request_error", code="invalid_api_key",
                                       headers={"WWW-Authenticate": "Bearer"}))
 
-    def endpoint(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(self, fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             try:
-                await guard(request)
+                await self.guard(request)
                 return await fn(request)
             except _Refused as r:
                 return r.response
 
         return handle
 
-    async def read_body(request: Request) -> bytes:
-        # The SDK's RequestBodyLimitMiddleware answers in plain text; the same check here keeps OpenAI's shape.
-        too_big = _Refused(_error(413, f"the request body is larger than {http.max_body_bytes} bytes",
-                                  "invalid_request_error", code="request_too_large"))
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > DRAIN_BYTES:
-            too_big.response.headers["connection"] = "close"
-            raise too_big
-        body, seen = bytearray(), 0
-        over = declared.isdigit() and int(declared) > http.max_body_bytes
-        chunks = request.stream().__aiter__()
-        while True:
-            try:  # past the limit, read on (keeping nothing) while the client still sends
-                with anyio.fail_after(DRAIN_IDLE_S if over or seen > http.max_body_bytes else None):
-                    chunk = await chunks.__anext__()
-            except (StopAsyncIteration, TimeoutError):
-                break
-            seen += len(chunk)
-            if seen > DRAIN_BYTES:
-                too_big.response.headers["connection"] = "close"
-                raise too_big
-            if seen <= http.max_body_bytes:
-                body += chunk
-            else:
-                body.clear()
-        if over or seen > http.max_body_bytes:
-            raise too_big
-        return bytes(body)
-
-    def admit() -> Callable[[], None]:
-        nonlocal admitted
-        if admitted >= http.queue_depth:
-            raise _Refused(_error(429, f"{admitted} requests are already queued or running (queue_depth "
+    def admit(self) -> Callable[[], None]:
+        """A queue slot (429 with Retry-After when none is free) and the function that frees it, once."""
+        http = self.http
+        if self.admitted >= http.queue_depth:
+            raise _Refused(_error(429, f"{self.admitted} requests are already queued or running (queue_depth "
                                   f"{http.queue_depth}); retry after {http.retry_after_s}s", "rate_limit_error",
                                   code="queue_full", headers={"Retry-After": str(http.retry_after_s)}))
-        admitted += 1
+        self.admitted += 1
         done = False
 
         def release() -> None:
-            nonlocal admitted, done
+            nonlocal done
             if not done:
                 done = True
-                admitted -= 1
+                self.admitted -= 1
 
         return release
 
-    async def until_disconnect(request: Request, fn: Callable[[], Awaitable[T]]) -> T | None:
-        """``fn()``'s result, or None when the client went away first (``fn`` is then cancelled)."""
-        out: list[Any] = []
+    async def list_models(self, _: Request) -> Response:
+        return JSONResponse({"object": "list", "data": self.models_list()})
 
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            log.info("client disconnected: its run is cancelled")
-            tg.cancel_scope.cancel()
-
-        async def work() -> None:
-            try:
-                out.append(await fn())
-            except MageError as e:
-                out.append(e)
-            tg.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            tg.start_soon(work)
-        if out and isinstance(out[0], MageError):
-            raise out[0]
-        return out[0] if out else None
-
-    async def list_models(_: Request) -> Response:
-        return JSONResponse({"object": "list", "data": models_list()})
-
-    async def health(_: Request) -> Response:
+    async def health(self, _: Request) -> Response:
         # Resolving models reads files (and may ask the hub's cache): never on the event loop.
-        state = await anyio.to_thread.run_sync(engine.models_state)
+        state = await anyio.to_thread.run_sync(self.engine.models_state)
         return JSONResponse({"status": "ok", **state})
 
-    async def chat(request: Request) -> Response:
+    async def parse(self, request: Request) -> tuple[ChatRequest, str, PatternRequest]:
+        """The request, its pattern and the pattern request; _Refused with the 4xx for anything wrong."""
         try:
-            body = parse_body(await read_body(request))
+            body = parse_body(await read_body(request, self.http.max_body_bytes))
         except ValueError as e:
-            return _error(400, str(e), "invalid_request_error")
+            raise _Refused(_error(400, str(e), "invalid_request_error")) from None
         try:
             chat_req = ChatRequest.model_validate(body)
         except ValidationError as e:
             err = e.errors()[0]
             param = ".".join(str(p) for p in err["loc"])
-            return _error(400, f"{param}: {err['msg'].removeprefix('Value error, ')}", "invalid_request_error",
-                          param=param)
+            raise _Refused(_error(400, f"{param}: {err['msg'].removeprefix('Value error, ')}",
+                                  "invalid_request_error", param=param)) from None
         name = chat_req.model.removeprefix(PREFIX)
-        if not chat_req.model.startswith(PREFIX) or name not in engine.pattern_names():
-            valid = ", ".join(m["id"] for m in models_list())
-            return _error(404, f"model {chat_req.model!r} does not exist; valid models: {valid}",
-                          "invalid_request_error", param="model", code="model_not_found")
+        if not chat_req.model.startswith(PREFIX) or name not in self.engine.pattern_names():
+            valid = ", ".join(m["id"] for m in self.models_list())
+            raise _Refused(_error(404, f"model {chat_req.model!r} does not exist; valid models: {valid}",
+                                  "invalid_request_error", param="model", code="model_not_found"))
         try:
             preq = to_pattern_request(chat_req)
         except (ValueError, MageError) as e:
-            return _error(400, str(e), "invalid_request_error", param="messages")
+            raise _Refused(_error(400, str(e), "invalid_request_error", param="messages")) from None
         try:
             if preq.tools:
                 resolve_tools(preq.tools)  # a bad host schema is refused before any model runs
         except MageError as e:
-            return _error(400, str(e), "invalid_request_error", param="tools")
+            raise _Refused(_error(400, str(e), "invalid_request_error", param="tools")) from None
         try:
-            check_prompt_size(preq, http.max_prompt_chars)
+            check_prompt_size(preq, self.http.max_prompt_chars)
         except MageError as e:
-            return _error(400, str(e), "invalid_request_error", param="messages", code="context_length_exceeded")
-        release = admit()
+            raise _Refused(_error(400, str(e), "invalid_request_error", param="messages",
+                                  code="context_length_exceeded")) from None
+        return chat_req, name, preq
+
+    async def chat(self, request: Request) -> Response:
+        chat_req, name, preq = await self.parse(request)
+        release = self.admit()
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if chat_req.stream:
-            return _Stream(_stream(rid, chat_req.model, name, preq), release)
+            return _Stream(_sse(self.engine, rid, chat_req.model, name, preq), release)
         try:
-            result = await until_disconnect(request, lambda: engine.run(name, preq))
+            result = await until_disconnect(request, lambda: self.engine.run(name, preq))
         except MageError as e:
             return _mage_error(e)
         finally:
             release()
         if result is None:  # nobody is listening; the status is for the logs
             return _error(499, "the client closed the request", "invalid_request_error")
-        calls = _tool_calls(result)
-        message: dict[str, Any] = {"role": "assistant", "content": result.text}
-        if calls:
-            message["tool_calls"] = calls
-        return JSONResponse({
-            "id": rid, "object": "chat.completion", "created": int(time.time()), "model": chat_req.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": _usage(result), "mageagent": _extra(result)})
+        return _completion(rid, chat_req.model, result)
 
-    def _mage_error(e: MageError) -> JSONResponse:
-        cause = e.__cause__ if isinstance(e, PatternError) else e
-        if isinstance(cause, UserError):
-            return _error(400, str(e), "invalid_request_error")
-        if isinstance(cause, ModelNotFoundError):
-            return _error(503, str(e), "model_unavailable")
-        return _error(500, str(e), "server_error")
 
-    async def _stream(rid: str, model: str, name: str, preq: PatternRequest):  # noqa: ANN202
-        """Progress as SSE comments while the pattern runs (clients ignore them), then the answer."""
-        send, receive = anyio.create_memory_object_stream[str](math.inf)
-        outcome: dict[str, Any] = {}
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, str(exc.detail), "invalid_request_error", headers=exc.headers)
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-            data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-            return f"data: {json.dumps(data)}\n\n"
 
-        async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
-            send.send_nowait(f": {message}\n\n")
+async def _server_error(_: Request, exc: Exception) -> Response:
+    log.error("unexpected %s in the HTTP API: %s", type(exc).__name__, exc, exc_info=exc)
+    return _error(500, f"internal error ({type(exc).__name__}); see the server log", "server_error")
 
-        async def run() -> None:
-            try:
-                outcome["result"] = await engine.run(name, preq, progress)
-            except MageError as e:
-                outcome["error"] = e
-            finally:
-                send.close()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            yield chunk({"role": "assistant", "content": ""})
-            async with receive:
-                async for comment in receive:
-                    yield comment
-        if "error" in outcome:
-            err = outcome["error"]
-            yield f"data: {json.dumps({'error': {'message': str(err), 'type': 'server_error'}})}\n\n"
-            yield "data: [DONE]\n\n"
-            return
-        result: PatternResult = outcome["result"]
-        text = result.text
-        for i in range(0, len(text), 64):
-            yield chunk({"content": text[i:i + 64]})
-        calls = _tool_calls(result)
-        if calls:
-            yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]})
-        yield chunk({}, "tool_calls" if calls else "stop", usage=_usage(result), mageagent=_extra(result))
-        yield "data: [DONE]\n\n"
-
-    async def http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, str(exc.detail), "invalid_request_error", headers=exc.headers)
-
-    async def server_error(_: Request, exc: Exception) -> Response:
-        log.error("unexpected %s in the HTTP API: %s", type(exc).__name__, exc, exc_info=exc)
-        return _error(500, f"internal error ({type(exc).__name__}); see the server log", "server_error")
-
+def build_app(engine: Engine, http: HttpSettings | None = None, *, api_key: str | None = None) -> Starlette:
+    """The Starlette app over ``engine``; with ``api_key`` every request must carry it as a Bearer token."""
+    api = _Api(engine, http or HttpSettings(), api_key)
     return Starlette(routes=[
-        Route("/v1/chat/completions", endpoint(chat), methods=["POST"]),
-        Route("/v1/models", endpoint(list_models), methods=["GET"]),
-        Route("/health", endpoint(health), methods=["GET"]),
-    ], exception_handlers={HTTPException: http_error, Exception: server_error})
-
+        Route("/v1/chat/completions", api.endpoint(api.chat), methods=["POST"]),
+        Route("/v1/models", api.endpoint(api.list_models), methods=["GET"]),
+        Route("/health", api.endpoint(api.health), methods=["GET"]),
+    ], exception_handlers={HTTPException: _http_error, Exception: _server_error})

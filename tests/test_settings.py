@@ -146,8 +146,9 @@ def test_a_config_path_naming_no_users_home_is_one_line() -> None:
 
 @pytest.mark.parametrize("value", ['["mage.lan:*", "10.0.0.2:3457"]', "mage.lan:*, 10.0.0.2:3457"])
 def test_lists_can_be_set_from_the_environment(value: str) -> None:
+    publish = value.replace("mage.lan:*", "hybrid").replace("10.0.0.2:3457", "tools")
     s = load_settings(env={"MAGEAGENT_HTTP__ALLOWED_HOSTS": value, "MAGEAGENT_HTTP__ALLOWED_ORIGINS": value,
-                           "MAGEAGENT_PUBLISH": value.replace("mage.lan:*", "hybrid").replace("10.0.0.2:3457", "tools")})
+                           "MAGEAGENT_PUBLISH": publish})
     assert s.http.allowed_hosts == s.http.allowed_origins == ["mage.lan:*", "10.0.0.2:3457"]
     assert s.publish == ["hybrid", "tools"]
     with pytest.raises(ConfigError, match="MAGEAGENT_PUBLISH.*not a JSON list"):
