@@ -169,13 +169,26 @@ class _Guard:
             self.done(msg.id)
 
 
-class _ReadSide:
-    def __init__(self, guard: _Guard) -> None:
-        self._guard = guard
+class _Side:
+    """One end of the screened pair; closing it closes the transport's stream beneath."""
 
+    def __init__(self, guard: _Guard, inner: Any) -> None:
+        self._guard, self._inner = guard, inner
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _ReadSide(_Side):
     @property
-    def last_context(self) -> Any:
-        return getattr(self._guard.inner_read, "last_context", None)
+    def last_context(self) -> Any:  # the SDK restores the sender's context vars from it
+        return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> Any:
         return await self._guard.receive()
@@ -189,34 +202,13 @@ class _ReadSide:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
-    async def aclose(self) -> None:
-        await self._guard.inner_read.aclose()
 
-    async def __aenter__(self) -> _ReadSide:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-class _WriteSide:
-    def __init__(self, guard: _Guard) -> None:
-        self._guard = guard
-
+class _WriteSide(_Side):
     async def send(self, item: SessionMessage, /) -> None:
         await self._guard.send(item)
 
     def close(self) -> None:
-        self._guard.inner_write.close()
-
-    async def aclose(self) -> None:
-        await self._guard.inner_write.aclose()
-
-    async def __aenter__(self) -> _WriteSide:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        self._inner.close()
 
 
 @asynccontextmanager
@@ -224,4 +216,4 @@ async def screened(read_stream: Any, write_stream: Any,
                    max_in_flight: int = MAX_IN_FLIGHT) -> AsyncIterator[tuple[Any, Any]]:
     """The transport's streams, screened: what the server reads and where it writes."""
     guard = _Guard(read_stream, write_stream, max_in_flight)
-    yield _ReadSide(guard), _WriteSide(guard)
+    yield _ReadSide(guard, read_stream), _WriteSide(guard, write_stream)
