@@ -95,36 +95,46 @@ def quant_bits(weight: Any, scales: Any) -> int:
     return weight.shape[-1] * 32 // (scales.shape[-1] * GROUP_SIZE)
 
 
-def _convert_tensors(
-    weights: dict[str, Any], meta: dict[str, Any], variant: Variant
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """Return mlx-lm tensors and, for quantized modules, their bits per value."""
+def _stem_outputs(weights: dict[str, Any], meta: dict[str, Any], variant: Variant, stem: str) -> dict[str, Any]:
+    """One module's mlx-lm tensors, as lazy MLX arrays (nothing is computed until one is read)."""
     import mlx.core as mx
 
-    n_head = _meta_int(meta, "llama.attention.head_count")
-    n_kv = _meta_int(meta, "llama.attention.head_count_kv")
-    out: dict[str, Any] = {}
+    w = weights[f"{stem}.weight"]
+    quantized = f"{stem}.scales" in weights
+    parts = [w] + ([weights[f"{stem}.scales"], weights[f"{stem}.biases"]] if quantized else [])
+    if stem.endswith(".attn_q") or stem.endswith(".attn_k"):
+        key = "llama.attention.head_count" if stem.endswith(".attn_q") else "llama.attention.head_count_kv"
+        parts = [unpermute_rows(p, _meta_int(meta, key)) for p in parts]
+    name = map_name(f"{stem}.weight")
+    if not quantized:
+        return {name: parts[0].astype(mx.float32)}
+    if variant == "dense":
+        dense = mx.dequantize(parts[0], parts[1].astype(mx.float32), parts[2].astype(mx.float32),
+                              group_size=GROUP_SIZE, bits=quant_bits(parts[0], parts[1]))
+        return {name: dense.astype(mx.float32)}
+    base = name.rpartition(".")[0]
+    return {name: parts[0], f"{base}.scales": parts[1].astype(mx.float32),
+            f"{base}.biases": parts[2].astype(mx.float32)}
+
+
+def _convert_tensors(
+    weights: dict[str, Any], meta: dict[str, Any], variant: Variant
+) -> tuple[list[TensorPlan], dict[str, int]]:
+    """Plans for the mlx-lm tensors and, for quantized modules, their bits per value. Each plan computes its
+    tensor afresh when written (a lazy MLX array kept in a plan would keep its values once computed)."""
+    import numpy as np
+
+    plans: list[TensorPlan] = []
     bits: dict[str, int] = {}
-    stems = sorted({k.rpartition(".")[0] for k in weights})
-    for stem in stems:
-        w = weights[f"{stem}.weight"]
-        quantized = f"{stem}.scales" in weights
-        parts = [w] + ([weights[f"{stem}.scales"], weights[f"{stem}.biases"]] if quantized else [])
-        if stem.endswith(".attn_q") or stem.endswith(".attn_k"):
-            heads = n_head if stem.endswith(".attn_q") else n_kv
-            parts = [unpermute_rows(p, heads) for p in parts]
-        if not quantized:
-            out[map_name(f"{stem}.weight")] = parts[0].astype(mx.float32)
-        elif variant == "dense":
-            dense = mx.dequantize(parts[0], parts[1].astype(mx.float32), parts[2].astype(mx.float32),
-                                  group_size=GROUP_SIZE, bits=quant_bits(parts[0], parts[1]))
-            out[map_name(f"{stem}.weight")] = dense.astype(mx.float32)
-        else:
-            bits[map_name(f"{stem}.weight").rpartition(".")[0]] = quant_bits(parts[0], parts[1])
-            out[map_name(f"{stem}.weight")] = parts[0]
-            out[map_name(f"{stem}.scales")] = parts[1].astype(mx.float32)
-            out[map_name(f"{stem}.biases")] = parts[2].astype(mx.float32)
-    return out, bits
+    for stem in sorted({k.rpartition(".")[0] for k in weights}):
+        if variant == "q4" and f"{stem}.scales" in weights:
+            bits[map_name(f"{stem}.weight").rpartition(".")[0]] = quant_bits(weights[f"{stem}.weight"],
+                                                                              weights[f"{stem}.scales"])
+        for name, lazy in _stem_outputs(weights, meta, variant, stem).items():
+            dtype: Literal["F32", "U32"] = "U32" if "uint32" in str(lazy.dtype) else "F32"
+            plans.append(TensorPlan(name, tuple(lazy.shape), dtype, lambda stem=stem, name=name: np.asarray(
+                _stem_outputs(weights, meta, variant, stem)[name])))
+    return plans, bits
 
 
 def _model_config(meta: dict[str, Any], bits: dict[str, int], has_output: bool) -> dict[str, Any]:
@@ -420,9 +430,9 @@ def convert_gguf(gguf: Path, out_dir: Path, variant: Variant = "dense", *, force
         raise ModelLoadError(f"cannot read GGUF {gguf}: {e}") from e
     if str(meta.get("general.architecture")) != "llama":
         raise ModelLoadError(f"{gguf}: architecture {meta.get('general.architecture')!r} is not supported (llama only)")
-    tensors, bits = _convert_tensors(weights, meta, variant)
+    plans, bits = _convert_tensors(weights, meta, variant)
     config = _model_config(meta, bits, has_output="output.weight" in weights)
-    write_model_dir(out_dir, tensors, config, build_tokenizer_json(meta), _tokenizer_config(meta),
+    write_model_dir(out_dir, plans, config, build_tokenizer_json(meta), _tokenizer_config(meta),
                     {**stamp, "source": str(gguf)})
     return ConversionReport(output_dir=str(out_dir), variant=variant, source=str(gguf), source_sha256=digest,
                             reused=False, seconds=time.perf_counter() - t0, size_bytes=_dir_size(out_dir))
