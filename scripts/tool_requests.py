@@ -28,6 +28,7 @@ import re
 import sys
 import time
 from collections import defaultdict
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,12 @@ async def run(budgets: list[int], concurrency: int, out: Path, limit: int | None
     out.mkdir(parents=True, exist_ok=True)
     path = out / "records.jsonl"
     done = {(r["id"], r["budget"]) for r in read(path)}
-    todo = [(b, row) for b in budgets for row in rows if (row["id"], b) not in done]
+    # Round-robin over the categories, so a run stopped early has every category in its records.
+    by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_cat[row["category"]].append(row)
+    mixed = [r for group in zip_longest(*by_cat.values()) for r in group if r is not None]
+    todo = [(b, row) for b in budgets for row in mixed if (row["id"], b) not in done]
     print(f"{len(todo)} to run ({len(done)} already recorded)", file=sys.stderr)
     engine = Engine(settings)
     sem = anyio.Semaphore(concurrency)
