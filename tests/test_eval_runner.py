@@ -266,3 +266,14 @@ async def test_a_cut_off_answer_is_recorded_and_never_scored_as_a_pass(data, tmp
     assert records[0]["cut_off"] is True
     he = score(Dataset(humaneval=[problem]), records)["humaneval"]
     assert he["systems"]["he-primary"]["k"] == 0 and he["systems"]["he-primary"]["cut_off"] == 1
+
+
+def test_the_quality_cost_chart_has_a_panel_per_code_suite(tmp_path):
+    pytest.importorskip("matplotlib")
+    from orchestration.evaluation.report import plot
+
+    one = {"k": 3, "n": 4, "rate": 0.75, "ci95": [0.3, 0.95], "seconds_mean": 12.0}
+    results = {"humaneval": {"n": 4, "systems": {"he-primary": one, "he-compete": {**one, "seconds_mean": 30.0}}},
+               "mbpp": {"n": 4, "systems": {"mbpp-primary": one}}}
+    assert plot(results, tmp_path / "quality.png") and (tmp_path / "quality.png").stat().st_size > 1000
+    assert not plot({"bfcl": {}}, tmp_path / "none.png")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown"]
+__all__ = ["markdown", "plot"]
 
 _SANDBOX = {"bwrap": "bubblewrap: no network, read-only system and interpreter, private tmpfs, own PID namespace",
             "sandbox-exec": "macOS Seatbelt, deny-default profile",
@@ -118,3 +119,36 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
                   *_comparison_rows(bf["comparisons"]["valid"], " (valid)"),
                   *_comparison_rows(bf["comparisons"]["exact"], " (exact)"), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    """Quality against cost: pass@1 (with its 95% interval) against mean seconds per problem, one point per system,
+    one panel per code suite; False where matplotlib is absent or there is nothing to plot."""
+    suites = [(k, t) for k, t in (("humaneval", "HumanEval"), ("mbpp", "MBPP")) if results.get(k)]
+    if not suites:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.8), squeeze=False)
+    for ax, (key, title) in zip(axes[0], suites):
+        points = [(n, s) for n, s in results[key]["systems"].items() if s.get("seconds_mean") and s.get("n")]
+        for name, s in points:
+            lo, hi = s["ci95"]
+            ax.errorbar(s["seconds_mean"], 100 * s["rate"], yerr=[[100 * (s["rate"] - lo)], [100 * (hi - s["rate"])]],
+                        fmt="o", capsize=3)
+            ax.annotate(name, (s["seconds_mean"], 100 * s["rate"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("mean seconds per problem (log)")
+        ax.set_ylabel("pass@1 % (95% Wilson interval)")
+        ax.set_title(f"{title}: quality against cost ({results[key]['n']} problems)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
