@@ -87,8 +87,8 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
     lines += [f"- command: `{config.get('command') or 'mageagent eval'}`",
               f"- models: {meta.get('models', '?')}",
               *([f"- scored: {meta['scope']}"] if meta.get("scope") else []),
-              f"- data: {', '.join(f'{k} {v}' for k, v in config.get('packages', {}).items())} (PyPI wheels); "
-              "MBPP sanitized (in the project, CC BY 4.0)",
+              f"- data: {', '.join(f'{k} {v}' for k, v in config.get('packages', {}).items())} (PyPI wheels)"
+              + ("; MBPP sanitized, test split (in the project, CC BY 4.0)" if results.get("mbpp") else ""),
               f"- selection: limit {config.get('limit') or 'all'} per suite/category, seed {config.get('seed')}; "
               f"greedy decoding (T=0) unless a system says otherwise; answer budget {config.get('max_tokens')} "
               "tokens",
