@@ -266,7 +266,8 @@ class ToolCandidate(_Model):
     """A call (or group of calls) built from facts before any model runs."""
 
     label: str = Field(description="what it does, as the chooser reads it")
-    calls: list[ToolCall] = Field(exclude=True)  # the chosen ones are the result's tool_calls: not repeated
+    # In memory only: the chosen ones are the result's tool_calls, so the trace does not repeat them.
+    calls: list[ToolCall] = Field(default_factory=list, exclude=True)
     source: str = Field(description="the facts it was built from")
     asked: bool = Field(description="the request's own words ask for exactly this")
 

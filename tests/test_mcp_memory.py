@@ -45,7 +45,7 @@ def script(fake: ScriptedBackend, pattern: str) -> None:
         "primary": [("ans", P)], "validator": [("ans", V)], "competitor": [("ans", C)],
         "tools": [], "hybrid": [("ans", P)],
         "validated": [("ans", P), ("PASS", V)],
-        "compete": [("a", P), ("b", C), ("B: safer", V), ("A: safer", V)],  # both orders
+        "compete": [("a", P), ("b", C), ("NO", V), ("YES", V)],  # each answer judged alone (pointwise)
         "auto": [("ans", P), ("PASS", V)],
     }[pattern]
     for text, model in plan:
