@@ -38,47 +38,46 @@ def request_id(raw: Any) -> tuple[bool, Any]:
         return False, None
     try:
         value = json.loads(raw)
-    except RecursionError:  # nested past Python's own limit: read the top level only
+    except (RecursionError, ValueError):  # nested past Python's limit, or broken further on: the top level only
         return _top_level_id(raw)
-    except ValueError:
-        return False, None
     return request_id(value) if isinstance(value, dict) else (False, None)
 
 
-def _top_level_id(text: str) -> tuple[bool, Any]:
-    """The ``id`` member of the outermost object, reading nothing below the top level."""
+def _unparseable(raw: Any) -> bool:
     try:
-        return _scan_top_level(text)
-    except ValueError:
-        return False, None
+        json.loads(raw)
+    except RecursionError:
+        return False
+    except (TypeError, ValueError):
+        return True
+    return False
 
 
-def _scan_top_level(text: str) -> tuple[bool, Any]:
+def _top_level_id(text: str) -> tuple[bool, Any]:
+    """The ``id`` of the outermost object, reading nothing below the top level, up to the first broken part."""
     decoder = json.JSONDecoder()
     depth, i, found, value, method = 0, 0, False, None, False
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            key, end = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
-            j = end
-            while j < len(text) and text[j] in " \t\r\n":
-                j += 1
-            if depth == 1 and j < len(text) and text[j] == ":":
-                if key == "method":
-                    method = True
-                if key == "id":
+    try:
+        while i < len(text):
+            c = text[i]
+            if c == '"':
+                key, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
+                j = i
+                while j < len(text) and text[j] in " \t\r\n":
                     j += 1
-                    while j < len(text) and text[j] in " \t\r\n":
-                        j += 1
-                    value, _ = decoder.raw_decode(text, j)
-                    found = isinstance(value, (int, str)) and not isinstance(value, bool)
-            i = end
-            continue
-        if c in "{[":
-            depth += 1
-        elif c in "}]":
-            depth -= 1
-        i += 1
+                if depth == 1 and j < len(text) and text[j] == ":":
+                    method = method or key == "method"
+                    if key == "id":
+                        k = j + 1
+                        while k < len(text) and text[k] in " \t\r\n":
+                            k += 1
+                        value, _ = decoder.raw_decode(text, k)
+                        found = isinstance(value, (int, str)) and not isinstance(value, bool)
+                continue
+            depth += (c in "{[") - (c in "}]")
+            i += 1
+    except ValueError:  # broken past here: what was read so far stands
+        pass
     return found and method, value if found else None
 
 
@@ -94,20 +93,25 @@ def _refusal(message: Any) -> tuple[int, str] | None:
 
 
 def _why(e: Exception) -> tuple[int, str, Any]:
-    """JSON-RPC code, message and the offending input of a line the SDK could not take."""
-    if isinstance(e, ValidationError) and e.errors():
-        err = e.errors()[0]
-        raw = err.get("input")
-        if err["type"] == "json_invalid":
-            detail = err.get("ctx", {}).get("error") or err["msg"]
-            if "recursion limit" in str(detail):
-                return INVALID_REQUEST, f"the message nests deeper than {MAX_JSON_DEPTH} levels", raw
-            if "hex escape" in str(detail) or "surrogate" in str(detail):
-                return PARSE_ERROR, ("a string holds a lone UTF-16 surrogate (e.g. \\ud800, half of an emoji "
-                                     "cut in two), which is not text"), raw
-            return PARSE_ERROR, f"not valid JSON: {detail}", raw
+    """JSON-RPC code, message and the offending input of a line the SDK could not take. Python's own JSON reader
+    says what is wrong with it (the SDK's parser stops at lone surrogates and at about 250 levels)."""
+    if not (isinstance(e, ValidationError) and e.errors()):
+        return PARSE_ERROR, f"unreadable message ({type(e).__name__})", None
+    err = e.errors()[0]
+    raw = err.get("input")
+    if err["type"] != "json_invalid":
         return INVALID_REQUEST, one_line(e, "not a JSON-RPC message"), raw
-    return PARSE_ERROR, f"unreadable message ({type(e).__name__})", None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except RecursionError:
+        return INVALID_REQUEST, f"the JSON nests deeper than {MAX_JSON_DEPTH} levels", raw
+    except ValueError as bad:
+        return PARSE_ERROR, f"not valid JSON: {bad}", raw
+    try:
+        check_json_tree(value)
+    except ValueError as problem:  # too deep, or a lone surrogate (half of an emoji cut in two)
+        return INVALID_REQUEST if "nests deeper" in str(problem) else PARSE_ERROR, str(problem), raw
+    return PARSE_ERROR, f"not valid JSON: {err.get('ctx', {}).get('error') or err['msg']}", raw
 
 
 class _Guard:
@@ -146,8 +150,10 @@ class _Guard:
                 found, rid = request_id(raw)
                 if found:
                     await self.refuse(rid, code, message)
-                else:
-                    log.warning("dropped a message with no request id: %s", message)
+                elif code == PARSE_ERROR and _unparseable(raw):  # JSON-RPC: a parse error answers with id null
+                    await self.refuse(None, code, message)
+                else:  # a notification: nobody waits for an answer
+                    log.warning("dropped a notification the SDK cannot read: %s", message)
                 continue
             msg = item.message
             refused = _refusal(msg)

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import Tool as MCPTool
@@ -112,9 +112,9 @@ class _Server(MCPServer):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as e:  # the SDK's argument check: pydantic's many lines and docs URL -> one line
-            if isinstance(e.__cause__, ValidationError):
+            if not isinstance(e, UnexpectedToolError) and isinstance(e.__cause__, ValidationError):
                 raise ToolError(one_line(e.__cause__)) from e.__cause__
-            raise
+            raise  # a crash stays one (its text stays in the server log)
 
     async def run_stdio_async(self) -> None:
         """stdio with every request answered and the requests in flight bounded (mcp_mageagent.guard)."""

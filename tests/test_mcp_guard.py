@@ -109,6 +109,9 @@ def test_requests_the_sdk_cannot_parse_get_an_error_naming_their_id(stdio: Stdio
     assert "surrogate" in replies[0]["error"]["message"]
     assert all("nests deeper" in r["error"]["message"] for r in replies[1:] if r)
     stdio.send({"jsonrpc": "2.0", "method": "notifications/progress", "params": nested(300, {})})  # no id: no answer
+    stdio.send("this is not JSON")  # JSON-RPC: a parse error with no id is answered with id null
+    parse_error = stdio.receive()
+    assert parse_error is not None and parse_error["id"] is None and parse_error["error"]["code"] == -32700
     stdio.send({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})
     after = stdio.receive()
     assert after is not None and after["id"] == 6 and len(after["result"]["tools"]) == 8  # still serving
@@ -145,6 +148,7 @@ def test_the_request_id_of_a_message_too_deep_to_parse() -> None:
     text = '{"jsonrpc": "2.0", "params": ' + "[" * 20000 + "]" * 20000 + ', "id": "x\\"y", "method": "m"}'
     assert request_id(text) == (True, 'x"y')
     assert request_id('{"jsonrpc": "2.0", "method": "m", "params": ' + "[" * 20000) == (False, None)  # cut off
+    assert request_id('{"jsonrpc": "2.0", "id": 3, "method": "m", "params": {"a": "\\u12"}}') == (True, 3)
     assert request_id('{"jsonrpc": "2.0", "method": "note"}') == (False, None)  # a notification
     assert request_id("not json") == (False, None)
 
@@ -198,3 +202,36 @@ def test_verify_execute_without_a_sandbox_is_refused_at_start() -> None:
     cli = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", "validated", "hi"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, env=env)
     assert cli.returncode == 2 and "verify = execute, but no sandbox" in cli.stderr
+
+
+@pytest.mark.parametrize(("value", "code", "fragment"), [
+    ('"cut \\ud83d"', -32700, "lone UTF-16 surrogate"), ('"\\udc00 alone"', -32700, "lone UTF-16 surrogate"),
+    ('"bad \\u12"', -32700, "not valid JSON: Invalid \\uXXXX escape"), ("[" * 300 + "]" * 300, -32600, "nests deeper"),
+    ("[" * 5000 + "]" * 5000, -32600, "nests deeper"), ('{"a": }', -32700, "not valid JSON: Expecting value")])
+def test_the_refusal_says_what_is_wrong(value: str, code: int, fragment: str) -> None:
+    from mcp_types import jsonrpc_message_adapter
+
+    from mcp_mageagent.guard import _why
+
+    line = '{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"v": ' + value + "}}"
+    with pytest.raises(Exception) as e:
+        jsonrpc_message_adapter.validate_json(line, by_name=False)
+    got_code, message, raw = _why(e.value)
+    assert (got_code, raw) == (code, line) and fragment in message, message
+    assert request_id(raw) == (True, 7)  # read up to the broken part
+
+
+@pytest.mark.anyio
+async def test_a_crash_inside_a_tool_is_not_called_invalid_arguments() -> None:
+    from orchestration.types import PatternRequest
+
+    settings = fake_settings()
+    engine = Engine(settings, {"mlx": ScriptedBackend()})
+
+    async def crash(*_: Any, **__: Any) -> None:
+        PatternRequest(prompt="")  # a pydantic ValidationError from inside the engine: a bug, not the caller's
+
+    engine.run = crash  # type: ignore[method-assign]
+    async with Client(build_server(settings, engine)) as client:
+        result = await client.call_tool("mage_primary", {"prompt": "x"})
+    assert result.is_error and result.content[0].text == "Error executing tool mage_primary"
