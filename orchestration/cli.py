@@ -276,7 +276,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import anyio
 
-    from .evaluation.report import markdown
+    from .evaluation.report import markdown, plot
     from .evaluation.runner import EvalConfig, finished_only, run_eval, select_items, selected_records
     from .evaluation.score import score
 
@@ -313,6 +313,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = markdown(results, config.model_dump(), meta)
     (out / "results.json").write_text(json.dumps({"config": config.model_dump(), "results": results}, indent=1))
     (out / "report.md").write_text(report)
+    plot(results, out / "quality.png")  # quality against cost per system (HumanEval, MBPP); skipped without data
     _out({"config": config.model_dump(), "results": results, "out": str(out)}, args.json, report)
     return 0
 
@@ -381,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="items per suite (per category for BFCL), drawn with --seed")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--bfcl-categories", nargs="+", default=list(BFCL_CATEGORIES), choices=BFCL_CATEGORIES)
-    e.add_argument("--max-tokens", type=int, default=256, help="answer budget (default 256)")
+    e.add_argument("--max-tokens", type=int, default=768, help="answer budget (default 768: a whole function fits, "
+                   "see settings code_max_tokens)")
     e.add_argument("--out", default="eval-runs/latest", help="directory for records.jsonl, results.json, report.md; "
                    "an unfinished run there is resumed")
     e.add_argument("--concurrency", type=int, default=4, metavar="N",

@@ -202,5 +202,6 @@ class RunContext:
                         completion_tokens=sum(s.completion_tokens for s in steps),
                         seconds=round(time.perf_counter() - self._t0, 4))
         used = {s.role: s.model for s in steps}
+        cut = self.is_cut_off(text)
         return PatternResult(pattern=self.pattern, text=text, tool_calls=tool_calls or [], trace=self.trace,
-                             totals=totals, models=used)
+                             totals=totals, models=used, cut_off=cut, finish_reason="length" if cut else "stop")
