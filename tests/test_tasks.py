@@ -130,6 +130,23 @@ async def test_a_declaring_client_gets_a_task_and_its_result_by_polling() -> Non
     assert any(m and "answer" in m for m in working), working  # the step running now, from the progress callback
 
 
+async def test_tasks_cancel_stops_the_generation_mid_answer_and_the_task_reads_cancelled() -> None:
+    fake = ScriptedBackend()
+    fake.enqueue(" ".join(["word"] * 400), model=P, delay=0.02)  # 8 s of answer
+    seen: list[TaskState] = []
+    async with Client(server(fake), mode="auto", extensions=[Tasks()]) as client:
+        handle = await client.session.call_tool("mage_validated", {"prompt": "Write add(a, b)"}, allow_claimed=True)
+        assert isinstance(handle, TaskHandle)
+        with anyio.fail_after(5):
+            while not (seen and "tokens" in (seen[-1].status_message or "")):
+                seen.append(await get_task(client, handle.task_id))
+                await anyio.sleep(0.02)
+        await client.session.send_request(CancelTask(params=TaskIdParams(task_id=handle.task_id)), Result)
+        final = await poll(client, handle.task_id, seen, {"completed", "failed", "cancelled"}, timeout=2)
+    assert final.status == "cancelled" and fake.cancelled == 1  # the generation itself was stopped
+    assert len(fake.history) == 1  # no later step ran
+
+
 @pytest.mark.parametrize("case", ["undeclared", "untargeted-tool", "legacy"])
 async def test_other_clients_and_tools_get_plain_calls(case: str) -> None:
     fake = ScriptedBackend()
