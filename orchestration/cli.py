@@ -41,7 +41,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _engine(settings: Settings):  # noqa: ANN202 - imported lazily so OpenBLAS loads before MLX
     preload_openblas(settings.blas)
-    check_verification(settings)
     from .engine import Engine
 
     return Engine(settings)
@@ -76,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as e:
         raise UserError(one_line(e, "invalid request")) from e
     check_prompt_size(request, settings.http.max_prompt_chars)  # the cap of the MCP and HTTP faces
+    check_verification(settings)
     engine = _engine(settings)
 
     async def progress(step: int, purpose: str, role: str, tokens: int, message: str) -> None:
@@ -192,6 +192,11 @@ def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
             add(mod, True, "importable")
         except Exception as e:  # same: report, don't crash the doctor
             add(mod, False, str(e), f"pip install {mod.replace('_', '-')}")
+    try:
+        check_verification(settings)
+        add("verify", True, f"verify = {settings.verify}, sandbox = {settings.sandbox}")
+    except MageError as e:
+        add("verify", False, str(e), "install bubblewrap, set sandbox = \"weak\", or verify = \"auto\"")
     from .engine import Engine
 
     state = Engine(settings).models_state()
@@ -234,6 +239,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     key = api_key(settings.http, args.host, os.environ)  # off loopback only with a key
+    check_verification(settings)
     engine = _engine(settings)
     logging.getLogger().setLevel(logging.INFO)
     sys.stderr.write(f"mageagent: serving the OpenAI-compatible API on http://{args.host}:{args.port}/v1"

@@ -202,6 +202,10 @@ def test_verify_execute_without_a_sandbox_is_refused_at_start() -> None:
     cli = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", "validated", "hi"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, env=env)
     assert cli.returncode == 2 and "verify = execute, but no sandbox" in cli.stderr
+    doctor = subprocess.run([sys.executable, "-m", "orchestration.cli", "doctor", "--json"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=env)
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "verify")
+    assert doctor.returncode == 1 and not check["ok"] and "no sandbox" in check["detail"] and check["fix"]
 
 
 @pytest.mark.parametrize(("value", "code", "fragment"), [
