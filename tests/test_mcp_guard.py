@@ -239,3 +239,14 @@ async def test_a_crash_inside_a_tool_is_not_called_invalid_arguments() -> None:
     async with Client(build_server(settings, engine)) as client:
         result = await client.call_tool("mage_primary", {"prompt": "x"})
     assert result.is_error and result.content[0].text == "Error executing tool mage_primary"
+
+
+def test_the_mcp_face_borrows_nothing_from_the_http_face() -> None:
+    """What both faces need (API key, loopback, Host/Origin, Bearer) lives below them in orchestration/access.py."""
+    import ast
+
+    for path in (ROOT / "mcp_mageagent").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            assert not any(n.endswith("http_api") for n in names), (path.name, ast.unparse(node))
