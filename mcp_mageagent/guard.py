@@ -1,7 +1,8 @@
 """Between the SDK's stdio transport and the server: every request answered, and the requests in flight bounded.
 
 The SDK drops a line it cannot parse (a lone surrogate such as ``"\\ud800"``, JSON nested past its parser's limit)
-with a debug log and no answer, so the host waits forever; here each gets a JSON-RPC error naming its request id.
+with a debug log and no answer, so the host waits forever; here each gets a JSON-RPC error naming its request id
+(a line that is not JSON at all gets JSON-RPC's parse error with id null; a broken notification, nothing).
 Parameters nested deeper than the HTTP face allows are refused the same way. And a host that stops reading our
 stdout while it keeps writing requests no longer grows the server without bound: past ``max_in_flight``
 unanswered requests this layer stops taking lines, the SDK's reader stops reading stdin, and the host's pipe
