@@ -7,8 +7,6 @@ seconds. Records how many the server still holds after ``--hold`` seconds and it
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import socket
 import subprocess
@@ -17,6 +15,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _runs import parser, report  # noqa: E402
 HEADERS = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" * 20
 
 
@@ -79,23 +80,13 @@ def measure(repo: str, clients: int, hold_s: float, every_s: float) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repo", default=str(ROOT))
-    p.add_argument("--label", default="this checkout")
+    p = parser(__doc__, ROOT)
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--hold", type=float, default=30.0)
     p.add_argument("--every", type=float, default=2.0, help="seconds between a client's bytes")
-    p.add_argument("--out")
     args = p.parse_args()
     run = {"code": args.label, **measure(args.repo, args.clients, args.hold, args.every)}
-    sys.stderr.write(json.dumps(run) + "\n")
-    if args.out:
-        out = Path(args.out)
-        old = json.loads(out.read_text()) if out.exists() else {"runs": []}
-        old["command"] = ".venv/bin/python scripts/measure_http_slow_clients.py --out " + args.out
-        old["runs"] = [r for r in old["runs"] if r["code"] != args.label] + [run]
-        out.write_text(json.dumps(old, indent=1) + "\n")
-    return 0
+    return report(args, "measure_http_slow_clients.py", [run])
 
 
 if __name__ == "__main__":

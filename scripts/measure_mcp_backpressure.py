@@ -8,7 +8,6 @@ requests the server had taken by then, and how many were answered.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,6 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _runs import parser, report  # noqa: E402
 
 
 def measure(repo: str, n: int, hold_s: float) -> dict:
@@ -65,22 +67,12 @@ def measure(repo: str, n: int, hold_s: float) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repo", default=str(ROOT))
-    p.add_argument("--label", default="this checkout")
+    p = parser(__doc__, ROOT)
     p.add_argument("-n", type=int, default=3000)
     p.add_argument("--hold", type=float, default=15.0, help="seconds nothing is read")
-    p.add_argument("--out")
     args = p.parse_args()
     run = {"code": args.label, **measure(args.repo, args.n, args.hold)}
-    sys.stderr.write(json.dumps(run) + "\n")
-    if args.out:
-        out = Path(args.out)
-        old = json.loads(out.read_text()) if out.exists() else {"runs": []}
-        old["command"] = ".venv/bin/python scripts/measure_mcp_backpressure.py --out " + args.out
-        old["runs"] = [r for r in old["runs"] if r["code"] != args.label] + [run]
-        out.write_text(json.dumps(old, indent=1) + "\n")
-    return 0
+    return report(args, "measure_mcp_backpressure.py", [run])
 
 
 if __name__ == "__main__":

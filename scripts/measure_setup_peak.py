@@ -10,7 +10,6 @@ memory every 20 ms: anonymous (the arrays) and file-backed (the mapped GGUF, whi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,6 +18,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _runs import parser, report  # noqa: E402
 
 CHILD = r"""
 import json, sys, threading, time
@@ -71,12 +73,9 @@ def largest_tensor_mb(name: str, cache: Path) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, ROOT)
     p.add_argument("--model", nargs="+", default=["qwen2.5-coder-0.5b", "smollm2-135m"])
-    p.add_argument("--repo", default=str(ROOT), help="the checkout whose converter runs (default: this one)")
-    p.add_argument("--label", default="this checkout")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "mageagent"))
-    p.add_argument("--out", help="JSON file to add the runs to")
     args = p.parse_args()
     cache = Path(args.cache)
     commit = subprocess.run(["git", "-C", args.repo, "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -93,16 +92,7 @@ def main() -> int:
         run = {"model": name, "code": args.label, "commit": commit, "largest_tensor_f32_mb":
                largest_tensor_mb(name, cache), **json.loads(proc.stdout.strip().splitlines()[-1])}
         runs.append(run)
-        sys.stderr.write(json.dumps(run) + "\n")
-    if args.out:
-        out = Path(args.out)
-        old = json.loads(out.read_text()) if out.exists() else {"command": "", "runs": []}
-        old["command"] = ".venv/bin/python scripts/measure_setup_peak.py --model ... --out " + args.out
-        old["runs"] = [r for r in old["runs"] if (r["model"], r["code"]) not in {(n["model"], n["code"])
-                                                                                for n in runs}] + runs
-        out.write_text(json.dumps(old, indent=1) + "\n")
-    return 0
-
+    return report(args, "measure_setup_peak.py", runs, key=("model", "code"), shown_args="--model ... ")
 
 if __name__ == "__main__":
     sys.exit(main())
