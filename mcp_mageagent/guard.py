@@ -6,16 +6,18 @@ with a debug log and no answer, so the host waits forever; here each gets a JSON
 Parameters nested deeper than the HTTP face allows are refused the same way. And a host that stops reading our
 stdout while it keeps writing requests no longer grows the server without bound: past ``max_in_flight``
 unanswered requests this layer stops taking lines, the SDK's reader stops reading stdin, and the host's pipe
-fills instead of our memory.
+fills instead of our memory. A line longer than the largest request body is not held either: ``bounded_stdin``
+reads it to its end, keeping its first bytes only, and the request gets an error naming its id.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, BinaryIO
 
 import anyio
 from mcp.shared.message import SessionMessage
@@ -25,10 +27,12 @@ from pydantic import ValidationError
 
 from orchestration.access import MAX_JSON_DEPTH, check_json_tree, one_line
 
-__all__ = ["MAX_IN_FLIGHT", "screened", "request_id"]
+__all__ = ["MAX_IN_FLIGHT", "screened", "request_id", "BoundedLines", "bounded_stdin"]
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 32  # requests read but not yet answered; the engine's own queue is smaller
+OVERSIZED = "mageagent/oversized"  # what stands in for a line too long to hold (never a real method)
+HEAD_BYTES = 4096  # of an oversized line, what is kept to find its id
 
 
 def request_id(raw: Any) -> tuple[bool, Any]:
@@ -86,6 +90,9 @@ def _refusal(message: Any) -> tuple[int, str] | None:
     """Why a parsed request must not reach the server (parameters nested too deep, lone surrogates), or None."""
     if not isinstance(message, JSONRPCRequest) or message.params is None:
         return None
+    if message.method == OVERSIZED:
+        return INVALID_REQUEST, (f"the message is {message.params.get('bytes')} bytes; this server reads at most "
+                                 f"{message.params.get('limit')} (setting http.max_body_bytes)")
     try:
         check_json_tree(message.params)
     except ValueError as e:
@@ -216,6 +223,56 @@ class _WriteSide(_Side):
 
     def close(self) -> None:
         self._inner.close()
+
+
+class BoundedLines:
+    """A binary stream as text lines of at most ``limit`` bytes, for the SDK's stdio reader. A longer line is read
+    to its end keeping only its head, and stands in as a small ``mageagent/oversized`` request with the same id
+    (a notification when no id is found), which the guard refuses."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream, self.limit = stream, limit
+
+    def __aiter__(self) -> BoundedLines:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await anyio.to_thread.run_sync(self.readline, abandon_on_cancel=True)
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+    def readline(self) -> str | None:
+        chunk = self.stream.readline(self.limit + 1)
+        if not chunk:
+            return None
+        if len(chunk) <= self.limit or chunk.endswith(b"\n"):
+            return chunk.decode("utf-8", errors="replace")
+        head, size = chunk[:HEAD_BYTES], len(chunk)
+        while chunk and not chunk.endswith(b"\n"):  # the rest is read and dropped
+            chunk = self.stream.readline(1 << 20)
+            size += len(chunk)
+        found, rid = _top_level_id(head.decode("utf-8", errors="replace"))
+        log.warning("a %d-byte message (limit %d) was read and dropped", size, self.limit)
+        stand_in: dict[str, Any] = {"jsonrpc": "2.0", "method": OVERSIZED, "params": {"bytes": size,
+                                                                                     "limit": self.limit}}
+        return json.dumps({**stand_in, "id": rid} if found else stand_in) + "\n"
+
+
+@contextmanager
+def bounded_stdin(limit: int) -> Iterator[BoundedLines]:
+    """The process's stdin as bounded lines. As the SDK does with the stdin it reads, fd 0 points at the null
+    device meanwhile (a child reads EOF, never the protocol), and is restored after."""
+    wire = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    stream = os.fdopen(wire, "rb", closefd=False)
+    try:
+        yield BoundedLines(stream, limit)
+    finally:
+        os.dup2(wire, 0)
+        os.close(wire)
 
 
 @asynccontextmanager

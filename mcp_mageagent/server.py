@@ -26,7 +26,7 @@ from mcp_types import Tool as MCPTool
 from pydantic import Field, ValidationError
 
 from mcp_mageagent.compact import compact_schema
-from mcp_mageagent.guard import screened
+from mcp_mageagent.guard import bounded_stdin, screened
 from mcp_mageagent.tasks import TasksExtension, TaskStore, current_task
 from orchestration.models.blas import preload_openblas
 from orchestration.engine import Engine
@@ -116,11 +116,15 @@ class _Server(MCPServer):
                 raise ToolError(one_line(e.__cause__)) from e.__cause__
             raise  # a crash stays one (its text stays in the server log)
 
+    max_line_bytes = 4 * 1024 * 1024  # set from http.max_body_bytes by build_server
+
     async def run_stdio_async(self) -> None:
-        """stdio with every request answered and the requests in flight bounded (mcp_mageagent.guard)."""
-        async with stdio_server() as (read, write), screened(read, write) as (read, write):
-            low = self._lowlevel_server
-            await low.run(read, write, low.create_initialization_options())
+        """stdio with every request answered, its lines and the requests in flight bounded (mcp_mageagent.guard)."""
+        with bounded_stdin(self.max_line_bytes) as stdin:
+            transport = stdio_server(stdin=stdin)  # type: ignore[arg-type]  # an async iterable of lines suffices
+            async with transport as (read, write), screened(read, write) as (read, write):
+                low = self._lowlevel_server
+                await low.run(read, write, low.create_initialization_options())
 
 
 def tool_name(pattern: str) -> str:
@@ -241,6 +245,7 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
         log_level=settings.log_level,
         extensions=[TasksExtension(tasks, {tool_name(p) for p in settings.tasks.patterns})],
     )
+    server.max_line_bytes = settings.http.max_body_bytes
     annotations = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                   open_world_hint=False)
     for pattern in engine.pattern_names():

@@ -250,3 +250,42 @@ def test_the_mcp_face_borrows_nothing_from_the_http_face() -> None:
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
             assert not any(n.endswith("http_api") for n in names), (path.name, ast.unparse(node))
+
+
+def test_a_line_past_the_body_limit_is_dropped_not_held(tmp_path: Path) -> None:
+    """One limit for a request on every face: a longer line is read to its end, never held, and answered."""
+    env = {**os.environ, "MAGEAGENT_PROFILE": "tiny", "MAGEAGENT_HTTP__MAX_BODY_BYTES": str(1 << 20)}
+    server = StdioServer(tmp_path)
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = subprocess.Popen([sys.executable, "-m", "mcp_mageagent"], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        server.initialize()
+        before = server.rss_mb()
+        big = {"jsonrpc": "2.0", "id": "big", "method": "tools/call", "params": {
+            "name": "mage_primary", "arguments": {"prompt": "x" * (64 << 20)}}}
+        server.send(big)
+        reply = server.receive(60)
+        assert reply is not None and reply["id"] == "big" and reply["error"]["code"] == -32600, reply
+        assert "this server reads at most 1048576" in reply["error"]["message"]
+        assert server.rss_mb() - before < 40  # 64 MB went by, never held
+        server.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        after = server.receive()
+        assert after is not None and after["id"] == 2 and "result" in after
+    finally:
+        server.close()
+
+
+def test_bounded_lines_unit() -> None:
+    import io
+
+    from mcp_mageagent.guard import BoundedLines
+
+    lines = BoundedLines(io.BytesIO(b'{"a": 1}\n' + b'{"id": 9, "method": "m", "params": "' + b"y" * 100 + b'"}\n'
+                                    + b"tail"), limit=50)
+    assert lines.readline() == '{"a": 1}\n'
+    stand_in = json.loads(lines.readline())
+    assert stand_in == {"jsonrpc": "2.0", "id": 9, "method": "mageagent/oversized",
+                        "params": {"bytes": 139, "limit": 50}}
+    assert lines.readline() == "tail" and lines.readline() is None
