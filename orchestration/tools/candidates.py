@@ -119,6 +119,8 @@ def _strip_fence(text: str) -> str:
 def _similar(old: str, new: str) -> bool:
     """``new`` is a version of ``old`` (most of it kept), not a fragment or another text. By lines, so a large
     file costs little (the matcher is quadratic in what it compares)."""
+    if len(old) + len(new) < 20000:  # small: by characters, so a changed line still counts as kept
+        return difflib.SequenceMatcher(None, old, new).ratio() >= 0.5
     a, b = old.splitlines(), new.splitlines()
     m = difflib.SequenceMatcher(None, a, b)
     if len(a) + len(b) > 4000:
