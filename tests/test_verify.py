@@ -295,3 +295,15 @@ async def test_tests_for_a_function_the_request_names_are_written_while_the_answ
     assert fake.most_in_flight == 2 and [s.purpose for s in r.trace.steps] == ["answer", "write tests"]
     assert "def add(a, b)" in fake.history[1].messages[-1].content
     assert r.trace.verdicts[0].verdict == "PASS" and r.trace.verdicts[0].execution.passed == 2
+
+
+@pytest.mark.anyio
+async def test_an_explicit_execute_with_no_sandbox_is_refused_not_downgraded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestration.errors import RequestError
+    from orchestration.patterns import _verify
+
+    monkeypatch.setattr(_verify, "sandbox_problem", lambda mode: "bwrap is not installed")
+    engine, fake = make()
+    fake.enqueue(GOOD, model=P)
+    with pytest.raises(RequestError, match="bwrap is not installed"):
+        await engine.run("validated", req("Write add.", verify="execute"))

@@ -6,7 +6,7 @@ import anyio
 
 from .. import prompts
 from ..context import RunContext
-from ..errors import ModelOutputError, PatternError
+from ..errors import ModelOutputError, PatternError, RequestError
 from ..types import Completion, Constraint, Execution
 from ..verify import Origin, host_tests, parse_tests, python_code, run_tests, sandbox_problem, signatures, syntax_problem
 
@@ -30,6 +30,8 @@ def plan(ctx: RunContext, *texts: str) -> tuple[bool, str]:
         return False, "model: the answer has no Python code"
     problem = sandbox_problem(ctx.settings.sandbox)
     if problem is not None:
+        if mode == "execute":  # asked for by name: a quiet downgrade to an opinion would be a lie
+            raise RequestError(f"verify = execute, but no sandbox can run code here: {problem}")
         return False, f"model: no sandbox to run the code in ({problem})"
     return True, "execute"
 
