@@ -134,7 +134,7 @@ class RunContext:
                                      seconds=round(seconds, 4), finish_reason=completion.finish_reason,
                                      cached_prompt_tokens=completion.cached_prompt_tokens,
                                      draft_accepted=completion.draft_accepted, batched=completion.batched,
-                                     reused=completion.reused))
+                                     reused=completion.reused, note=completion.note))
         log.info("%s step %d %s (%s) %d+%d tokens %.2fs", self.pattern, step_no, purpose, role,
                  completion.prompt_tokens, completion.completion_tokens, seconds)
         return completion

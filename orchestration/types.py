@@ -92,6 +92,7 @@ class Completion(_Model):
                                                          "that the model accepted")
     batched: bool = Field(False, description="decoded in one batch with other concurrent generations")
     reused: bool = Field(False, description="an identical deterministic generation's output, reused (evaluation)")
+    note: str | None = None  # what the backend changed about the request, and why (a dropped draft model)
 
 
 # Ordered: read < write < execute < destructive. "execute" runs code or constructs the classifier cannot bound.
@@ -163,6 +164,7 @@ class Step(_Model):
     draft_accepted: int | None = Field(None, description="speculative decoding: draft tokens accepted")
     batched: bool = Field(False, description="decoded in one batch with other concurrent generations")
     reused: bool = Field(False, description="an identical deterministic generation's output, reused (evaluation)")
+    note: str | None = None  # what the backend changed about the step, and why
 
 
 class TestOutcome(_Model):
@@ -265,11 +267,11 @@ class Round(_Model):
 class ToolCandidate(_Model):
     """A call (or group of calls) built from facts before any model runs."""
 
-    label: str = Field(description="what it does, as the chooser reads it")
+    label: str
     # In memory only: the chosen ones are the result's tool_calls, so the trace does not repeat them.
     calls: list[ToolCall] = Field(default_factory=list, exclude=True)
-    source: str = Field(description="the facts it was built from")
-    asked: bool = Field(description="the request's own words ask for exactly this")
+    source: str  # the facts it was built from
+    asked: bool  # the request's own words ask for exactly this
 
 
 class ToolDecision(_Model):
@@ -278,10 +280,10 @@ class ToolDecision(_Model):
     decided_by: Literal["facts", "model", "nothing to decide"]
     reason: str
     candidates: list[ToolCandidate] = Field(default_factory=list)
-    chosen: list[int] = Field(default_factory=list, description="indices into candidates")
-    probabilities: dict[str, float] | None = Field(None, description="the chooser's probability per option")
-    refused: list[str] = Field(default_factory=list, description="calls never returned, and why")
-    evidence: list[str] = Field(default_factory=list, description="the request's words that showed each ask")
+    chosen: list[int] = Field(default_factory=list)  # indices into candidates
+    probabilities: dict[str, float] | None = None  # the chooser's probability per option
+    refused: list[str] = Field(default_factory=list)  # calls never returned, and why
+    evidence: list[str] = Field(default_factory=list)  # the request's words that showed each ask
 
 
 class Trace(_Model):

@@ -263,11 +263,18 @@ class MLXBackend:
         job.check_cancelled()
         draft: LoadedModel | None = None
         draft_spec: ModelSpec | None = None
+        draft_dropped: str | None = None
         if req.draft_model and req.constraint is None:
             draft_spec = self.resolve(req.draft_model)
             # A model never drafts for itself; both must fit the budget together or the call runs plainly.
-            if draft_spec.key != spec.key and draft_spec.budget_bytes + spec.budget_bytes <= self.pool.budget_bytes:
+            together = draft_spec.budget_bytes + spec.budget_bytes
+            if draft_spec.key != spec.key and together <= self.pool.budget_bytes:
                 draft = self.pool.acquire(draft_spec)
+            elif draft_spec.key != spec.key:
+                draft_dropped = (f"no drafting: {spec.model} and its draft {draft_spec.model} need "
+                                 f"{together / 1e9:.1f} GB together, over the memory budget of "
+                                 f"{self.pool.budget_bytes / 1e9:.1f} GB")
+                log.warning("%s", draft_dropped)
         handle: LoadedModel = self.pool.acquire(spec)
         t0 = time.perf_counter()
         prompt, max_tokens = handle.prompt(req, spec.model)
@@ -333,6 +340,7 @@ class MLXBackend:
             peak_memory_gb=last.peak_memory,
             option_probs=grammar_proc.option_probs if grammar_proc is not None else None,
             constrained=grammar_proc is not None,
+            note=draft_dropped,
         )
 
     async def raw_seconds(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
