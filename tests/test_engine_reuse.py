@@ -83,3 +83,16 @@ async def test_a_cancel_during_a_long_prompt_stops_within_a_chunk(backends) -> N
     stopped_s = time.perf_counter() - cancelled_at
     # One chunk is 256 of the prompt's tokens: far less than the rest of the prefill (80% of it).
     assert stopped_s < full_s * 0.4, (stopped_s, full_s)
+
+
+async def test_drafting_dropped_for_memory_is_said_not_silent(real_settings, caplog) -> None:  # noqa: ANN001
+    """Both models must fit the budget together; where they do not, the call runs plainly and says why."""
+    tight = MLXBackend(real_settings.models_dir, 1.0, prompt_cache_entries=0)  # the dense model alone fits (0.9 GB)
+    try:
+        req = ask("Say hi.", max_tokens=4).model_copy(update={"draft_model": "smollm2-135m-q4"})
+        with caplog.at_level("WARNING"):
+            c = await tight.stream(req)
+    finally:
+        tight.close()
+    assert c.draft_accepted is None and c.note is not None and "no drafting" in c.note and "budget" in c.note
+    assert any("no drafting" in r.getMessage() for r in caplog.records)
