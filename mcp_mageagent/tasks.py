@@ -16,6 +16,8 @@ table: a record per task, its status and result, and a TTL.
 - A running task is never dropped; a finished one is kept ``ttl_s`` and then dropped (``ttlMs`` says so: null
   while running, then creation-to-expiry).
 - Task ids are random UUIDs: over HTTP, a task is reachable only by whoever holds its id.
+- At most ``max_running`` tasks work at once; past that a call is a plain call, which the connection's own bound
+  on requests in flight holds (a task answers at once, so it would escape that bound).
 """
 
 from __future__ import annotations
@@ -122,7 +124,9 @@ class TaskStore:
 
     @property
     def accepting(self) -> bool:
-        return self._tg is not None
+        """Running, with room for one more task (``max_running`` bounds the work a client can start and leave)."""
+        working = sum(r.finished is None for r in self._tasks.values())
+        return self._tg is not None and working < self.settings.max_running
 
     def start(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> TaskRecord:
         """Record a task and start ``work`` (which returns the final result's wire form); the record exists

@@ -240,6 +240,8 @@ class TaskSettings(_Strict):
     ttl_s: float = Field(900.0, gt=0, description="seconds a finished task's result is kept for the host to fetch; "
                          "then it is dropped (a running task is never dropped)")
     poll_ms: int = Field(1000, ge=50, le=60_000, description="the polling interval the server suggests")
+    max_running: int = Field(8, ge=1, le=256, description="tasks working at once; past it a call runs as a plain "
+                             "call (held by the connection's own bound on requests in flight)")
 
     @field_validator("patterns", mode="before")
     @classmethod

@@ -251,3 +251,14 @@ async def test_over_stdio_a_task_cancelled_mid_step_stops_and_the_next_call_answ
     assert not result.is_error and next_s < 2.0
     log = (tmp_path / "server.log").read_text()
     assert f"task {handle.task_id} cancelled" in log and "pattern validated done" not in log
+
+
+async def test_past_max_running_a_call_is_a_plain_call() -> None:
+    fake = ScriptedBackend()
+    fake.enqueue(" ".join(["word"] * 200), model=P, delay=0.02)  # the task: 4 s of answer
+    script_validated(fake)  # the plain call
+    async with Client(server(fake, max_running=1), mode="auto", extensions=[Tasks()]) as client:
+        first = await client.session.call_tool("mage_validated", {"prompt": "Write add(a, b)"}, allow_claimed=True)
+        second = await client.session.call_tool("mage_validated", {"prompt": "Write sub(a, b)"}, allow_claimed=True)
+        assert isinstance(first, TaskHandle) and isinstance(second, CallToolResult) and not second.is_error
+        await client.session.send_request(CancelTask(params=TaskIdParams(task_id=first.task_id)), Result)
