@@ -149,6 +149,27 @@ async def test_a_drafted_prompt_is_read_in_chunks_and_a_cancel_stops_within_one(
     assert draft.since(at) + model.since(at) <= 1, (draft.since(at), model.since(at))
 
 
+async def test_a_batched_prompt_is_read_in_chunks_and_a_cancel_stops_within_one(backends) -> None:  # noqa: ANN001
+    _, batched = backends
+    model = await spy(batched, MODEL)
+    longs = [ask(f"{tag} " + " ".join(f"item{i}" for i in range(300)), max_tokens=1) for tag in ("a", "b")]
+    before = len(model.calls)
+    gate = threading.Event()  # both wait for one driver pass: they are read as one batch
+    batched.worker.submit(lambda job: gate.wait(30))
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tg:
+            for req in longs:
+                tg.start_soon(batched.stream, req)
+            await anyio.sleep(0.2)
+            gate.set()
+            while len(model.calls) < before + 1:  # the first 256-token chunk of both prompts
+                await anyio.sleep(0.002)
+            at = time.perf_counter()
+            tg.cancel_scope.cancel()
+        await batched.worker.run(lambda job: None)
+    assert model.since(at) <= 1, model.since(at)  # of ~4 chunks
+
+
 async def test_drafted_calls_keep_their_prompt_cache_and_their_output(backends) -> None:  # noqa: ANN001
     one, _ = backends
     req = ask("Write a Python function that adds two numbers.", max_tokens=40)
