@@ -141,10 +141,11 @@ class TaskStore:
 
     async def _run(self, record: TaskRecord, work: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         token = _current.set(record)
+        result: dict[str, Any] | None = None
         try:
             with record.scope:
                 result = await work()
-            if record.scope.cancelled_caught or record.scope.cancel_called:
+            if result is None:  # the cancel reached the work; one that came after it finished changes nothing
                 self._finish(record, "cancelled", "cancelled by the client")
             else:
                 record.result = result
