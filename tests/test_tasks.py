@@ -262,3 +262,40 @@ async def test_past_max_running_a_call_is_a_plain_call() -> None:
         second = await client.session.call_tool("mage_validated", {"prompt": "Write sub(a, b)"}, allow_claimed=True)
         assert isinstance(first, TaskHandle) and isinstance(second, CallToolResult) and not second.is_error
         await client.session.send_request(CancelTask(params=TaskIdParams(task_id=first.task_id)), Result)
+
+
+@pytest.mark.real_model
+async def test_over_streamable_http_a_task_on_the_tiny_model_is_polled_to_its_answer(tmp_path) -> None:  # noqa: ANN001
+    import socket
+    import subprocess
+
+    from orchestration.testing import free_port
+
+    port = free_port()
+    env = {**os.environ, "MAGEAGENT_PROFILE": "tiny", "MAGEAGENT_TASKS__PATTERNS": "primary"}
+    with (tmp_path / "server.err").open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mcp_mageagent", "--transport", "streamable-http",
+                                 "--port", str(port)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        with anyio.fail_after(60):
+            while True:
+                assert proc.poll() is None, (tmp_path / "server.err").read_text()[-2000:]
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    await anyio.sleep(0.2)
+        seen: list[TaskState] = []
+        async with Client(f"http://127.0.0.1:{port}/mcp", mode="auto", extensions=[Tasks()]) as client:
+            assert client.protocol_version == MODERN
+            handle = await client.session.call_tool("mage_primary", {"prompt": "Say hi", "max_tokens": 8},
+                                                    allow_claimed=True)
+            assert isinstance(handle, TaskHandle)
+            done = await poll(client, handle.task_id, seen, {"completed", "failed", "cancelled"}, timeout=90)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert done.status == "completed", done
+    assert CallToolResult.model_validate(done.result).structured_content["text"].strip()
+    assert any("answer" in (s.status_message or "") for s in seen if s.status == "working")
