@@ -297,3 +297,22 @@ def test_a_large_context_is_merged() -> None:
     assert big.count(call.arguments["old_string"]) == 1  # "return x + 7" alone is also in "+ 70": grown to be unique
     after = apply_edits(big, [(call.arguments["old_string"], call.arguments["new_string"])])
     assert "def f7(x):\n    return x * 7\n" in after and "return x + 70\n" in after
+
+
+async def test_an_answer_that_repeats_the_file_with_other_blank_lines_changes_nothing() -> None:
+    """Seen in the request table (edit-26): the 0.5B repeated text_tools.py with single blank lines; a whole-file
+    fallback turned that into three whitespace Edits. Definitions all equal: no Edit."""
+    text = "import re\n\n\ndef words(s):\n    return s.split()\n\n\ndef title(s):\n    return s.upper()\n"
+    answer = "```python\nimport re\n\ndef words(s):\n    return s.split()\n\ndef title(s):\n    return s.upper()\n```"
+    c = build_candidates(PatternRequest(prompt="Add a function count_words(s) to text_tools.py", context=text), answer)
+    assert [x for x in c.items if x.calls[0].tool == "Edit"] == []
+
+
+async def test_a_summary_request_is_a_question() -> None:
+    """Seen in the request table (none-24): "Summarize what config.py configures" went to the chooser, which
+    picked an Edit of the answer's unrelated Flask code. Summaries and reviews ask to be told something."""
+    engine, fake = make()
+    fake.enqueue("It sets DEBUG.\n\n```python\nfrom flask import Flask\napp = Flask(__name__)\n```", model=P)
+    r = await engine.run("hybrid", PatternRequest(prompt="Summarize what config.py configures",
+                                                  context="DEBUG = True\n\n\ndef url():\n    return 1\n"))
+    assert r.tool_calls == [] and fake.models_asked == [P]

@@ -116,6 +116,10 @@ def _strip_fence(text: str) -> str:
     return text
 
 
+def _blank_insensitive(text: str) -> list[str]:
+    return [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+
+
 def _similar(old: str, new: str) -> bool:
     """``new`` is a version of ``old`` (most of it kept), not a fragment or another text. By lines, so a large
     file costs little (the matcher is quadratic in what it compares)."""
@@ -302,7 +306,7 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
                 m = merge_code(merged, b.body)
                 if m is not None and m.merged != merged:
                     merged, changed = m.merged, changed + m.changed + m.added
-                elif _parses(b.body) and _similar(text, b.body):
+                elif not definitions(text) and _parses(b.body) and _similar(text, b.body):
                     # A script of statements shown again whole: the block is the new version (nothing dropped
                     # is checked below).
                     merged, changed = (b.body if b.body.endswith("\n") else b.body + "\n"), ["the file"]
@@ -314,6 +318,8 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
                 merged, changed = best.body if best.body.endswith("\n") else best.body + "\n", ["the file"]
         if not text.endswith("\n"):
             merged = merged.rstrip("\n")  # keep the file's own ending
+        if _blank_insensitive(merged) == _blank_insensitive(text):
+            merged = text  # blank lines and trailing spaces only: nothing the answer meant to change
         if merged == text:
             if open_ and answer:
                 out.refused.append(f"Edit {label_path}: the answer was cut off inside its code block")

@@ -28,7 +28,8 @@ _RUN = r"\b(?:run|runs|execute|exec|launch)\b"
 _READ = (r"\b(?:read|show|open|display|print|cat|view|look\s+at|see|inspect|check|dump|summari[sz]e|explain|"
          r"describe|review|analy[sz]e)\b")
 _QUESTION = re.compile(r"^\s*(?:what|why|how|when|which|who|where|is|are|can|could|should|does|do|explain|"
-                       r"describe|compare|tell\s+me|give\s+me\s+an?\s+(?:overview|explanation))\b", re.IGNORECASE)
+                       r"describe|compare|summari[sz]e|review|analy[sz]e|outline|walk\s+me\s+through|tell\s+me|"
+                       r"give\s+me\s+an?\s+(?:overview|explanation|summary))\b", re.IGNORECASE)
 EDIT_VERBS = re.compile(
     r"\b(?:fix|fixes|fixed|change|changes|update|updates|modify|edit|rename|refactor|add|adds|remove|replace|make|"
     r"improve|optimi[sz]e|rewrite|correct|handle|support|convert|implement|set|use|swap|extend|simplify|clean|"
