@@ -45,14 +45,14 @@ log = logging.getLogger("mcp_mageagent")
 # What a model needs to choose a tool and fill it; every word is sent with each turn of the host's model (see
 # orchestration/bench/footprint.py). What all tools share is said once, in the server's instructions.
 DESCRIPTIONS: dict[str, str] = {
-    "auto": "Unsure which tool? This routes: code tasks to validated, analysis and design to hybrid, the rest "
-            "to the fast validator model.",
-    "hybrid": "Best general use: the reasoning model answers, then tool calls are extracted when files or "
-              "shell are needed (analysis plus implementation, reviews with fixes). Cost ~1.5x primary.",
-    "validated": "Code that must be right: answer, tests run in a sandbox (else a review), revise on "
-                 "failure, then tool calls. Cost ~2x primary.",
-    "compete": "Critical code or decisions: two models answer, tests (else a judge) pick the better, tool "
-               "calls from the winner. Cost ~3x primary.",
+    "auto": "Unsure which tool? Routes code tasks to validated, analysis to hybrid, the rest to the fast "
+            "validator model.",
+    "hybrid": "Best general use: the reasoning model answers, plus the tool calls it needs (files, shell). "
+              "Cost ~1.5x primary.",
+    "validated": "Code that must be right: answer, sandboxed tests (else a review), repair on failure, tool "
+                 "calls. Cost ~2x primary.",
+    "compete": "Critical code: two models answer, tests (else a judge) pick one, tool calls from it. Cost ~3x "
+               "primary.",
     "tools": "Fastest: the request straight to tool calls (Read, Write, Edit, Bash, Glob, Grep or yours), "
              "no reasoning. Cost ~0.15x primary.",
     "primary": "The reasoning model alone, no tool calls: explain, reason, plan. Cost 1x.",
@@ -64,21 +64,23 @@ _INSTRUCTIONS = ("Local multi-model orchestration: each mage_* tool runs one pat
                  "server runs none. Unsure which to use? Call mage_auto.")
 
 Prompt = Annotated[str, Field(min_length=1, description="The whole task.")]
-ContextArg = Annotated[str | None, Field(description="Code or text the models should see.")]
-System = Annotated[str | None, Field(description="System prompt for the answer.")]
+ContextArg = Annotated[str | None, Field(description="Code or text to see.")]
+System = Annotated[str | None, Field(description="System prompt.")]
 Temperature = Annotated[float | None, Field(ge=0, le=2, description="0 = greedy.")]
 MaxTokens = Annotated[int | None, Field(ge=1, le=32768, description="Token limit per answer.")]
 Tools = Annotated[list[ToolDefinition] | None, Field(
-    description="Tools for the calls; default Read, Write, Edit, Bash, Glob, Grep.")]
+    description="Your tools; default Read, Write, Edit, Bash, Glob, Grep.")]
 Extraction = Annotated[Literal["auto", "always", "never"] | None, Field(
-    description="When to extract tool calls; auto: when the task needs them.")]
+    description="When to make tool calls; auto: when needed.")]
 Swap = Annotated[bool | None, Field(description="Judge twice, A and B swapped.")]
 Verify = Annotated[Literal["model", "execute", "auto"] | None, Field(
     description="execute: sandboxed tests.")]
 Tests = Annotated[list[str] | None, Field(description="Asserts to pass.")]
+# Bounds are checked by PatternRequest; the published schema stays short (it is sent with every turn).
+Deadline = Annotated[float | None, Field(description="Seconds; then the best so far.")]
 _ARGS: dict[str, Any] = {"prompt": Prompt, "context": ContextArg, "system": System, "temperature": Temperature,
                          "max_tokens": MaxTokens, "tools": Tools, "extraction": Extraction, "swap": Swap,
-                         "verify": Verify, "tests": Tests}
+                         "verify": Verify, "tests": Tests, "deadline_s": Deadline}
 _DIRECT = ("primary", "validator", "competitor")  # one model answers: no tool calls to target or extract
 # Progress at least this often while a call runs (a step start, then each second of tokens, else this beat):
 # Claude Code aborts a call silent for 30 min on stdio, 5 min over HTTP (each notification resets that clock).
@@ -94,6 +96,8 @@ def tool_args(pattern: str) -> list[str]:
             names.append("extraction")
     if pattern in ("validated", "compete"):  # the patterns that check code (auto routes code to validated)
         names += ["verify", "tests"]
+    if pattern in ("auto", "hybrid", "validated", "compete"):  # the multi-step ones (settings deadline_s: all)
+        names.append("deadline_s")
     if pattern == "compete":
         names.append("swap")
     return names

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+
+import anyio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .backend import Backend
-from .errors import GenerationCancelled, MageError, ModelOutputError, PatternError
+from .errors import DeadlineReached, GenerationCancelled, MageError, ModelOutputError, PatternError
 from .settings import Role, Settings
 from .types import (Chunk, Completion, Constraint, GenerationRequest, Message, PatternRequest, PatternResult, Step,
                     ToolCall, Totals, Trace)
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnProgress = Callable[[int, str, str, int, str], Awaitable[None]]
 PROGRESS_INTERVAL_S = 1.0
+DEADLINE_MARGIN_S = 0.5  # what a deadline leaves for building and sending the result
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.M)
 
 
@@ -47,6 +50,10 @@ class RunContext:
         self._t0 = time.perf_counter()
         # Texts of generations that stopped at their token budget: never run, scored or written as complete.
         self.cut_off_texts: set[str] = set()
+        deadline_s = request.deadline_s or settings.deadline_s
+        self.deadline_s = deadline_s
+        self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self.best: tuple[str, str] | None = None  # (text, what it is): what a deadline returns
 
     # -- roles ---------------------------------------------------------------------------------------
     def role_system(self, role: Role) -> str | None:
@@ -106,6 +113,9 @@ class RunContext:
                                 constraint=constraint, draft_model=draft, num_draft_tokens=cfg.num_draft_tokens,
                                 continue_final=continue_final)
         step_no = len(self.trace.steps) + 1
+        left = self.time_left()
+        if left is not None and left <= DEADLINE_MARGIN_S:
+            raise DeadlineReached(f"{purpose}: no time left before the deadline", step=purpose)
         await self.progress(purpose, role, 0, f"step {step_no}: {purpose} ({role}: {cfg.model})")
         last_report = time.monotonic()
 
@@ -119,7 +129,14 @@ class RunContext:
 
         t0 = time.perf_counter()
         try:
-            completion = await backend.stream(req, on_chunk)
+            if left is None:
+                completion = await backend.stream(req, on_chunk)
+            else:
+                # Cut between tokens or prefill chunks (a cancel), so the model stays usable for the next call.
+                with anyio.fail_after(left - DEADLINE_MARGIN_S):
+                    completion = await backend.stream(req, on_chunk)
+        except TimeoutError as e:
+            raise DeadlineReached(f"{purpose}: stopped at the deadline", step=purpose) from e
         except GenerationCancelled:
             raise
         except MageError as e:
@@ -186,6 +203,26 @@ class RunContext:
                                        Message(role="user", content=f"That output is not usable: {e}. Answer again "
                                                                     "in exactly the required format.")]
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the deadline ----------------------------------------------------------------------------------------
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (None: no deadline)."""
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def checkpoint(self, text: str, what: str) -> None:
+        """The best result so far: what the pattern returns if the deadline comes before it finishes."""
+        self.best = (text, what)
+
+    def partial_result(self, reached: DeadlineReached) -> PatternResult:
+        """The best result so far, marked partial, with what was skipped and why."""
+        text, what = self.best or ("", "nothing")
+        skipped = [f"{reached.step}: not finished within deadline_s = {self.deadline_s:g} s"]
+        if self.best is None:
+            skipped.append("no answer had finished: the text is empty")
+        else:
+            skipped.append(f"returned {what} (later steps and tool calls skipped)")
+        result = self.result(text, [])
+        return result.model_copy(update={"partial": True, "skipped": skipped})
 
     def is_cut_off(self, text: str) -> bool:
         """``text`` is (or ends with) a generation that stopped at its token budget."""

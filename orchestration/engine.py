@@ -9,7 +9,7 @@ from typing import Any
 
 from .backend import Backend
 from .context import OnProgress, RunContext
-from .errors import ConfigError, MageError, RequestError
+from .errors import ConfigError, DeadlineReached, MageError, RequestError
 from .patterns import PATTERNS, PatternFn
 from .patterns.custom import make_custom
 from .models.pool import GB
@@ -67,7 +67,11 @@ class Engine:
         if fn is None:
             raise RequestError(f"unknown pattern {name!r}; choose one of: {', '.join(self.patterns)}")
         ctx = RunContext(name, request, self.settings, self.backends, on_progress)
-        result = await fn(request, ctx)
+        try:
+            result = await fn(request, ctx)
+        except DeadlineReached as reached:
+            result = ctx.partial_result(reached)
+            log.info("pattern %s: deadline reached at %s; partial result", name, reached.step)
         log.info("pattern %s done: %d steps, %.2fs, %d tool calls", name, len(result.trace.steps),
                  result.totals.seconds, len(result.tool_calls))
         return result

@@ -75,6 +75,14 @@ class GenerationCancelled(MageError):
     """The caller cancelled the request; generation stopped at a token boundary."""
 
 
+class DeadlineReached(MageError):
+    """A step could not finish before the call's deadline (``deadline_s``): the pattern returns what it has."""
+
+    def __init__(self, message: str, *, step: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
 class PatternError(MageError):
     """A pattern step failed; names the pattern, the step and the role. ``__cause__`` is the original."""
 

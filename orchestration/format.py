@@ -32,6 +32,8 @@ def trace_line(result: PatternResult) -> str:
 def result_text(result: PatternResult, *, for_host: bool = False) -> str:
     """The answer, the tool calls as JSON, the trace line: for a person (CLI) or a host model (MCP text)."""
     parts = [result.text.rstrip() or ("(empty answer)" if for_host else "")]
+    if result.partial:
+        parts.append("PARTIAL (the deadline came first): " + "; ".join(result.skipped))
     if result.tool_calls:
         calls = json.dumps([c.model_dump() for c in result.tool_calls], indent=2)
         head = ("Tool calls for the host to run (this server runs none):" if for_host

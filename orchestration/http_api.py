@@ -96,6 +96,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     tools: list[_Tool] | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice is produced")
+    deadline_s: float | None = Field(None, gt=0, le=86400, description="mageagent: return the best result so far by "
+                                     "then, marked partial")
 
 
 class _Refused(Exception):
@@ -139,7 +141,7 @@ def to_pattern_request(chat: ChatRequest) -> PatternRequest:
                             parameters=t.function.parameters) for t in chat.tools] if chat.tools else None
     return PatternRequest(prompt=turns[last_user].text(), context=context, system=system,
                           temperature=chat.temperature, max_tokens=chat.max_tokens or chat.max_completion_tokens,
-                          tools=tools)
+                          tools=tools, deadline_s=chat.deadline_s)
 
 
 def _tool_calls(result: PatternResult) -> list[dict[str, Any]]:
@@ -150,7 +152,8 @@ def _tool_calls(result: PatternResult) -> list[dict[str, Any]]:
 def _extra(result: PatternResult) -> dict[str, Any]:
     return {"pattern": result.pattern, "trace": result.trace.model_dump(mode="json"),
             "totals": result.totals.model_dump(), "models": result.models,
-            "tool_calls": [c.model_dump() for c in result.tool_calls]}
+            "tool_calls": [c.model_dump() for c in result.tool_calls],
+            "partial": result.partial, "skipped": result.skipped}
 
 
 def _usage(result: PatternResult) -> dict[str, int]:

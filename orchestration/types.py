@@ -143,6 +143,8 @@ class PatternRequest(_Model):
                                   "Python code and a sandbox is available")
     tests: list[str] | None = Field(None, description="assert statements the code must pass (else the validator "
                                     "writes some from the request)")
+    deadline_s: float | None = Field(None, gt=0, le=86400, description="return by then with the best result so far, "
+                                     "marked partial")
 
     @field_validator("prompt")
     @classmethod
@@ -319,6 +321,8 @@ class PatternResult(_Model):
     models: dict[str, str] = Field(default_factory=dict, description="role -> model id used")
     finish_reason: Literal["stop", "length"] = Field("stop", description="length: the answer stopped at its token "
                                                      "budget")
+    partial: bool = Field(False, description="the deadline came first: the best result so far, see skipped")
+    skipped: list[str] = Field(default_factory=list, description="what the deadline left undone, and why")
     cut_off: bool = Field(False, description="the answer was cut off at its token budget: incomplete, never run "
                                              "or written as if complete")
 

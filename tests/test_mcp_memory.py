@@ -27,9 +27,9 @@ MODES = ["legacy", "auto"]  # the 2025-11-25 initialize handshake hosts use, and
 EXAMPLE = Path(__file__).parents[1] / "examples" / "review_and_fix.toml"
 _ANSWER = {"prompt", "context", "system", "temperature", "max_tokens"}
 ARGS = {"primary": _ANSWER, "validator": _ANSWER, "competitor": _ANSWER, "tools": _ANSWER | {"tools"},
-        "auto": _ANSWER | {"tools", "extraction"}, "hybrid": _ANSWER | {"tools", "extraction"},
-        "validated": _ANSWER | {"tools", "extraction", "verify", "tests"},
-        "compete": _ANSWER | {"tools", "extraction", "verify", "tests", "swap"}}
+        "auto": _ANSWER | {"tools", "extraction", "deadline_s"}, "hybrid": _ANSWER | {"tools", "extraction", "deadline_s"},
+        "validated": _ANSWER | {"tools", "extraction", "verify", "tests", "deadline_s"},
+        "compete": _ANSWER | {"tools", "extraction", "verify", "tests", "swap", "deadline_s"}}
 
 
 def make() -> tuple[ScriptedBackend, object]:

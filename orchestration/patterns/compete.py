@@ -66,9 +66,15 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
                                    ("solution B", lambda: answer(ctx, "competitor", "solution B", budget))])
     else:
         a = await answer(ctx, "primary", "solution A", budget)
+        ctx.checkpoint(a, "solution A (the primary's); solution B did not finish")
         b = await answer(ctx, "competitor", "solution B", budget)
+    ctx.checkpoint(a, "solution A (the primary's), not yet judged")
     executing, why = plan(ctx, a, b)
     scored = await _by_tests(ctx, a, b) if executing else None
+    if scored is not None:
+        lead = "A" if scored[1]["A"] >= scored[1]["B"] else "B"
+        ctx.checkpoint(a if lead == "A" else b, f"solution {lead}, passing more tests so far "
+                                                f"(A {scored[1]['A']}, B {scored[1]['B']}), not judged")
     if scored is None:
         ctx.trace.verification = ctx.trace.verification or why
     model, recused = judge_model(ctx)

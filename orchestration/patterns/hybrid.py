@@ -10,5 +10,6 @@ from ._common import answer
 
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
     text = await answer(ctx, "primary")
+    ctx.checkpoint(text, "the answer")
     # The text stays the primary's answer; the tools model only adds calls.
     return ctx.result(text, await maybe_extract(ctx, text))

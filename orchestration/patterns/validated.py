@@ -83,6 +83,7 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
     set_aside: dict[str, bool] = {}
     first = _Candidate(text, await _executed(ctx, text, tests, set_aside, "validate"))
     ctx.trace.verdicts.append(first.verdict)
+    ctx.checkpoint(text, f"the first answer, tested: {first.verdict.verdict}")
     seen, best = [first], first
     plan_roles: list[Role] = ["primary"] * ctx.settings.max_revisions + ["competitor"] * ctx.settings.escalations
     n = 0
@@ -106,6 +107,7 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
         seen.append(new)
         if new.score >= best.score:  # ties: the later repair, written with the failures in hand
             best = new
+            ctx.checkpoint(best.text, f"the best tested answer so far (round {n}): {best.verdict.verdict}")
     ctx.trace.revisions = n
     if best is not first:
         ctx.trace.first_answer = text
@@ -117,6 +119,7 @@ async def _by_opinion(ctx: RunContext, text: str) -> str:
     revision cut off inside its code is never put to the validator or kept."""
     verdict = await validate(ctx, text, "validate")
     ctx.trace.verdicts.append(verdict)
+    ctx.checkpoint(text, f"the first answer, the validator's verdict: {verdict.verdict}")
     n = 0
     while verdict.verdict == "FAIL" and n < ctx.settings.max_revisions:
         n += 1
@@ -166,6 +169,7 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
             ("write tests", lambda: gather_tests(ctx, stub))])
     else:
         text = await answer(ctx, "primary", max_tokens=code_budget(ctx))
+    ctx.checkpoint(text, "the first answer, not yet checked")
     executing, why = plan(ctx, text)
     tests: list[tuple[str, Origin]] = []
     if executing:
