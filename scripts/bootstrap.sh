@@ -18,7 +18,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# OpenBLAS makes MLX's CPU backend read prompts ~25x faster (Linux only; optional).
+# OpenBLAS makes MLX's CPU backend read prompts several times faster (docs/bench/blas.json; Linux only; optional).
 if [ "$(uname -s)" = "Linux" ] && ! ldconfig -p 2>/dev/null | grep -q 'libopenblas.so.0'; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     echo "== installing OpenBLAS (libopenblas0-pthread)" >&2
@@ -26,7 +26,7 @@ if [ "$(uname -s)" = "Linux" ] && ! ldconfig -p 2>/dev/null | grep -q 'libopenbl
       || echo "   OpenBLAS could not be installed; MLX falls back to its bundled BLAS (slower)" >&2
   else
     echo "   note: OpenBLAS is absent and cannot be installed here (not root or no apt-get); the" >&2
-    echo "   bundled BLAS works, prompts read ~25x slower. Debian/Ubuntu: apt-get install libopenblas0-pthread" >&2
+    echo "   bundled BLAS works, prompts read several times slower. Debian/Ubuntu: apt-get install libopenblas0-pthread" >&2
   fi
 fi
 
