@@ -9,11 +9,15 @@ from __future__ import annotations
 from ..context import RunContext
 from ..heuristics import classify
 from ..types import PatternRequest, PatternResult
+from . import compete, competitor, hybrid, primary, validated, validator
+
+# The patterns auto can route to, imported here rather than from the package's table (which lists auto itself):
+# no import circle.
+ROUTES = {"validated": validated.run, "hybrid": hybrid.run, "validator": validator.run, "compete": compete.run,
+          "competitor": competitor.run, "primary": primary.run}
 
 
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
-    from . import PATTERNS
-
     route = classify(request.prompt, request.context)
     pattern, reason = route.pattern, route.reason
     if route.task == "coding" and ctx.settings.auto_coding != pattern:
@@ -22,4 +26,4 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
     ctx.trace.route = pattern
     ctx.trace.route_reason = reason
     ctx.trace.matched_keywords = route.matched
-    return await PATTERNS[pattern](request, ctx)
+    return await ROUTES[pattern](request, ctx)
