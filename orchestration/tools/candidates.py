@@ -228,28 +228,45 @@ def _answer_file_names(answer: str, ext_like: list[Block]) -> list[str]:
     return [n for n in names if not langs or langs & _LANGS.get(_ext(n), set())]
 
 
-def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bool = False) -> Candidates:
-    """Every candidate the facts support, each marked ``asked`` where the request's words ask for it."""
-    prompt = request.prompt
-    intent = read_intent(prompt)
-    out = Candidates(intent=intent)
-    files = context_files(request, intent)
-    blocks = answer_blocks(answer) if answer else []
-    if not blocks and request.prompt and answer is None:
-        blocks = [b for b in answer_blocks(prompt) if b.closed]
-    written: list[str] = []
+class _Build:
+    """What every kind of candidate is built from, and the list they go into."""
 
-    def add(label: str, calls: list[ToolCall], source: str, asked: bool, at: int = 10**6) -> None:
-        if intent.how_to and calls[0].tool not in ("Read", "Glob", "Grep"):
+    def __init__(self, request: PatternRequest, answer: str | None, cut_off: bool) -> None:
+        self.request, self.answer, self.cut_off = request, answer, cut_off
+        self.prompt = request.prompt
+        self.intent = read_intent(self.prompt)
+        self.out = Candidates(intent=self.intent)
+        self.files = context_files(request, self.intent)
+        blocks = answer_blocks(answer) if answer else []
+        if not blocks and answer is None:
+            blocks = [b for b in answer_blocks(self.prompt) if b.closed]
+        self.blocks = blocks
+        self.written: list[str] = []
+
+    def add(self, label: str, calls: list[ToolCall], source: str, asked: bool, at: int = 10**6) -> None:
+        if self.intent.how_to and calls[0].tool not in ("Read", "Glob", "Grep"):
             asked = False  # "how do I install numpy?" asks to be told how, not for the install
-        out.items.append(ToolCandidate(label=label, calls=calls, source=source, asked=asked))
-        out.positions.append(at)
+        self.out.items.append(ToolCandidate(label=label, calls=calls, source=source, asked=asked))
+        self.out.positions.append(at)
 
-    def where(word: str) -> int:
-        i = prompt.find(word)
+    def where(self, word: str) -> int:
+        i = self.prompt.find(word)
         return i if i >= 0 else 10**6
 
-    # -- Write: a named place + the answer's code --------------------------------------------------------------
+
+def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bool = False) -> Candidates:
+    """Every candidate the facts support, each marked ``asked`` where the request's words ask for it."""
+    b = _Build(request, answer, cut_off)
+    for part in (_writes, _edits, _lookups, _commands):
+        part(b)
+    _order(b.out, b.written)
+    return b.out
+
+
+def _writes(bld: _Build) -> None:
+    """A file the request names to write to + the answer's code: Write."""
+    answer, cut_off, prompt, intent = bld.answer, bld.cut_off, bld.prompt, bld.intent
+    out, files, blocks, written, add, where = bld.out, bld.files, bld.blocks, bld.written, bld.add, bld.where
     dests = [d for d in intent.destinations if d not in files]
     if intent.unnamed_destination and answer:
         code = [b for b in blocks if b.closed]
@@ -293,7 +310,11 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
             [_call("Write", {"file_path": d, "content": content}, _write_risk(d))],
             "a file the request names to write to + the answer's code", True, where(d))
 
-    # -- Edit: a file the host showed + the answer's new definitions -------------------------------------------
+
+def _edits(bld: _Build) -> None:
+    """A file the host showed + the answer's new version of its definitions: Edits (or a refusal)."""
+    answer, intent, out = bld.answer, bld.intent, bld.out
+    files, blocks, add, where = bld.files, bld.blocks, bld.add, bld.where
     for path, text in files.items():
         closed = [b for b in blocks if b.closed]
         open_ = [b for b in blocks if not b.closed]
@@ -342,7 +363,10 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
             f"{'s' if len(calls) != 1 else ''})", calls,
             "a file the host showed + the answer's new version of its definitions", asked, where(path))
 
-    # -- Read / Glob / Grep ------------------------------------------------------------------------------------
+
+def _lookups(bld: _Build) -> None:
+    """Read / Glob / Grep from the names and patterns the request gives."""
+    intent, out, files, add, where = bld.intent, bld.out, bld.files, bld.add, bld.where
     for f in intent.reads:
         if f not in files:
             add(f"Read {f}", [_call("Read", {"file_path": f})], "a file the request asks to read", True, where(f))
@@ -360,7 +384,11 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
         add(f"Grep {pattern}" + (f" in {directory}" if directory else ""), [_call("Grep", args)],
             "text the request asks to search for", True, where(pattern))
 
-    # -- Bash: grounded paths and fixed templates, never a model's text --------------------------------------
+
+def _commands(bld: _Build) -> None:
+    """Bash from grounded paths and fixed templates, or the answer's own shell lines; never a model's text."""
+    answer, prompt, intent, out = bld.answer, bld.prompt, bld.intent, bld.out
+    files, blocks, written, add, where = bld.files, bld.blocks, bld.written, bld.add, bld.where
     runnable = [f for f in written + list(files) + file_names(prompt) if f and _ext(f) in _RUNNERS]
     run_targets = list(dict.fromkeys(intent.run_files + (runnable[:1] if intent.run_it else [])))
     for f in run_targets:
@@ -412,8 +440,6 @@ def build_candidates(request: PatternRequest, answer: str | None, *, cut_off: bo
                                                                for c in out.items if c.calls[0].tool == "Bash"):
                     add(f"Bash: {cmd}", [_call("Bash", {"command": cmd})], "a command in the answer's shell block",
                         False)
-    _order(out, written)
-    return out
 
 
 def _order(out: Candidates, written: list[str]) -> None:

@@ -161,6 +161,13 @@ def read_intent(prompt: str) -> Intent:
     """Every ask the request's words show; see the module docstring."""
     it = Intent(question=is_question(prompt), how_to=is_how_to(prompt))
     files = file_names(prompt)
+    _file_asks(it, prompt, files)
+    _action_asks(it, prompt, files)
+    return _finish(it, prompt)
+
+
+def _file_asks(it: Intent, prompt: str, files: list[str]) -> None:
+    """Files to write, add to, run and read, by the verb before each name the request gives."""
     frx = _file_rx(files) if files else None
     low = prompt
     if frx:
@@ -201,6 +208,11 @@ def read_intent(prompt: str) -> Intent:
                    r"file\b", low, re.IGNORECASE):
         it.unnamed_destination = True
         it.evidence.append("save to an unnamed file")
+
+
+def _action_asks(it: Intent, prompt: str, files: list[str]) -> None:
+    """Runs, tests, quoted commands, finds, searches, deletes, installs, listings and git."""
+    low = prompt
     it.test_files = [f for f in files if _TEST_FILE.search(f)]
     if re.search(_RUN + r"\b[^.\n;]{0,30}?\b(?:tests?|test\s+suite|unit\s+tests?|pytest)\b|\btest\s+it\b|"
                  r"\bpytest\b", low, re.IGNORECASE):
@@ -256,6 +268,9 @@ def read_intent(prompt: str) -> Intent:
         if sub not in it.git:
             it.git.append(sub)
             it.evidence.append(m.group(0))
+
+
+def _finish(it: Intent, prompt: str) -> Intent:
     it.edit_verbs = sorted({v.lower() for v in EDIT_VERBS.findall(prompt)})
     for name in ("destinations", "append_targets", "run_files", "reads", "test_files"):
         setattr(it, name, list(dict.fromkeys(getattr(it, name))))
