@@ -8,6 +8,14 @@ Kinds, best first:
   tmpfs work dir and ``/tmp``; the candidate runs as uid 65534 when we are root; limits on CPU seconds,
   address space, processes, file size, open files, core dumps. At the wall-clock limit the whole namespace is
   killed: bwrap's PID 1 goes and the kernel kills everything left, ``setsid`` children included.
+  Inside, no new namespace and no mount: a seccomp filter (``--seccomp``, x86-64 and arm64) refuses
+  ``unshare``, ``setns``, ``clone`` with a namespace flag, ``clone3`` (ENOSYS: libc falls back to ``clone``)
+  and the mount calls, so a candidate cannot make a user namespace, gain capabilities there and mount a
+  tmpfs past ``disk_mb``; bwrap's ``--disable-userns`` is added where it applies (not as root).
+  ``memory_mb`` and ``processes`` hold for the whole sandbox: in a cgroup v2 child with ``memory.max`` and
+  ``pids.max`` where the server's cgroup (or its parent) delegates those controllers to us; otherwise by
+  ``RLIMIT_NPROC`` times a per-process address space sized so the product stays within ``memory_mb``
+  (``memory_mb // n`` each for ``n = min(processes, memory_mb // 128)`` processes). ``cap()`` says which.
 - ``sandbox-exec`` (macOS): a deny-default Seatbelt profile (no network; reads limited to the system and the
   interpreter; writes to the work dir only) plus the same limits. Written from Apple's profile language, not
   exercised by this project's tests (they run on Linux).
@@ -39,8 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError
 
-__all__ = ["Limits", "SandboxResult", "SandboxKind", "SandboxMode", "Availability", "availability", "resolve",
-           "run_python"]
+__all__ = ["Limits", "SandboxResult", "SandboxKind", "SandboxMode", "Availability", "Cap", "availability", "cap",
+           "resolve", "run_python", "seccomp_filter"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +67,7 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     timeout_s: float = Field(10.0, gt=0, le=3600, description="wall clock, start-up included")
-    memory_mb: int = Field(1024, ge=64, description="address space per process")
+    memory_mb: int = Field(1024, ge=64, description="memory of the whole sandbox, every process together")
     file_mb: int = Field(16, ge=1, description="largest file it may write")
     disk_mb: int = Field(64, ge=1, description="the work dir and /tmp, each (bwrap: tmpfs size)")
     processes: int = Field(64, ge=2, description="processes and threads (bwrap only: weak counts per user)")
@@ -105,19 +113,42 @@ def _interpreter() -> tuple[str, list[str]]:
     return exe, sorted(trees)
 
 
-def _rlimits(limits: Limits, *, nproc: bool) -> list[tuple[str, int]]:
+_MIN_PROCESS_MB = 128  # the least address space one process gets when the total is split by rlimits
+
+
+class Cap(BaseModel):
+    """How ``memory_mb`` and ``processes`` hold for the whole sandbox: a cgroup, or rlimits whose product does."""
+
+    how: Literal["cgroup", "rlimits"]
+    processes: int
+    process_memory_mb: int
+    cgroup_parent: str | None = None
+
+
+def cap(limits: Limits, parent: str | None = None) -> Cap:
+    """The whole-sandbox cap for ``limits`` here (``parent``: a delegating cgroup v2 dir, found if not given)."""
+    parent = parent if parent is not None else _cgroup_parent()
+    if parent:
+        return Cap(how="cgroup", processes=limits.processes, process_memory_mb=limits.memory_mb,
+                   cgroup_parent=parent)
+    n = max(2, min(limits.processes, limits.memory_mb // _MIN_PROCESS_MB))
+    return Cap(how="rlimits", processes=n, process_memory_mb=limits.memory_mb // n)
+
+
+def _rlimits(limits: Limits, *, nproc: bool, budget: Cap | None = None) -> list[tuple[str, int]]:
     cpu = math.ceil(limits.timeout_s) + 1
-    out = [("RLIMIT_CPU", cpu), ("RLIMIT_AS", limits.memory_mb << 20), ("RLIMIT_FSIZE", limits.file_mb << 20),
+    per = budget.process_memory_mb if budget else limits.memory_mb
+    out = [("RLIMIT_CPU", cpu), ("RLIMIT_AS", per << 20), ("RLIMIT_FSIZE", limits.file_mb << 20),
            ("RLIMIT_NOFILE", limits.open_files), ("RLIMIT_CORE", 0)]
     if nproc:  # per user outside a namespace: a weak-mode limit would count every process the user runs
-        out.append(("RLIMIT_NPROC", limits.processes))
+        out.append(("RLIMIT_NPROC", budget.processes if budget else limits.processes))
     return out
 
 
-def _launcher(limits: Limits, exe: str) -> str:
+def _launcher(limits: Limits, exe: str, budget: Cap) -> str:
     """Run first inside bwrap: set the limits, drop root (NPROC binds no uid-0 process), exec the program."""
     return ("import os, resource\n"
-            f"for name, value in {_rlimits(limits, nproc=True)!r}:\n"
+            f"for name, value in {_rlimits(limits, nproc=True, budget=budget)!r}:\n"
             "    resource.setrlimit(getattr(resource, name), (value, value))\n"
             "if os.getuid() == 0:\n"
             f"    os.setgroups([]); os.setresgid({_NOBODY}, {_NOBODY}, {_NOBODY}); "
@@ -137,13 +168,133 @@ def _preexec(limits: Limits):  # noqa: ANN202 - a preexec_fn for the weak and ma
     return apply
 
 
+# -- one cap for the whole sandbox: a cgroup v2 child where we are given one --------------------------------
+def _cgroup_root() -> Path | None:
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        if (root / "cgroup.controllers").is_file():
+            return root
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _cgroup_parent() -> str | None:
+    """A cgroup v2 dir we may make children in, with memory and pids delegated to them: our own cgroup or its
+    parent (systemd ``Delegate=yes``, or root on a cgroup v2 host). None where the host gives no such thing."""
+    if not sys.platform.startswith("linux") or (root := _cgroup_root()) is None:
+        return None
+    try:
+        own = next(line[3:].strip() for line in Path("/proc/self/cgroup").read_text().splitlines()
+                   if line.startswith("0::"))
+    except (OSError, StopIteration):
+        return None
+    here = root / own.lstrip("/")
+    for d in (here, here.parent):
+        try:
+            enabled = (d / "cgroup.subtree_control").read_text().split()
+        except OSError:
+            continue
+        if {"memory", "pids"} <= set(enabled) and os.access(d, os.W_OK) and d.is_relative_to(root):
+            return str(d)
+    return None
+
+
+def _make_cgroup(parent: str, limits: Limits) -> Path | None:
+    """A fresh child of ``parent`` holding ``memory.max`` (swap 0) and ``pids.max``; None if it cannot be made."""
+    path = Path(parent, f"mageagent-sandbox-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        path.mkdir()
+        (path / "memory.max").write_text(str(limits.memory_mb << 20))
+        (path / "pids.max").write_text(str(limits.processes + 2))  # + bwrap and its reaper
+        if (path / "memory.swap.max").exists():
+            (path / "memory.swap.max").write_text("0")
+    except OSError as e:
+        log.warning("cannot make a sandbox cgroup in %s (%s): per-process limits only for this run", parent, e)
+        _remove_cgroup(path)
+        return None
+    return path
+
+
+def _remove_cgroup(path: Path) -> None:
+    end = time.monotonic() + 2
+    while path.exists():
+        try:
+            path.rmdir()
+        except OSError:
+            if time.monotonic() > end:
+                log.warning("sandbox cgroup %s still busy; left in place", path)
+                return
+            time.sleep(0.02)
+
+
+def _enter_cgroup(path: Path):  # noqa: ANN202 - a preexec_fn: bwrap and everything it starts go in
+    procs = str(path / "cgroup.procs")
+
+    def enter() -> None:
+        with open(procs, "w") as f:
+            f.write("0")
+
+    return enter
+
+
+# -- no namespaces and no mounts inside: a seccomp filter for bwrap's --seccomp -------------------------------
+# Classic BPF over seccomp_data (nr at 0, arch at 4, args[0]'s low word at 16 on little-endian). No maintained
+# Python library writes these without libseccomp's C library, hence these few lines.
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_SYSCALLS = {  # name: (x86-64, arm64); the new mount API is numbered the same on both
+    "clone": (56, 220), "unshare": (272, 97), "setns": (308, 268), "mount": (165, 40), "umount2": (166, 39),
+    "pivot_root": (155, 41), "clone3": (435, 435), "open_tree": (428, 428), "move_mount": (429, 429),
+    "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433),
+    "mount_setattr": (442, 442),
+}
+_CLONE_NEW = 0x7E020080  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_EPERM, _ENOSYS = 1, 38
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The BPF program (``struct sock_filter[]``) bwrap loads with ``--seccomp``; None on other architectures."""
+    import platform
+    import struct
+
+    machine = machine or platform.machine()
+    if machine not in _AUDIT_ARCH or sys.byteorder != "little":
+        return None
+    col = 0 if machine == "x86_64" else 1
+    nr = {name: nums[col] for name, nums in _SYSCALLS.items()}
+    # The checks on nr, each a jump to one of four endings placed after them: (opcode, target, k).
+    checks: list[tuple[int, str, int]] = [(0x35, "deny", 0x40000000)] if machine == "x86_64" else []  # x32 ABI
+    checks += [(0x15, "deny", n) for name, n in nr.items() if name not in ("clone", "clone3")]
+    checks += [(0x15, "enosys", nr["clone3"]), (0x15, "clone", nr["clone"])]
+    ends = {"allow": 0, "clone": 1, "deny": 4, "enosys": 5}  # offsets within the endings below
+    prog = [(0x20, 0, 0, 4), (0x15, 1, 0, _AUDIT_ARCH[machine]), (0x06, 0, 0, _RET_ERRNO | _EPERM),  # other ABI
+            (0x20, 0, 0, 0)]  # A = nr
+    for i, (op, target, k) in enumerate(checks):
+        prog.append((op, len(checks) - i - 1 + ends[target], 0, k))
+    prog += [(0x06, 0, 0, _RET_ALLOW),
+             (0x20, 0, 0, 16), (0x45, 1, 0, _CLONE_NEW),  # clone: a namespace flag in args[0] -> deny
+             (0x06, 0, 0, _RET_ALLOW),
+             (0x06, 0, 0, _RET_ERRNO | _EPERM),
+             (0x06, 0, 0, _RET_ERRNO | _ENOSYS)]
+    return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+
+
+@functools.lru_cache(maxsize=1)
+def _bwrap_disables_userns(bwrap: str) -> bool:
+    try:
+        out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--disable-userns" in out.stdout + out.stderr
+
+
 # -- bubblewrap --------------------------------------------------------------------------------------------
 def _ancestors(path: str) -> list[str]:
     parts = Path(path).parts[1:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _bwrap_argv(bwrap: str, code_fd: int, limits: Limits) -> list[str]:
+def _bwrap_argv(bwrap: str, code_fd: int, limits: Limits, budget: Cap | None = None,
+                seccomp_fd: int = -1) -> list[str]:
     exe, trees = _interpreter()
     if os.geteuid() == 0:
         # As root, bwrap's --unshare-all would map uid 0 alone into a user namespace, leaving no uid to drop
@@ -151,7 +302,9 @@ def _bwrap_argv(bwrap: str, code_fd: int, limits: Limits) -> list[str]:
         ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
               "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        ns = ["--unshare-all"]
+        ns = ["--unshare-all"] + (["--disable-userns"] if _bwrap_disables_userns(bwrap) else [])
+    if seccomp_fd >= 0:
+        ns += ["--seccomp", str(seccomp_fd)]
     argv = [bwrap, *ns, "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = "/" + name
@@ -171,7 +324,7 @@ def _bwrap_argv(bwrap: str, code_fd: int, limits: Limits) -> list[str]:
              "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
              "--perms", "1777", "--size", size, "--tmpfs", _WORK,
              "--perms", "0444", "--ro-bind-data", str(code_fd), f"{_WORK}/candidate.py",
-             "--chdir", _WORK, "--", exe, "-I", "-S", "-B", "-c", _launcher(limits, exe)]
+             "--chdir", _WORK, "--", exe, "-I", "-S", "-B", "-c", _launcher(limits, exe, budget or cap(limits))]
     return argv
 
 
@@ -281,13 +434,24 @@ def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
         if data is not None:  # input no file in the sandbox holds: only a descriptor the program is handed
             data_fd = _data_fd(data, tmp)
             env["MAGEAGENT_DATA_FD"] = str(data_fd)
+        seccomp_fd = -1
+        cgroup: Path | None = None
         if kind == "bwrap":
             code_fd = os.memfd_create("candidate") if hasattr(os, "memfd_create") else os.open(
                 os.path.join(tmp, "candidate.py"), os.O_RDWR | os.O_CREAT, 0o600)
             os.write(code_fd, code.encode())
             os.lseek(code_fd, 0, os.SEEK_SET)
-            argv = _bwrap_argv(shutil.which("bwrap") or "bwrap", code_fd, limits)
-            pass_fds, cwd = (code_fd,), tmp
+            budget = cap(limits)
+            if budget.cgroup_parent and (cgroup := _make_cgroup(budget.cgroup_parent, limits)) is not None:
+                kw = {"preexec_fn": _enter_cgroup(cgroup)}
+            elif budget.how == "cgroup":  # the cgroup could not be made: the rlimits' total instead
+                budget = cap(limits, parent="")
+            if (bpf := seccomp_filter()) is not None:
+                seccomp_fd = _data_fd(bpf, tmp)
+            else:
+                log.warning("no seccomp filter for %s: the candidate may create namespaces", os.uname().machine)
+            argv = _bwrap_argv(shutil.which("bwrap") or "bwrap", code_fd, limits, budget, seccomp_fd)
+            pass_fds, cwd = tuple(fd for fd in (code_fd, seccomp_fd) if fd >= 0), tmp
         else:
             work = os.path.realpath(tmp)
             Path(work, "candidate.py").write_text(code)
@@ -303,11 +467,13 @@ def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
         except BaseException:
             if read_end >= 0:
                 os.close(read_end)
+            if cgroup is not None:
+                _remove_cgroup(cgroup)
             raise
         finally:
             if code_fd >= 0:
                 os.close(code_fd)
-            for fd in (write_end, data_fd):
+            for fd in (write_end, data_fd, seccomp_fd):
                 if fd >= 0:
                     os.close(fd)
         try:
@@ -330,6 +496,8 @@ def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
                     pipe.close()
             if read_end >= 0:
                 os.close(read_end)
+            if cgroup is not None:
+                _remove_cgroup(cgroup)
     status = _exit_status(kind, proc.returncode)
     if reason is None and status == -signal.SIGXCPU:
         reason = "cpu_limit"

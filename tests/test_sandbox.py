@@ -252,3 +252,112 @@ def test_weak_mode_runs_only_when_asked(caplog):
 def test_auto_picks_bubblewrap_here():
     assert resolve("auto") == "bwrap"
     assert run_python("print(1)\n", limits=FAST).kind == "bwrap"
+
+
+# -- issue 26: limits a candidate cannot slip -----------------------------------------------------------------
+_ESCAPE = r'''
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+    print('unshare refused', os.strerror(ctypes.get_errno()))
+os.makedirs('/tmp/m', exist_ok=True)
+if libc.mount(b'none', b'/tmp/m', b'tmpfs', 0, b'size=1g') != 0:
+    print('mount refused', os.strerror(ctypes.get_errno()))
+    raise SystemExit(0)
+written = 0
+try:
+    with open('/tmp/m/big', 'wb') as f:
+        for _ in range(240):
+            f.write(b'x' * 2**20)
+            written += 1
+except OSError:
+    pass
+print('wrote MB', written)
+'''
+
+
+@needs_bwrap
+def test_no_user_namespace_and_no_mount_inside():
+    got = run_python(_ESCAPE, limits=Limits(timeout_s=3, disk_mb=64, file_mb=512))
+    assert got.passed, got
+    assert "unshare refused" in got.stdout and "mount refused" in got.stdout and "wrote" not in got.stdout, got
+    # The command-line tools go through the same calls.
+    got = run_python("import subprocess\nr = subprocess.run(['unshare', '-Urm', 'true'], capture_output=True)\n"
+                     "print(r.returncode)\n", limits=FAST)
+    assert got.passed and got.stdout.strip() != "0", got
+    _next_item_passes()
+
+
+_FORK_MEMORY = r'''
+import os, time
+kids = 0
+for _ in range(4):
+    try:
+        pid = os.fork()
+    except OSError:
+        print('fork refused', flush=True)
+        break
+    if pid == 0:
+        try:
+            b = bytearray(210 << 20)
+            for i in range(0, len(b), 4096):
+                b[i] = 1
+            print('held', flush=True)
+            time.sleep(1)
+        except MemoryError:
+            print('MemoryError', flush=True)
+        os._exit(0)
+    kids += 1
+for _ in range(kids):
+    os.wait()
+'''
+
+
+@needs_bwrap
+def test_memory_is_capped_for_the_whole_sandbox_not_each_process():
+    got = run_python(_FORK_MEMORY, limits=Limits(timeout_s=4, memory_mb=256))
+    held = got.stdout.count("held")
+    assert held * 210 <= 256, got  # four children with 210 MB each was the escape
+    _next_item_passes()
+
+
+def test_the_rlimit_total_stays_within_memory_mb():
+    from orchestration.sandbox import cap
+
+    for memory, processes in [(64, 64), (256, 16), (512, 16), (1024, 64), (4096, 8)]:
+        got = cap(Limits(memory_mb=memory, processes=processes), parent="")
+        assert got.how == "rlimits" and got.processes <= max(2, processes)
+        assert got.processes * got.process_memory_mb <= memory
+    assert cap(Limits(), parent="/sys/fs/cgroup/x").how == "cgroup"
+
+
+def test_the_cgroup_parent_is_one_that_delegates_memory_and_pids(tmp_path, monkeypatch):
+    from orchestration import sandbox
+
+    root = tmp_path / "cg"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    (root / "a" / "cgroup.subtree_control").write_text("memory pids\n")
+    (root / "a" / "b" / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(sandbox, "_cgroup_root", lambda: root)
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "0::/a/b\n" if str(self) == "/proc/self/cgroup"
+                        else real(self, *a, **k))
+    sandbox._cgroup_parent.cache_clear()
+    try:
+        assert sandbox._cgroup_parent() == (str(root / "a") if sys.platform.startswith("linux") else None)
+        (root / "a" / "cgroup.subtree_control").write_text("memory\n")  # no pids: not a cap
+        sandbox._cgroup_parent.cache_clear()
+        assert sandbox._cgroup_parent() is None
+    finally:
+        sandbox._cgroup_parent.cache_clear()
+
+
+def test_the_seccomp_filter_is_whole_instructions_for_both_architectures():
+    from orchestration.sandbox import seccomp_filter
+
+    for machine in ("x86_64", "aarch64"):
+        prog = seccomp_filter(machine)
+        assert prog is not None and len(prog) % 8 == 0 and len(prog) // 8 < 64
+    assert seccomp_filter("riscv64") is None
