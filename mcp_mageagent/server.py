@@ -33,7 +33,7 @@ from orchestration.engine import Engine
 from orchestration.access import (api_key, check_prompt_size, check_verification, http_protocol, one_line,
                                   require_bearer, transport_security)
 from orchestration.errors import ConfigError, MageError, ModelNotFoundError, PatternError
-from orchestration.format import result_text, trace_line
+from orchestration.format import for_host, result_text, trace_line
 from orchestration.settings import ROLES, Settings, load_settings
 from orchestration.tools.catalogue import resolve_tools
 from orchestration.types import PatternRequest, PatternResult, ToolDefinition
@@ -195,6 +195,7 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
         if failure is not None:  # user, model and pattern errors alike: the calling model reads the message
             raise ToolError(_error_message(failure)) from failure
         log.info("%s: %s", tool_name(pattern), trace_line(result))
+        result = for_host(result, engine.settings.trace_detail)
         return CallToolResult(content=[TextContent(type="text", text=result_text(result, for_host=True))],
                               structured_content=result.model_dump(mode="json"))
 

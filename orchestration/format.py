@@ -6,7 +6,20 @@ import json
 
 from .types import PatternResult
 
-__all__ = ["trace_line", "result_text"]
+__all__ = ["trace_line", "result_text", "for_host"]
+
+
+def for_host(result: PatternResult, detail: str = "compact") -> PatternResult:
+    """The result as a host's model reads it (Claude Code hands it the whole structured result): by default
+    without what repeats the answer at length (the judged candidates' full texts, the first answer a repair
+    replaced); ``detail = "full"`` keeps everything."""
+    if detail == "full":
+        return result
+    t = result.trace
+    update: dict[str, object] = {"first_answer": None}
+    if t.judgement is not None:
+        update["judgement"] = t.judgement.model_copy(update={"candidates": {}})
+    return result.model_copy(update={"trace": t.model_copy(update=update)})
 
 
 def trace_line(result: PatternResult) -> str:

@@ -258,6 +258,9 @@ class Settings(_Strict):
     max_tokens: int = Field(512, ge=1, le=32768)
     deadline_s: float | None = Field(None, gt=0, description="every call returns by then with its best result so far "
                                      "(partial); a call's own deadline_s wins. Claude Desktop ends calls at ~60 s: 55")
+    trace_detail: Literal["compact", "full"] = Field("compact", description="what an MCP result's trace carries: "
+                                                     "compact leaves out the judged candidates' full texts and the "
+                                                     "first answer a repair replaced (the host's model reads it all)")
     continuation_tokens: int = Field(384, ge=0, le=32768, description="an answer cut off inside a code block is "
                                      "continued once by up to this many tokens (0: never); still open, it is "
                                      "reported cut off and its code is never run or written as complete")

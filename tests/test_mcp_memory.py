@@ -268,3 +268,17 @@ async def test_a_dropped_connection_stops_the_work(mode: str) -> None:
         while fake.cancelled == 0:
             await anyio.sleep(0.05)
     assert fake.cancelled == 1
+
+
+@pytest.mark.parametrize(("detail", "kept"), [("compact", False), ("full", True)])
+async def test_a_results_trace_is_compact_by_default_and_full_on_request(detail: str, kept: bool) -> None:
+    """The host's model reads the whole structured result: the judged candidates' texts are left out by default."""
+    fake = ScriptedBackend()
+    settings = fake_settings(trace_detail=detail)
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    script(fake, "compete")
+    async with Client(server) as client:
+        result = await client.call_tool("mage_compete", {"prompt": "x"})
+    judgement = result.structured_content["trace"]["judgement"]
+    assert judgement["pick"] in ("A", "B")
+    assert (judgement["candidates"] == {"A": "a", "B": "b"}) is kept
