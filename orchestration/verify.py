@@ -1,6 +1,7 @@
 """Execution-grounded verification: tests run against the candidate's code in the sandbox.
 
-Tests come from the host (``tests``, or ``assert`` lines and ``>>>`` examples in the prompt or context),
+Tests come from the host (``tests``, or ``assert`` lines and ``>>>`` examples in the prompt; in the context
+only when the host says so),
 else the validator writes a handful of ``assert`` lines from the request alone (it sees the candidate's
 function signatures, never its body, so it cannot copy its bugs). The candidate runs isolated
 (:mod:`orchestration.sandbox`: bubblewrap on Linux, sandbox-exec on macOS): this is the model's own code,
@@ -24,7 +25,9 @@ from .types import Execution, TestOutcome
 __all__ = ["python_code", "syntax_problem", "signatures", "host_tests", "parse_tests",
            "run_tests", "sandbox_problem", "incomplete_code", "same_code"]
 
-Origin = Literal["host", "example", "validator"]
+# host: the ``tests`` argument or the prompt; example: a ``>>>`` example in the prompt; context: from the context,
+# taken only when the host asked for it; validator: written by the validator model.
+Origin = Literal["host", "example", "context", "validator"]
 MAX_TESTS = 8
 _DOCTEST = re.compile(r"^\s*>>> (.+)\n\s*(?!>>>)(\S.*)$", re.M)
 
@@ -113,17 +116,22 @@ def _examples(text: str) -> list[str]:
     return out
 
 
-def host_tests(prompt: str, context: str | None, given: list[str] | None) -> list[tuple[str, Origin]]:
-    """Tests the host supplied: ``given``, then ``assert`` lines and ``>>>`` examples in the prompt or context."""
-    text = prompt + "\n" + (context or "")
+def host_tests(prompt: str, context: str | None, given: list[str] | None, *,
+               context_tests: bool = False) -> list[tuple[str, Origin]]:
+    """Tests the host meant: ``given`` (the ``tests`` argument), then ``assert`` lines and ``>>>`` examples in the
+    prompt; those in ``context`` only when the host says so (``context_tests``): a context is material to work
+    on, and an ``assert`` in it is no statement of what the answer must do. Each test comes with its origin."""
     found: dict[str, Origin] = {}
     for t in given or []:
         for stmt in parse_tests(t) or [t]:
             found.setdefault(stmt, "host")
-    for stmt in parse_tests(text):
+    for stmt in parse_tests(prompt):
         found.setdefault(stmt, "host")
-    for stmt in _examples(text):
+    for stmt in _examples(prompt):
         found.setdefault(stmt, "example")
+    if context_tests and context:
+        for stmt in parse_tests(context) + _examples(context):
+            found.setdefault(stmt, "context")
     return list(found.items())[:MAX_TESTS]
 
 

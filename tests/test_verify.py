@@ -41,10 +41,40 @@ def test_parse_tests(text: str, tests: list[str]) -> None:
 
 
 def test_host_tests_from_argument_asserts_and_examples() -> None:
-    got = host_tests("Write add(a, b).\n>>> add(1, 2)\n3\n>>> add(-1, 1)\n0\n", "assert add(0, 0) == 0",
+    got = host_tests("Write add(a, b).\nassert add(0, 0) == 0\n>>> add(1, 2)\n3\n>>> add(-1, 1)\n0\n", None,
                      ["assert add(5, 5) == 10"])
     assert got == [("assert add(5, 5) == 10", "host"), ("assert add(0, 0) == 0", "host"),
                    ("assert add(1, 2) == 3", "example"), ("assert add(-1, 1) == 0", "example")]
+
+
+# Issue 26 §7: a context is material to work on; its asserts and examples are tests only when the host says so.
+CONTEXT = "# utils.py\ndef helper():\n    pass\nassert 1 + 1 == 2\n>>> helper()\nNone\n"
+
+
+@pytest.mark.parametrize(("prompt", "given", "context_tests", "want"), [
+    ("Write add(a, b).", None, False, []),
+    ("Write add(a, b).", None, True, [("assert 1 + 1 == 2", "context"), ("assert helper() == None", "context")]),
+    ("Write add(a, b).", ["assert add(1, 2) == 3"], False, [("assert add(1, 2) == 3", "host")]),
+    ("Write add(a, b).\nassert add(2, 2) == 4", None, False, [("assert add(2, 2) == 4", "host")]),
+    ("Write add(a, b).\nassert add(2, 2) == 4", ["assert add(1, 2) == 3"], True,
+     [("assert add(1, 2) == 3", "host"), ("assert add(2, 2) == 4", "host"), ("assert 1 + 1 == 2", "context"),
+      ("assert helper() == None", "context")]),
+])
+def test_tests_come_only_from_where_the_host_meant_them(prompt, given, context_tests, want) -> None:
+    assert host_tests(prompt, CONTEXT, given, context_tests=context_tests) == want
+
+
+@pytest.mark.anyio
+async def test_an_assert_in_the_context_does_not_make_a_wrong_add_pass() -> None:
+    engine, fake = make(max_revisions=0, escalations=0)
+    fake.enqueue(BAD, model=P)
+    fake.enqueue("assert add(1, 2) == 3", model=V)  # the validator writes the tests, as with no host tests
+    fake.enqueue("CODE", model=V)
+    r = await engine.run("validated", req("Write a function add(a, b) that returns the sum.",
+                                          context="notes.py:\nassert 1 + 1 == 2\n"))
+    v = r.trace.verdicts[0]
+    assert v.verdict == "FAIL" and v.method == "execute", v
+    assert [(t.test, t.origin) for t in v.execution.tests] == [("assert add(1, 2) == 3", "validator")]
 
 
 def test_signatures() -> None:
