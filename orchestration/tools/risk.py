@@ -34,6 +34,8 @@ def _worst(*risks: Risk) -> Risk:
 class _Word:
     text: str
     dynamic: bool = False  # holds an expansion ($x, ${x}, $(...), `...`): its value is not known here
+    opaque: bool = False  # $'...', ${x@P}, ${a[i]}, $[...], {a,b}: never read exactly, whatever the command
+    split: bool = False  # an unquoted expansion or glob: bash may split it into other words (-delete, -o f)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class _Redirect:
     op: str
     target: str = ""
     dynamic: bool = False
+    opaque: bool = False
 
 
 @dataclass
@@ -59,6 +62,9 @@ class _Lexed:
 _REDIRECTS = ("&>>", "<<<", "<<-", "&>", ">>", ">|", ">&", "<<", "<>", "<&", ">", "<")
 _OPERATORS = ("&&", "||", ";;", "|&", ";", "|", "&", "\n", "(", ")")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]|[@*#?$!-]")
+# ${...} bodies that only substitute a value; anything else (${x@P}, ${a[i]}, ${!x}, ${x:-w}, ${s:i}) may run
+# code (prompt expansion, arithmetic on a subscript or offset) or yield words the classifier cannot see.
+_PLAIN_BRACED = re.compile(r"#?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])")
 
 
 def _closing(s: str, i: int, open_: str, close: str) -> int:
@@ -89,20 +95,22 @@ def _lex(s: str) -> _Lexed:
     out = _Lexed()
     seg = _Segment()
     chars: list[str] | None = None  # the word being built; None between words
-    dynamic = False
+    dynamic = opaque = split = False
+    braces: list[bool] = []  # unquoted "{" open in this word: whether a "," or ".." made it a brace expansion
     pending: str | None = None  # a redirection waiting for its target word
 
     def end_word() -> None:
-        nonlocal chars, dynamic, pending
+        nonlocal chars, dynamic, opaque, split, pending
         if chars is None:
             return
         text = "".join(chars)
         if pending is not None:
-            seg.redirects.append(_Redirect(pending, text, dynamic))
+            seg.redirects.append(_Redirect(pending, text, dynamic, opaque))
             pending = None
         else:
-            seg.words.append(_Word(text, dynamic))
-        chars, dynamic = None, False
+            seg.words.append(_Word(text, dynamic, opaque, split))
+        chars, dynamic, opaque, split = None, False, False, False
+        braces.clear()
 
     def end_segment() -> None:
         nonlocal seg, pending
@@ -114,16 +122,18 @@ def _lex(s: str) -> _Lexed:
             out.segments.append(seg)
         seg = _Segment()
 
-    def expansion(i: int) -> int:
+    def expansion(i: int, quoted: bool) -> int:
         """At a ``$`` or backtick (outside single quotes): record it, return the index after it (``i`` for a
         literal dollar)."""
-        nonlocal dynamic
-        j = _expansion_end(i)
+        nonlocal dynamic, split
+        j = _expansion_end(i, quoted)
         if j != i:
             dynamic = True
+            split = split or not quoted
         return j
 
-    def _expansion_end(i: int) -> int:
+    def _expansion_end(i: int, quoted: bool) -> int:
+        nonlocal opaque
         if s[i] == "`":
             j = i + 1
             while j < len(s) and s[j] != "`":
@@ -148,16 +158,26 @@ def _lex(s: str) -> _Lexed:
             body = s[i + 2:j]
             if "$(" in body or "`" in body:  # ${x:-$(cmd)}: the nested command runs
                 out.substitutions.append(body)
+            if not _PLAIN_BRACED.fullmatch(body):
+                opaque = True
             return j + 1
-        if nxt == "'":  # $'...' (ANSI-C quoting): escapes we do not decode, so the value is dynamic
+        if nxt == "[":  # $[...]: old arithmetic expansion (evaluates subscripts of the names it reads)
+            j = _closing(s, i + 2, "[", "]")
+            if j < 0:
+                out.error = True
+                j = len(s)
+            opaque = True
+            return j + 1
+        if nxt == "'" and not quoted:  # $'...' (ANSI-C quoting): escapes we do not decode
             j = i + 2
             while j < len(s) and s[j] != "'":
                 j += 2 if s[j] == "\\" else 1
             if j >= len(s):
                 out.error = True
+            opaque = True
             return j + 1
         m = _NAME.match(s, i + 1)
-        return m.end() if m else i  # a lone "$" is a literal dollar
+        return m.end() if m else i  # a lone "$" is a literal dollar (and "$'" inside double quotes)
 
     i, n = 0, len(s)
     while i < n:
@@ -184,7 +204,7 @@ def _lex(s: str) -> _Lexed:
                     chars.append(s[i + 1])
                     i += 2
                 elif s[i] in "$`":
-                    j = expansion(i)
+                    j = expansion(i, True)
                     if j == i:
                         chars.append("$")
                         j += 1
@@ -198,7 +218,7 @@ def _lex(s: str) -> _Lexed:
             i += 1
             continue
         if c in "$`":
-            j = expansion(i)
+            j = expansion(i, False)
             if j == i:  # literal "$"
                 chars = chars if chars is not None else []
                 chars.append("$")
@@ -242,6 +262,18 @@ def _lex(s: str) -> _Lexed:
             i += len(op)
             continue
         chars = chars if chars is not None else []
+        # Unquoted: brace expansion ({-delete,-print}, {1..3}) and globs (a file named -delete) make other words.
+        if c == "{":
+            braces.append(False)
+        elif c == "," and braces:
+            braces[-1] = True
+        elif c == "." and braces and chars and chars[-1] == "." and s[i - 1] == ".":
+            braces[-1] = True
+        elif c == "}" and braces:
+            if braces.pop():
+                opaque = True
+        elif c in "*?[":
+            split = True
         chars.append(c)
         i += 1
     end_segment()
@@ -285,13 +317,29 @@ def _positionals(args: list[str], takes_value: frozenset[str] | set[str] = froze
     return out
 
 
+def _long_like(args: list[str], *names: str) -> bool:
+    """Whether a long option in ``args`` may be one of ``names``: GNU getopt and git take any unambiguous prefix
+    (``sort --out=f`` is ``--output=f``), so a prefix of a name counts as that name."""
+    return any(name.startswith(given) for given in _longs(args) for name in names)
+
+
 def _strip_options(words: list[_Word], takes_value: set[str]) -> list[_Word]:
-    """Drop a wrapper's own options (and their values) from the front of ``words``."""
+    """Drop a wrapper's own options (and their values) from the front of ``words``; a short cluster ending in an
+    option that takes a value (``env -iu NAME``) takes the next word too."""
     i = 0
     while i < len(words) and words[i].text.startswith("-") and words[i].text != "-":
-        if words[i].text == "--":
+        t = words[i].text
+        if t == "--":
             return words[i + 1:]
-        i += 2 if words[i].text in takes_value else 1
+        skip = 1
+        if t in takes_value:
+            skip = 2
+        elif not t.startswith("--"):
+            for k, ch in enumerate(t[1:], 1):
+                if "-" + ch in takes_value:
+                    skip = 2 if k == len(t) - 1 else 1  # -uNAME carries its value; -iu takes the next word
+                    break
+        i += skip
     return words[i:]
 
 
@@ -312,12 +360,31 @@ _SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "busybox"}
 _KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "esac", "!", "{", "}", "time"}
 _HEADERS = {"for", "select", "case"}  # loop / case headers: the words are data
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=")
-# Variables that change what later commands run or load.
-_DANGEROUS_ENV = {"PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES",
-                  "DYLD_LIBRARY_PATH", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "NODE_OPTIONS", "PERL5OPT",
-                  "PERL5LIB", "RUBYOPT", "BASH_ENV", "ENV", "PROMPT_COMMAND", "IFS", "SHELLOPTS", "GIT_EXEC_PATH",
-                  "GIT_SSH", "GIT_SSH_COMMAND", "GIT_PAGER", "PAGER", "EDITOR", "VISUAL", "GIT_EDITOR",
-                  "GIT_EXTERNAL_DIFF", "GIT_CONFIG_PARAMETERS", "LESSOPEN", "MANPAGER"}
+# Variables that change what later commands run, load or read as configuration (PATH unset or set to "." runs
+# ./ls; IFS re-splits words; PS4 and PROMPT_COMMAND are expanded, with their substitutions, by the shell).
+_DANGEROUS_ENV = {"PATH", "IFS", "ENV", "PS0", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND", "CDPATH", "GLOBIGNORE",
+                  "EXECIGNORE", "SHELLOPTS", "BASHOPTS", "HOME", "SHELL", "PAGER", "MANPAGER", "EDITOR", "VISUAL",
+                  "BROWSER", "LESSOPEN", "LESSCLOSE", "LESS", "GCONV_PATH", "LOCPATH", "NLSPATH", "GLIBC_TUNABLES",
+                  "RIPGREP_CONFIG_PATH", "AWKPATH", "AWKLIBPATH", "NODE_OPTIONS", "RUBYOPT", "SUDO_ASKPASS",
+                  "SSH_ASKPASS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "TMOUT", "HISTFILE"}
+_DANGEROUS_PREFIXES = ("LD_", "DYLD_", "BASH_", "GIT_", "PYTHON", "PERL", "RUBY", "NODE_", "XDG_", "MALLOC_")
+
+
+def _dangerous_name(name: str) -> bool:
+    return name in _DANGEROUS_ENV or name.startswith(_DANGEROUS_PREFIXES)
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INT = re.compile(r"[+-]?[0-9]+")
+# Commands no argument can make worse than a read: an unknown or unquoted expansion among their arguments is still
+# a read. Every other command's arguments must be read exactly (``find . $X`` may be ``find . -delete``).
+_ARGS_FREE = {
+    "ls", "cat", "tac", "head", "tail", "wc", "pwd", "echo", "grep", "egrep", "fgrep", "stat", "du", "df", "which",
+    "whoami", "diff", "cmp", "comm", "cut", "tr", "nl", "fold", "rev", "seq", "od", "hexdump", "strings", "column",
+    "paste", "join", "expand", "unexpand", "fmt", "basename", "dirname", "realpath", "readlink", "true", "false",
+    "type", "uname", "ps", "id", "groups", "printenv", "nproc", "uptime", "free", "sleep", "cd", "pushd", "popd",
+    "jq", "sha1sum", "sha256sum", "sha512sum", "md5sum", "cksum", "base64", "zcat", "locale", "expr",
+}
 _WRAPPERS: dict[str, set[str]] = {  # wrapper -> its options that take a value
     "sudo": {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T"},
     "doas": {"-u", "-C"},
@@ -383,7 +450,9 @@ _AWK_UNSAFE = re.compile(r"system|getline|[|>]|@|\bclose\b|fflush|\bENVIRON\b")
 
 
 def _awk_risk(args: list[str]) -> Risk:
-    if {"f", "i", "l", "E"} & _shorts(args) or {"file", "include", "load", "exec"} & _longs(args):
+    # Only -F and -v (and gawk's harmless switches) are understood: -f/-e/--source/--include/... bring code.
+    if _shorts(args) - {"F", "v", "b", "c", "P", "r", "S", "t", "s"} or \
+            _longs(args) - {"field-separator", "assign", "sandbox", "posix", "traditional", "characters-as-bytes"}:
         return "execute"
     pos = _positionals(args, {"-F", "-v", "--field-separator", "--assign"})
     if not pos or _AWK_UNSAFE.search(pos[0]):
@@ -392,9 +461,9 @@ def _awk_risk(args: list[str]) -> Risk:
 
 
 def _sort_risk(args: list[str]) -> Risk:
-    if "compress-program" in _longs(args):
+    if _long_like(args, "compress-program"):
         return "execute"
-    if "o" in _shorts(args) or "output" in _longs(args):
+    if "o" in _shorts(args) or _long_like(args, "output"):
         return "destructive"  # -o FILE overwrites FILE
     return "read"
 
@@ -415,27 +484,133 @@ def _xxd_risk(args: list[str]) -> Risk:  # xxd IN OUT writes OUT
 
 
 def _rg_risk(args: list[str]) -> Risk:
-    return "execute" if "pre" in _longs(args) else "read"
+    return "execute" if _long_like(args, "pre", "hostname-bin") else "read"
 
 
 def _date_risk(args: list[str]) -> Risk:
-    return "execute" if "s" in _shorts(args) or "set" in _longs(args) else "read"
+    return "execute" if "s" in _shorts(args) or _long_like(args, "set") else "read"
 
 
-def _tree_risk(args: list[str]) -> Risk:
-    return "destructive" if "o" in _shorts(args) else "read"
+def _tree_risk(args: list[str]) -> Risk:  # -o FILE; -R writes 00Tree.html into every directory
+    return "destructive" if {"o", "R"} & _shorts(args) else "read"
 
 
-def _env_like_risk(args: list[str]) -> Risk:  # export / declare / local / readonly NAME=VALUE
-    names = [m.group(1) for a in args if (m := _ASSIGN.match(a))]
-    return "execute" if any(name in _DANGEROUS_ENV for name in names) else "read"
+def _file_risk(args: list[str]) -> Risk:  # file -C compiles a magic file and writes NAME.mgc
+    return "destructive" if "C" in _shorts(args) or _long_like(args, "compile") else "read"
+
+
+def _pager_risk(args: list[str]) -> Risk:  # less/more: -o/-O/--log-file write a file, +CMD runs a command
+    if {"o", "O"} & _shorts(args) or _long_like(args, "log-file", "LOG-FILE"):
+        return "destructive"
+    return "execute" if any(a.startswith("+") for a in args) else "read"
+
+
+def _ag_risk(args: list[str]) -> Risk:  # ag --pager CMD runs CMD
+    return "execute" if _long_like(args, "pager") else "read"
+
+
+def _names_ok(words: list[str]) -> bool:
+    """Each word is NAME or NAME=VALUE / NAME+=VALUE with a plain, harmless NAME (no subscript: ``a[$(x)]``)."""
+    for w in words:
+        m = _ASSIGN.match(w)
+        name = m.group(1) if m else w
+        if not (m or _IDENT.fullmatch(w)) or _dangerous_name(name):
+            return False
+    return True
+
+
+_DECL_SAFE = {"export": set("pnf"), "declare": set("pfFgrxlut"), "typeset": set("pfFgrxlut"),
+              "local": set("pfFgrxlut"), "readonly": set("pfFgrxlut")}
+
+
+def _decl_risk(cmd: str, words: list[_Word]) -> Risk:
+    """export / declare / local / readonly: -i evaluates values as arithmetic (``declare -i n='a[$(x)]'`` runs x),
+    -n makes a name reference, -a/-A take compound values; NAME must be plain and harmless."""
+    names: list[str] = []
+    for w in words:
+        t = w.text
+        if t[:1] in "-+" and len(t) > 1 and not names:
+            if w.dynamic or set(t[1:]) - _DECL_SAFE[cmd]:
+                return "execute"
+        elif t != "--":
+            names.append(t)
+    return "read" if _names_ok(names) else "execute"
+
+
+def _printf_risk(words: list[_Word]) -> Risk:
+    """printf -v NAME assigns NAME (``printf -v 'a[$(x)]'`` runs x, ``printf -v PATH``); a dynamic first word may be
+    -v. Later arguments are data."""
+    if not words or words[0].dynamic:
+        return "execute" if words else "read"
+    t = words[0].text
+    if t.startswith("-v"):
+        name = t[2:] or (words[1].text if len(words) > 1 and not words[1].dynamic else "")
+        return "read" if name and _names_ok([name]) and "=" not in name else "execute"
+    return "execute" if t.startswith("-") and t not in ("--", "-") else "read"
+
+
+_ARITH_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+
+
+def _test_risk(words: list[_Word], double: bool) -> Risk:
+    """test / [ / [[: -v NAME evaluates a subscript, and [['s arithmetic operators evaluate both operands (a name's
+    value included), so each must be a plain literal; test and [ also split unquoted expansions into new words."""
+    if double and words and words[-1].text == "]]":
+        words = words[:-1]
+    for k, w in enumerate(words):
+        if not double and w.split:
+            return "execute"
+        if w.text == "-v" and not w.dynamic:
+            nxt = words[k + 1] if k + 1 < len(words) else None
+            if nxt is None or nxt.dynamic or not _IDENT.fullmatch(nxt.text):
+                return "execute"
+        if w.text in _ARITH_OPS and not w.dynamic:
+            for o in (words[k - 1] if k else None, words[k + 1] if k + 1 < len(words) else None):
+                if o is None or o.dynamic or not _INT.fullmatch(o.text):
+                    return "execute"
+    return "read"
+
+
+def _unset_risk(args: list[str]) -> Risk:  # unset PATH makes bash look in "."; unset 'a[$(x)]' may evaluate x
+    names = [a for a in args if a not in ("-v", "-f", "--")]
+    return "read" if _names_ok(names) and not any("=" in a for a in names) else "execute"
+
+
+_SET_OPTIONS = {"errexit", "nounset", "pipefail", "xtrace", "noglob", "noclobber", "verbose", "errtrace",
+                "functrace", "allexport", "noexec", "posix"}
+
+
+def _set_risk(words: list[_Word]) -> Risk:
+    """set: -k (keyword) passes later NAME=VALUE words into a command's environment (``ls LD_PRELOAD=x.so``)."""
+    k = 0
+    while k < len(words):
+        w = words[k]
+        if w.dynamic:
+            return "execute"  # may be an option
+        t = w.text
+        if t in ("--", "-") or t[:1] not in "-+":
+            return "read"  # the rest are positional parameters: data
+        if "k" in t[1:]:
+            return "execute"
+        if t[1:] == "o" and k + 1 < len(words):
+            if words[k + 1].dynamic or words[k + 1].text not in _SET_OPTIONS:
+                return "execute"
+            k += 1
+        k += 1
+    return "read"
 
 
 _CHECKS: dict[str, Callable[[list[str]], Risk]] = {
     "sed": _sed_risk, "gsed": _sed_risk, "awk": _awk_risk, "gawk": _awk_risk, "mawk": _awk_risk,
     "nawk": _awk_risk, "sort": _sort_risk, "tee": _tee_risk, "uniq": _uniq_risk, "xxd": _xxd_risk,
-    "rg": _rg_risk, "date": _date_risk, "tree": _tree_risk, "export": _env_like_risk,
-    "declare": _env_like_risk, "typeset": _env_like_risk, "local": _env_like_risk, "readonly": _env_like_risk,
+    "rg": _rg_risk, "date": _date_risk, "tree": _tree_risk, "file": _file_risk, "less": _pager_risk,
+    "more": _pager_risk, "ag": _ag_risk, "unset": _unset_risk,
+}
+# Checks that need the words themselves (which are dynamic, which may be split).
+_WORD_CHECKS: dict[str, Callable[[list[_Word]], Risk]] = {
+    "printf": _printf_risk, "test": lambda w: _test_risk(w, False), "[": lambda w: _test_risk(w, False),
+    "[[": lambda w: _test_risk(w, True), "set": _set_risk,
+    **{d: (lambda w, d=d: _decl_risk(d, w)) for d in _DECL_SAFE},
 }
 
 _GIT_READ = {"status", "log", "show", "diff", "blame", "ls-files", "ls-tree", "rev-parse", "rev-list",
@@ -445,35 +620,48 @@ _GIT_WRITE = {"add", "commit", "merge", "pull", "fetch", "cherry-pick", "revert"
               "mv", "notes", "switch", "restore", "checkout", "push", "worktree", "submodule", "rebase", "rm"}
 
 
+_GIT_GLOBALS = {"-C", "--git-dir", "--work-tree", "--namespace", "--bare", "--no-pager", "-p", "--paginate", "-P",
+                "--no-replace-objects", "--literal-pathspecs", "--glob-pathspecs", "--noglob-pathspecs",
+                "--icase-pathspecs", "--no-optional-locks", "--version", "--help", "--html-path", "--man-path",
+                "--info-path"}
+
+
 def _git_risk(args: list[str]) -> Risk:
     i = 0
     while i < len(args) and args[i].startswith("-"):
         a = args[i]
-        if a == "-c" or a.startswith("--exec-path") or a.startswith("--config-env"):
-            return "execute"  # config on the command line can name pagers, aliases, hooks
+        if a.split("=", 1)[0] not in _GIT_GLOBALS:
+            return "execute"  # -c, --exec-path, --config-env: config on the command line names pagers, hooks
         i += 2 if a in ("-C", "--git-dir", "--work-tree", "--namespace") else 1
     if i >= len(args):
         return "read"
     sub, rest = args[i], args[i + 1:]
     short, long = _shorts(rest), _longs(rest)
+    # git's option parser takes abbreviations too (--upload=...): these run a program on any subcommand
+    if _long_like(rest, "upload-pack", "receive-pack", "exec") or \
+            (sub in ("ls-remote", "clone", "fetch", "pull", "archive") and "u" in short):
+        return "execute"
     if sub in _GIT_READ:
-        if "output" in long:
+        if _long_like(rest, "output"):
             return "destructive"  # --output=FILE overwrites FILE
-        if "ext-diff" in long or (sub == "grep" and ("O" in short or "open-files-in-pager" in long)):
+        if _long_like(rest, "ext-diff") or (sub == "grep" and ("O" in short or _long_like(rest, "open-files-in-pager"))):
             return "execute"
+        if sub == "ls-remote" and any("::" in a for a in rest):
+            return "execute"  # ext::CMD transports run CMD
         return "read"
     if sub == "reflog":
         return "destructive" if rest[:1] in (["expire"], ["delete"]) else "read"
     if sub == "branch":
-        if short & {"D", "d", "f", "M", "C"} or long & {"delete", "force"}:
+        if short & {"D", "d", "f", "M", "C"} or _long_like(rest, "delete", "force"):
             return "destructive"
-        if short & {"m", "c", "u"} or long & {"move", "copy", "set-upstream-to", "unset-upstream", "edit-description"}:
+        if short & {"m", "c", "u"} or _long_like(rest, "move", "copy", "set-upstream-to", "unset-upstream",
+                                                 "edit-description"):
             return "write"
         listing = short & {"l", "a", "r", "v"} or long & {"list", "show-current", "contains", "merged",
                                                           "no-merged", "points-at"}
         return "read" if listing or not _positionals(rest) else "write"
     if sub == "tag":
-        if short & {"d", "f"} or long & {"delete", "force"}:
+        if short & {"d", "f"} or _long_like(rest, "delete", "force"):
             return "destructive"
         return "read" if not rest or short & {"l", "n"} or "list" in long else "write"
     if sub == "remote":
@@ -487,22 +675,23 @@ def _git_risk(args: list[str]) -> Risk:
         reads = {"get", "get-all", "get-regexp", "list", "show-origin", "name-only"}
         return "read" if long & reads or "l" in short else "execute"
     if sub == "reset":
-        return "destructive" if "hard" in long or "merge" in long else "write"
+        return "destructive" if _long_like(rest, "hard", "merge", "keep") else "write"
     if sub == "clean":  # without -f it usually refuses, unless clean.requireForce is off: only a dry run reads
         return "read" if ("n" in short or "dry-run" in long) and not ("f" in short or "force" in long) \
             else "destructive"
     if sub == "restore":  # restoring the work tree discards changes; --staged alone only unstages
         staged_only = ("S" in short or "staged" in long) and not ("W" in short or "worktree" in long)
         return "write" if staged_only else "destructive"
-    if sub == "push" and (short & {"f", "d"} or long & {"force", "force-with-lease", "mirror", "delete", "prune"}
+    if sub == "push" and (short & {"f", "d"} or _long_like(rest, "force", "force-with-lease", "mirror", "delete",
+                                                              "prune")
                           or any(a.startswith("+") for a in rest)):
         return "destructive"
     if sub in ("checkout", "switch") and ("--" in rest or "." in rest or "f" in short
-                                          or long & {"force", "discard-changes"}):
+                                          or _long_like(rest, "force", "discard-changes")):
         return "destructive"
-    if sub == "rm" and ("f" in short or "force" in long):
+    if sub == "rm" and ("f" in short or _long_like(rest, "force")):
         return "destructive"
-    if sub == "rebase" and (short & {"x", "i"} or long & {"exec", "interactive"}):
+    if sub == "rebase" and (short & {"x", "i"} or _long_like(rest, "exec", "interactive")):
         return "execute"
     if sub == "submodule" and "foreach" in rest:
         return "execute"
@@ -538,25 +727,38 @@ def _command_risk(words: list[_Word], depth: int) -> Risk:
     if not words:
         return "read"
     head = words[0]
-    if head.dynamic:
+    if head.dynamic or head.opaque:
         return "execute"  # $CMD, "$(which x)": the program is not known
-    cmd = head.text.rsplit("/", 1)[-1]
+    if "/" in head.text:  # ./ls, bin/x: whatever that file is; /bin/rm still counts as rm
+        return _worst("execute", _command_risk([_Word(head.text.rsplit("/", 1)[-1])] + words[1:], depth))
+    if any(w.opaque for w in words[1:]):
+        return _worst("execute", _command_risk([w for w in words if not w.opaque], depth))
+    cmd = head.text
     args = [w.text for w in words[1:]]
     if cmd in _WRAPPERS:
         rest = _strip_options(words[1:], _WRAPPERS[cmd])
-        if cmd == "sudo" and not rest:
-            return "execute"  # sudo -s / -i: a root shell
-        return _command_risk(rest, depth)
+        own = words[1:len(words) - len(rest)]
+        if (cmd == "sudo" and (not rest or {"e", "s", "i"} & _shorts([w.text for w in own])
+                               or _long_like([w.text for w in own], "edit", "shell", "login"))):
+            return _worst("execute", _command_risk(rest, depth))  # a root shell or an editor
+        floor: Risk = "execute" if any(w.dynamic or w.split for w in own) else "read"
+        return _worst(floor, _command_risk(rest, depth))
     if cmd == "env":
-        if "S" in _shorts(args) or "split-string" in _longs(args):
+        if "S" in _shorts(args) or _long_like(args, "split-string"):
             return "execute"
         rest = _strip_options(words[1:], {"-u", "-C", "--unset", "--chdir"})
-        floor: Risk = "read"
+        own = words[1:len(words) - len(rest)]
+        floor = "execute" if any(w.dynamic or w.split for w in own) else "read"
         while rest and (m := _ASSIGN.match(rest[0].text)):
-            if m.group(1) in _DANGEROUS_ENV:
+            if _dangerous_name(m.group(1)):
                 floor = "execute"
             rest = rest[1:]
         return _worst(floor, _command_risk(rest, depth))
+    if cmd in _WORD_CHECKS:
+        return _WORD_CHECKS[cmd](words[1:])
+    if cmd not in _ARGS_FREE and any(w.dynamic or w.split for w in words[1:]):
+        # an expansion or glob may become an option (-delete, -o FILE) or a subscript evaluated as arithmetic
+        return _worst("execute", _command_risk([w for w in words if not (w.dynamic or w.split)], depth))
     if cmd == "time":
         return _command_risk(_strip_options(words[1:], set()), depth)
     if cmd == "timeout":
@@ -587,7 +789,7 @@ def _command_risk(words: list[_Word], depth: int) -> Risk:
     if cmd in _DESTRUCTIVE or cmd.startswith("mkfs"):
         return "destructive"
     if cmd in ("chmod", "chown", "chgrp"):
-        return "destructive" if "R" in _shorts(args) or "recursive" in _longs(args) else "write"
+        return "destructive" if "R" in _shorts(args) or _long_like(args, "recursive") else "write"
     if cmd == "git":
         return _git_risk(args)
     if cmd == "find":
@@ -605,9 +807,11 @@ def _redirect_risk(r: _Redirect) -> Risk:
     if r.op in ("<<", "<<-", "<<<"):
         return "execute"  # a here-document feeds text (often code) to the command; its body is also expanded
     if r.op in ("<", "<&"):
-        return "read"
+        return "execute" if r.opaque else "read"
     if r.op == ">&" and re.fullmatch(r"\d+-?|-", r.target):
         return "read"  # 2>&1: a descriptor, not a file
+    if r.opaque:
+        return "execute"  # cat < ${x@P}: expanding the target runs code
     if r.target in _NULL_TARGETS and not r.dynamic:
         return "read"
     if r.op in (">>", "&>>", "<>"):
@@ -623,9 +827,12 @@ def _segment_risk(seg: _Segment, depth: int) -> Risk:
     while words and not words[0].dynamic and words[0].text in _KEYWORDS:
         words = words[1:]
     if words and not words[0].dynamic and words[0].text in _HEADERS:
+        if words[0].text != "case" and (len(words) < 2 or not _names_ok([words[1].text]) or "=" in words[1].text
+                                         or any(w.opaque for w in words)):
+            return _worst(risk, "execute")  # for PATH in .; do ls; done
         return risk
     while words and (m := _ASSIGN.match(words[0].text)):
-        if m.group(1) in _DANGEROUS_ENV:
+        if _dangerous_name(m.group(1)) or words[0].opaque:
             risk = _worst(risk, "execute")
         words = words[1:]
     return _worst(risk, _command_risk(words, depth))
