@@ -155,7 +155,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
                       force=args.force, progress=progress)
     lines = []
     for c in reports:
-        what = "reused" if c.reused else f"converted in {c.seconds:.1f}s"
+        what = "reused, sha256 verified" if c.reused else f"converted in {c.seconds:.1f}s"
         lines.append(f"{Path(c.output_dir).name:<40} {c.size_bytes / 1e9:.2f} GB  {what}")
     lines.append(f"Ready offline: {', '.join(names)} (profile {settings.profile}).")
     _out({"models": names, "conversions": [r.model_dump(mode="json") for r in reports]}, args.json, "\n".join(lines))
@@ -163,8 +163,26 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 # -- doctor --------------------------------------------------------------------------------------------
-def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
-    """Each check: name, ok, detail, fix."""
+def weight_checks(settings: Settings, *, full: bool = False) -> list[dict[str, Any]]:
+    """Each converted local model of the profile against its conversion stamp: sizes and sampled blocks, or
+    (``full``) every file's sha256. A model not set up yet is left to the role checks."""
+    from .models.catalog import local_dir
+    from .models.convert import verify_model_dir
+
+    checks = []
+    for d in dict.fromkeys(local_dir(settings.models_dir, n) for n in profile_models(settings)):
+        if not d.is_dir():
+            continue
+        problem = verify_model_dir(d, full=full)
+        how = "sha256 of every file" if full else "sizes and sampled blocks"
+        checks.append({"name": f"weights {d.name}"[:40], "ok": problem is None,
+                       "detail": problem or f"match the conversion stamp ({how})",
+                       "fix": "run `mageagent setup --force` to convert it again" if problem else ""})
+    return checks
+
+
+def doctor_checks(settings: Settings, *, full: bool = False) -> list[dict[str, Any]]:
+    """Each check: name, ok, detail, fix (``full``: the weights' whole sha256, not a sample)."""
     checks: list[dict[str, Any]] = []
 
     def add(name: str, ok: bool, detail: str, fix: str = "") -> None:
@@ -199,6 +217,7 @@ def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
         add("verify", False, str(e), "install bubblewrap, set sandbox = \"weak\", or verify = \"auto\"")
     from .engine import Engine
 
+    checks.extend(weight_checks(settings, full=full))
     state = Engine(settings).models_state()
     for role, e in state["roles"].items():
         add(f"role {role}", e["available"], f"{e['model']} ({e.get('size_gb', '?')} GB)",
@@ -219,7 +238,7 @@ def doctor_checks(settings: Settings) -> list[dict[str, Any]]:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    checks = doctor_checks(settings)
+    checks = doctor_checks(settings, full=args.full)
     ok = all(c["ok"] for c in checks)
     lines = [f"{'ok ' if c['ok'] else 'FAIL'}  {c['name']:<16} {c['detail']}" + (f"\n      fix: {c['fix']}" if c["fix"]
              else "") for c in checks]
@@ -361,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("doctor", help="check Python, MLX, BLAS, model files and memory")
     d.add_argument("--json", action="store_true")
+    d.add_argument("--full", action="store_true", help="hash every weight file in full (default: sizes and a "
+                                                       "sample of blocks)")
     d.set_defaults(fn=cmd_doctor)
 
     v = sub.add_parser("serve", help="serve the seed's OpenAI-compatible HTTP API (model: 'mageagent:PATTERN')")

@@ -75,7 +75,7 @@ def test_the_streamed_safetensors_hold_every_tensor_exactly(tmp_path: Path, monk
         assert got.dtype == np.float32 and got.shape == values.shape
         np.testing.assert_array_equal(got, values)
     stamp = json.loads((tmp_path / "out" / "mageagent_conversion.json").read_text())
-    assert stamp["files"]["model.safetensors"] == (tmp_path / "out" / "model.safetensors").stat().st_size
+    assert stamp["files"]["model.safetensors"]["size"] == (tmp_path / "out" / "model.safetensors").stat().st_size
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
     dense, _ = convert.read_gguf_dense(tmp_path / "s.gguf")  # the all-at-once reader agrees
     assert all(np.array_equal(dense[n], v) for n, v in expect.items())
@@ -151,7 +151,7 @@ def test_the_converters_sweep_before_they_reuse(tmp_path: Path, monkeypatch: pyt
     swept: list[Path] = []
     monkeypatch.setattr(convert, "remove_stale", lambda p: swept.append(p) or [])
     monkeypatch.setattr(convert, "sha256_file", lambda p: "d")
-    monkeypatch.setattr(convert, "stamped", lambda d, s: True)
+    monkeypatch.setattr(convert, "stamped", lambda d, s, **kw: True)
     (tmp_path / "out").mkdir()
     convert.convert_gguf(tmp_path / "x.gguf", tmp_path / "out")
     assert swept == [tmp_path / "out"]

@@ -12,7 +12,9 @@ vocabulary and merges so token ids match llama.cpp's exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -27,12 +29,14 @@ from pydantic import BaseModel
 from ..errors import ModelLoadError
 from .sources import check_room, remove_stale, sha256_file, storage_error
 
+log = logging.getLogger(__name__)
+
 __all__ = ["Variant", "ConversionReport", "convert_gguf", "build_tokenizer_json", "unpermute_rows", "read_gguf_dense",
            "gguf_dense_plans", "gguf_metadata", "map_name", "TensorPlan", "write_safetensors", "write_model_dir",
-           "stamped", "QWEN2_SPLIT"]
+           "stamped", "verify_model_dir", "sample_sha256", "QWEN2_SPLIT"]
 
 Variant = Literal["dense", "q4"]
-FORMAT_VERSION = 2  # 2: the stamp lists the files and their sizes
+FORMAT_VERSION = 2  # 2: the stamp lists the files (since issue 26 each with its size, sha256 and sample hash)
 GROUP_SIZE = 32
 BITS = 4
 
@@ -295,17 +299,67 @@ def read_gguf_dense(gguf: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return {p.name: np.concatenate(list(m)) if not isinstance(m := p.make(), np.ndarray) else m for p in plans}, meta
 
 
-def stamped(out_dir: Path, stamp: dict[str, Any]) -> bool:
-    """True when ``out_dir`` holds a finished conversion with this stamp and the files it lists verify by size."""
+STAMP = "mageagent_conversion.json"
+SAMPLE_BLOCKS, SAMPLE_BYTES = 64, 1 << 16  # the fast check reads 4 MB per file at most, spread evenly
+
+
+def sample_sha256(path: Path) -> str:
+    """The sha256 of ``SAMPLE_BLOCKS`` blocks spread evenly over ``path``, first and last included (the whole
+    file when it is small): a same-size overwrite of 1/64 of a file or more cannot miss every block."""
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BYTES:
+            h.update(f.read())
+        else:
+            for i in range(SAMPLE_BLOCKS):
+                f.seek(i * (size - SAMPLE_BYTES) // (SAMPLE_BLOCKS - 1))
+                h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """What the stamp records of one output file: its size, sha256 and sample hash."""
+    return {"size": path.stat().st_size, "sha256": sha256_file(path), "sample_sha256": sample_sha256(path)}
+
+
+def verify_model_dir(out_dir: Path, *, full: bool = False) -> str | None:
+    """Why ``out_dir``'s files do not match its conversion stamp (None when they do). Fast (every start-up):
+    each file's size and a sample of its blocks; ``full`` (``setup``, ``doctor --full``): each whole sha256."""
     try:
-        old = json.loads((out_dir / "mageagent_conversion.json").read_text())
+        files = json.loads((out_dir / STAMP).read_text()).get("files") or {}
+    except (OSError, ValueError):
+        return f"{out_dir.name}: no readable conversion stamp ({STAMP})"
+    if not files:
+        return f"{out_dir.name}: its stamp lists no files"
+    for name, entry in files.items():
+        path = out_dir / name
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            return f"{out_dir.name}: its stamp holds no sha256 (written before weights were hashed)"
+        if not path.is_file():
+            return f"{out_dir.name}/{name} is missing"
+        if path.stat().st_size != entry["size"]:
+            return f"{out_dir.name}/{name}: {path.stat().st_size} bytes, the stamp says {entry['size']}"
+        if sample_sha256(path) != entry.get("sample_sha256"):
+            return f"{out_dir.name}/{name} was changed after conversion (sampled blocks differ from the stamp)"
+        if full and (got := sha256_file(path)) != entry["sha256"]:
+            return f"{out_dir.name}/{name} was changed after conversion: sha256 {got}, the stamp says {entry['sha256']}"
+    return None
+
+
+def stamped(out_dir: Path, stamp: dict[str, Any], *, full: bool = False) -> bool:
+    """True when ``out_dir`` holds a finished conversion with this stamp and its files verify against it
+    (``verify_model_dir``: fast, or ``full``)."""
+    try:
+        old = json.loads((out_dir / STAMP).read_text())
     except (OSError, ValueError):
         return False
     if any(old.get(k) != v for k, v in stamp.items()):
         return False
-    files = old.get("files") or {}
-    return bool(files) and all((out_dir / n).is_file() and (out_dir / n).stat().st_size == size
-                               for n, size in files.items())
+    problem = verify_model_dir(out_dir, full=full)
+    if problem is not None:
+        log.warning("%s: converting again", problem)
+    return problem is None
 
 
 def _safetensors_header(plans: list[TensorPlan], metadata: Mapping[str, str]) -> bytes:
@@ -374,8 +428,8 @@ def write_model_dir(out_dir: Path, tensors: Mapping[str, Any] | Iterable[TensorP
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         (tmp / "tokenizer.json").write_text(tokenizer_json)
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-        files = {p.name: p.stat().st_size for p in tmp.iterdir()}
-        (tmp / "mageagent_conversion.json").write_text(json.dumps({**stamp, "files": files}, indent=2))
+        files = {p.name: file_entry(p) for p in tmp.iterdir()}
+        (tmp / STAMP).write_text(json.dumps({**stamp, "files": files}, indent=2))
         for p in tmp.iterdir():
             with p.open("rb") as f:
                 os.fsync(f.fileno())
@@ -421,7 +475,7 @@ def convert_gguf(gguf: Path, out_dir: Path, variant: Variant = "dense", *, force
     remove_stale(out_dir)
     digest = sha256_file(gguf)
     stamp = {"format": FORMAT_VERSION, "variant": variant, "source_sha256": digest}
-    if not force and stamped(out_dir, stamp):
+    if not force and stamped(out_dir, stamp, full=True):
         return ConversionReport(output_dir=str(out_dir), variant=variant, source=str(gguf), source_sha256=digest,
                                 reused=True, seconds=time.perf_counter() - t0, size_bytes=_dir_size(out_dir))
     try:

