@@ -280,11 +280,13 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
 
 @functools.lru_cache(maxsize=1)
 def _bwrap_disables_userns(bwrap: str) -> bool:
+    """Whether this bwrap takes ``--disable-userns`` here (0.8+, with a user namespace of its own): one trial."""
     try:
-        out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+        got = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--ro-bind", "/", "/",
+                              "--", "/bin/true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return "--disable-userns" in out.stdout + out.stderr
+    return got.returncode == 0
 
 
 # -- bubblewrap --------------------------------------------------------------------------------------------
@@ -302,7 +304,9 @@ def _bwrap_argv(bwrap: str, code_fd: int, limits: Limits, budget: Cap | None = N
         ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
               "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
-        ns = ["--unshare-all"] + (["--disable-userns"] if _bwrap_disables_userns(bwrap) else [])
+        ns = ["--unshare-all"]
+        if _bwrap_disables_userns(bwrap):  # needs the user namespace named (a setuid bwrap does not imply it)
+            ns += ["--unshare-user", "--disable-userns"]
     if seccomp_fd >= 0:
         ns += ["--seccomp", str(seccomp_fd)]
     argv = [bwrap, *ns, "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]

@@ -361,3 +361,14 @@ def test_the_seccomp_filter_is_whole_instructions_for_both_architectures():
         prog = seccomp_filter(machine)
         assert prog is not None and len(prog) % 8 == 0 and len(prog) // 8 < 64
     assert seccomp_filter("riscv64") is None
+
+
+@needs_bwrap
+def test_not_as_root_bwrap_also_disables_user_namespaces_where_it_can(monkeypatch):
+    from orchestration import sandbox
+
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    argv = sandbox._bwrap_argv("bwrap", 3, FAST, seccomp_fd=4)
+    assert argv[argv.index("--seccomp") + 1] == "4"
+    if sandbox._bwrap_disables_userns(sandbox.shutil.which("bwrap")):  # bwrap 0.8+ with user namespaces
+        assert {"--unshare-all", "--unshare-user", "--disable-userns"} <= set(argv)
