@@ -193,7 +193,9 @@ def _cgroup_parent() -> str | None:
             enabled = (d / "cgroup.subtree_control").read_text().split()
         except OSError:
             continue
-        if {"memory", "pids"} <= set(enabled) and os.access(d, os.W_OK) and d.is_relative_to(root):
+        # Moving bwrap in needs write access to the common ancestor's cgroup.procs: ``d`` itself.
+        if {"memory", "pids"} <= set(enabled) and os.access(d, os.W_OK) and d.is_relative_to(root) \
+                and os.access(d / "cgroup.procs", os.W_OK):
             return str(d)
     return None
 

@@ -339,6 +339,7 @@ def test_the_cgroup_parent_is_one_that_delegates_memory_and_pids(tmp_path, monke
     (root / "a" / "b").mkdir(parents=True)
     (root / "cgroup.controllers").write_text("cpu memory pids\n")
     (root / "a" / "cgroup.subtree_control").write_text("memory pids\n")
+    (root / "a" / "cgroup.procs").write_text("")
     (root / "a" / "b" / "cgroup.subtree_control").write_text("")
     monkeypatch.setattr(sandbox, "_cgroup_root", lambda: root)
     real = Path.read_text
