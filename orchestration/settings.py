@@ -258,6 +258,8 @@ class Settings(_Strict):
     max_tokens: int = Field(512, ge=1, le=32768)
     deadline_s: float | None = Field(None, gt=0, description="every call returns by then with its best result so far "
                                      "(partial); a call's own deadline_s wins. Claude Desktop ends calls at ~60 s: 55")
+    context_tests: bool = Field(False, description="assert lines and >>> examples in a request's context count as "
+                                                   "tests (a context is material; off unless the host says so)")
     trace_detail: Literal["compact", "full"] = Field("compact", description="what an MCP result's trace carries: "
                                                      "compact leaves out the judged candidates' full texts and the "
                                                      "first answer a repair replaced (the host's model reads it all)")

@@ -143,6 +143,8 @@ class PatternRequest(_Model):
                                   "Python code and a sandbox is available")
     tests: list[str] | None = Field(None, description="assert statements the code must pass (else the validator "
                                     "writes some from the request)")
+    context_tests: bool | None = Field(None, description="validated/compete: the assert lines and >>> examples in "
+                                       "the context are tests too (default: only the prompt's and the tests')")
     deadline_s: float | None = Field(None, gt=0, le=86400, description="return by then with the best result so far, "
                                      "marked partial")
 
@@ -173,7 +175,7 @@ class TestOutcome(_Model):
     __test__ = False  # not a pytest class
 
     test: str
-    origin: Literal["host", "example", "validator"]
+    origin: Literal["host", "example", "context", "validator"]
     passed: bool
     error: str | None = None
     set_aside: bool = Field(False, description="a generated test the validator judged wrong (not counted)")

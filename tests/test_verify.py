@@ -337,3 +337,20 @@ async def test_an_explicit_execute_with_no_sandbox_is_refused_not_downgraded(mon
     fake.enqueue(GOOD, model=P)
     with pytest.raises(RequestError, match="bwrap is not installed"):
         await engine.run("validated", req("Write add.", verify="execute"))
+
+
+@pytest.mark.anyio
+async def test_context_asserts_count_only_when_the_host_says_so() -> None:
+    """A context holding ``assert 1 + 1 == 2`` is material, not the test set: without the flag the validator
+    writes tests; with it, the context's assert is a test named by its origin."""
+    from orchestration.verify import host_tests
+
+    assert host_tests("Write add(a, b).", "assert 1 + 1 == 2\n", None) == []
+    assert host_tests("Write add(a, b).", "assert 1 + 1 == 2\n", None, context_tests=True) == [
+        ("assert 1 + 1 == 2", "context")]
+    engine, fake = make()
+    fake.enqueue(GOOD, model=P)
+    r = await engine.run("validated", req("Write add(a, b).", context="assert 1 + 1 == 2\n", verify="execute",
+                                          context_tests=True))
+    tests = r.trace.verdicts[0].execution.tests
+    assert [(t.test, t.origin, t.passed) for t in tests] == [("assert 1 + 1 == 2", "context", True)]

@@ -36,10 +36,15 @@ def plan(ctx: RunContext, *texts: str) -> tuple[bool, str]:
     return True, "execute"
 
 
+def _context_tests(ctx: RunContext) -> bool:
+    req = ctx.request
+    return req.context_tests if req.context_tests is not None else ctx.settings.context_tests
+
+
 async def gather_tests(ctx: RunContext, code: str) -> list[tuple[str, Origin]]:
     """The host's tests (argument, ``assert`` lines, ``>>>`` examples); else the validator writes some."""
     req = ctx.request
-    tests = host_tests(req.prompt, req.context, req.tests)
+    tests = host_tests(req.prompt, req.context, req.tests, context_tests=_context_tests(ctx))
     if tests:
         return tests
     n = ctx.settings.generated_tests

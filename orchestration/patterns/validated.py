@@ -150,7 +150,8 @@ def _named(ctx: RunContext) -> str | None:
     req = ctx.request
     if (req.verify or ctx.settings.verify) == "model" or sandbox_problem(ctx.settings.sandbox) is not None:
         return None
-    if host_tests(req.prompt, req.context, req.tests):
+    if host_tests(req.prompt, req.context, req.tests,
+                  context_tests=req.context_tests if req.context_tests is not None else ctx.settings.context_tests):
         return None  # the host's tests need no writing
     found = dict(_NAMED.findall(req.prompt + "\n" + (req.context or "")))
     stub = "".join(f"def {name}({params}):\n    pass\n" for name, params in found.items())
