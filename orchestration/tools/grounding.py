@@ -25,10 +25,10 @@ import copy
 import re
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..types import PatternRequest, ToolDefinition
+from .schema import LinearValidator
 
 __all__ = ["ANNOTATION", "KINDS", "Grounding", "code_blocks", "file_names", "ground", "decoding_parameters",
            "expand", "labelled_answer"]
@@ -239,10 +239,12 @@ _NO_CHECK = {"type", "description", "title", "examples", "default", ANNOTATION}
 
 
 def _fitting(values: list[str], schema: dict[str, Any]) -> list[str]:
-    """The candidates the property's own schema accepts (a host may bound length or give a pattern)."""
+    """The candidates the property's own schema accepts (a host may bound length or give a pattern). A pattern is
+    matched in linear time (schema.LinearValidator): grounding runs on the event loop, and a host's backtracking
+    pattern must not stall it."""
     if set(schema) <= _NO_CHECK:
         return list(values)
-    check = jsonschema.Draft202012Validator({k: v for k, v in schema.items() if k != ANNOTATION})
+    check = LinearValidator({k: v for k, v in schema.items() if k != ANNOTATION})
     return [v for v in values if check.is_valid(v)]
 
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import jsonschema
 
 from ..errors import SchemaError
 from ..types import ToolDefinition
 
-__all__ = ["validate_definition", "bound_schema", "token_bound", "SUPPORTED_KEYWORDS"]
+__all__ = ["validate_definition", "bound_schema", "token_bound", "SUPPORTED_KEYWORDS", "PatternMatcher",
+           "pattern_matcher", "LinearValidator"]
 
 # Keywords the constrainer handles; anything else in a host's tool schema is refused up front.
 SUPPORTED_KEYWORDS = {
@@ -200,3 +205,113 @@ def token_bound(schema: Any) -> int:
             props = schema.get("properties") or {}
             best = max(best, 2 + sum(len(k.encode()) * _STRING_ESCAPE + 4 + token_bound(v) for k, v in props.items()))
     return best
+
+
+# -- host patterns in linear time --------------------------------------------------------------------------
+# Python's re (and so jsonschema's "pattern") backtracks: a host's ``^(\w+\w?)+$`` against a 26-character file
+# name runs for seconds on the event loop, longer by x4 per two characters. llguidance's regex engine (derivatives
+# and a lazy DFA, the one that constrains decoding) reads each byte once, with a bounded cost per step.
+class _ByteVocabulary:
+    """One token per byte, so matching a string is feeding it its UTF-8 bytes."""
+
+    eos_token_id = 256
+    bos_token_id = None
+    tokens = [bytes([b]) for b in range(256)] + [b"<eos>"]
+    special_token_ids = [256]
+
+    def __call__(self, s: str | bytes) -> list[int]:
+        return list(s if isinstance(s, bytes) else s.encode())
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_tokenizer() -> Any:
+    import llguidance
+
+    return llguidance.LLTokenizer(llguidance.TokenizerWrapper(_ByteVocabulary()))
+
+
+def _whole_string_regex(pattern: str) -> str | None:
+    """``pattern`` (an unanchored ECMA search) as a regex the whole string must match, where its only anchors are a
+    leading ``^`` and a trailing ``$``; None otherwise (the JSON-schema route then handles the anchors)."""
+    anchors: list[int] = []
+    depth, in_class, alternation, i = 0, False, False, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            alternation = True
+        elif c in "^$":
+            anchors.append(i)
+        i += 1
+    start = 0 in anchors and pattern[0] == "^"
+    end = len(pattern) - 1 in anchors and pattern[-1] == "$" and len(pattern) > (1 if start else 0)
+    inner = [a for a in anchors if not (start and a == 0) and not (end and a == len(pattern) - 1)]
+    if inner or (alternation and (start or end)):
+        return None
+    body = pattern[1 if start else 0:len(pattern) - 1 if end else len(pattern)]
+    return ("" if start else "(?s:.)*") + "(?:" + body + ")" + ("" if end else "(?s:.)*")
+
+
+class PatternMatcher:
+    """A JSON-schema ``pattern`` matched by llguidance's regex engine: linear in the text, never backtracking.
+    ``supported`` is False for what that engine lacks (look-arounds, back-references): nothing then matches."""
+
+    def __init__(self, pattern: str) -> None:
+        import llguidance
+
+        self.pattern = pattern
+        self._lock = threading.Lock()  # one matcher, reset for each text
+        self._json = False
+        whole = _whole_string_regex(pattern)
+        matcher = None
+        if whole is not None:
+            matcher = llguidance.LLMatcher(_byte_tokenizer(), llguidance.LLMatcher.grammar_from_regex(whole),
+                                           log_level=0)
+        if matcher is None or matcher.is_error():
+            self._json = True  # llguidance's JSON-schema compiler handles anchors anywhere, on the quoted string
+            grammar = llguidance.LLMatcher.grammar_from_json_schema({"type": "string", "pattern": pattern},
+                                                                    overrides={"whitespace_flexible": False})
+            matcher = llguidance.LLMatcher(_byte_tokenizer(), grammar, log_level=0)
+        self._matcher = matcher
+        self.supported = not matcher.is_error()
+
+    def __call__(self, text: str) -> bool:
+        """Whether ``pattern`` matches somewhere in ``text`` (JSON Schema's unanchored search)."""
+        if not self.supported:
+            return False
+        try:
+            data = (json.dumps(text, ensure_ascii=False) if self._json else text).encode()
+        except UnicodeEncodeError:  # a lone surrogate: no pattern of a JSON schema can be checked against it
+            return False
+        tokens = list(data)
+        with self._lock:
+            self._matcher.reset()
+            # try_consume stops at the first byte refused without putting the matcher in an error state
+            taken = self._matcher.try_consume_tokens(tokens)
+            return taken == len(tokens) and self._matcher.is_accepting()
+
+
+@functools.lru_cache(maxsize=256)
+def pattern_matcher(pattern: str) -> PatternMatcher:
+    """The linear matcher for ``pattern`` (built once: a host sends the same tools with every call)."""
+    return PatternMatcher(pattern)
+
+
+def _linear_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not pattern_matcher(pattern)(instance):
+        yield jsonschema.ValidationError(f"{instance[:80]!r} does not match {pattern!r}")
+
+
+# jsonschema's Draft 2020-12 validator with "pattern" (at any depth) checked in linear time. Use it wherever a host's
+# schema meets text the request or a model supplied.
+LinearValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _linear_pattern})
