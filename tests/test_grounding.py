@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import jsonschema
 import pytest
 
@@ -431,3 +432,98 @@ async def test_tiny_model_writes_the_answers_code_to_the_named_file(real_engine:
         assert w["arguments"]["content"] in (code_blocks(answer) or [answer])
     assert any(w["arguments"]["file_path"] == "fizzbuzz.py" for w in writes)
     assert code_blocks(answer) and writes[0]["arguments"]["content"] == code_blocks(answer)[0]
+
+
+# -- a host's pattern cannot freeze grounding (issue 26 §5) ---------------------------------------------------
+BACKTRACKING = r"^(\w+\w?)+(\.py)?$"  # the review's ^(\w+\w?)+$, allowing .py: exponential on "aaa...a.txt"
+SLOW_NAME = "a" * 21 + ".txt"  # 25 characters: Python's re held the loop for seconds on it (x4 per two more)
+PATTERNED = ToolDefinition(name="open_file", parameters={
+    "type": "object", "properties": {"target": {"type": "string", "x-mageagent": "path", "pattern": BACKTRACKING}},
+    "required": ["target"]})
+
+
+def test_a_backtracking_host_pattern_is_matched_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from orchestration.tools.schema import pattern_matcher
+
+    long_name = "a" * 200 + ".txt"  # hours of backtracking for re
+    g = ground(PatternRequest(prompt=f"Compare {long_name} and {SLOW_NAME} with stack.py"), None)
+    assert {long_name, SLOW_NAME, "stack.py"} <= set(g.paths)
+
+    def backtracking(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the host's pattern went to Python's backtracking re")
+
+    monkeypatch.setattr(re, "search", backtracking)  # what jsonschema's "pattern" keyword calls
+    params = decoding_parameters(PATTERNED, g)
+    monkeypatch.undo()
+    assert params is not None and params["properties"]["target"]["enum"] == ["stack.py"]
+    assert pattern_matcher(BACKTRACKING).supported  # llguidance's engine, not a fallback
+
+
+@pytest.mark.parametrize(("pattern", "text", "matches"), [
+    (r"^(\w+\w?)+$", "a" * 60 + ".py", False),
+    (r"^(\w+\w?)+$", "abc_def", True),
+    (r"\.py$", "src/app.py", True),  # unanchored: JSON Schema searches
+    (r"\.py$", "app.pyc", False),
+    (r"^src/", "src/app.py", True),
+    (r"^src/", "lib/src/app.py", False),
+    (r"^a|b$", "xb", True),  # anchors inside an alternation: the JSON-schema route
+    (r"^a|b$", "bx", False),
+    (r"^[^\"]*$", 'say "hi"', False),
+    (r"^.{3}$", "日本語", True),
+    (r"^a.b$", "a\nb", False),
+    (r"(?=a)a", "a", False),  # a look-ahead: llguidance has none, so nothing matches
+])
+def test_linear_patterns_follow_json_schema(pattern: str, text: str, matches: bool) -> None:
+    from orchestration.tools.schema import pattern_matcher
+
+    assert pattern_matcher(pattern)(text) is matches
+
+
+def test_a_pattern_the_linear_engine_cannot_read_offers_no_candidate() -> None:
+    tool = ToolDefinition(name="open_file", parameters={"type": "object", "properties": {
+        "target": {"type": "string", "x-mageagent": "path", "pattern": r"^(?!secret).*\.py$"}},
+        "required": ["target"]})
+    assert decoding_parameters(tool, ground(PatternRequest(prompt="open stack.py"), None)) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings("ignore:ping is removed")
+async def test_mcp_ping_is_answered_while_a_patterned_call_is_grounded() -> None:
+    """Pings go out back to back for the whole call; none waits behind grounding. (A time bound is the only way to
+    see a blocked loop from outside: with Python's re the name above held the loop for seconds.)"""
+    from mcp import Client
+
+    from mcp_mageagent.server import build_server
+
+    fake = ScriptedBackend()
+    settings = fake_settings()
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    fake.enqueue("Done.", model=P, delay=0.05)
+    fake.enqueue([{"tool": "open_file", "arguments": {"target": "stack.py"}}], model=T)
+    gaps: list[float] = []
+    done = anyio.Event()
+    result: list[object] = []
+    async with Client(server, mode="legacy") as client:  # ping is a method of the 2025-11-25 protocol
+
+        async def call() -> None:
+            result.append(await client.call_tool("mage_hybrid", {
+                "prompt": f"Open {SLOW_NAME} or stack.py", "extraction": "always",
+                "tools": [PATTERNED.model_dump()]}))
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            last = anyio.current_time()
+            while not done.is_set():
+                await client.send_ping()
+                now = anyio.current_time()
+                gaps.append(now - last)
+                last = now
+                await anyio.sleep(0.005)
+    [r] = result
+    assert not r.is_error  # type: ignore[attr-defined]
+    assert r.structured_content["tool_calls"][0]["arguments"] == {"target": "stack.py"}  # type: ignore[attr-defined]
+    assert '"enum": ["stack.py"]' in json.dumps(fake.history[1].constraint.json_schema)  # it was grounded
+    assert len(gaps) >= 3 and max(gaps) < 2.0, max(gaps)
