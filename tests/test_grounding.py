@@ -486,6 +486,8 @@ def test_a_pattern_the_linear_engine_cannot_read_offers_no_candidate() -> None:
         "target": {"type": "string", "x-mageagent": "path", "pattern": r"^(?!secret).*\.py$"}},
         "required": ["target"]})
     assert decoding_parameters(tool, ground(PatternRequest(prompt="open stack.py"), None)) is None
+    with pytest.raises(SchemaError, match="look-arounds"):  # and the host hears why, up front
+        validate_definition(tool)
 
 
 @pytest.mark.anyio

@@ -47,11 +47,12 @@ def _is_number(v: Any) -> bool:
 
 
 def _is_regex(v: Any) -> bool:
+    """A regular expression the constrainer's linear engine reads (no look-arounds, no back-references)."""
     try:
         re.compile(v)
     except (re.error, TypeError):
         return False
-    return True
+    return pattern_matcher(v).supported
 
 
 # What each keyword's value must be (checked before anything reads it, so a bad value is an error
@@ -76,7 +77,8 @@ _KEYWORD_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "exclusiveMinimum": (_is_number, "a finite number"),
     "exclusiveMaximum": (_is_number, "a finite number"),
     "multipleOf": (lambda v: _is_number(v) and v > 0, "a number greater than 0"),
-    "pattern": (_is_regex, "a string holding a valid regular expression"),
+    "pattern": (_is_regex, "a string holding a valid regular expression without look-arounds or "
+                           "back-references (the constrainer's linear regex engine has neither)"),
     "description": (lambda v: isinstance(v, str), "a string"),
     "title": (lambda v: isinstance(v, str), "a string"),
     "format": (lambda v: isinstance(v, str), "a string"),
@@ -274,20 +276,23 @@ class PatternMatcher:
         self._json = False
         whole = _whole_string_regex(pattern)
         matcher = None
-        if whole is not None:
-            matcher = llguidance.LLMatcher(_byte_tokenizer(), llguidance.LLMatcher.grammar_from_regex(whole),
-                                           log_level=0)
-        if matcher is None or matcher.is_error():
-            self._json = True  # llguidance's JSON-schema compiler handles anchors anywhere, on the quoted string
-            grammar = llguidance.LLMatcher.grammar_from_json_schema({"type": "string", "pattern": pattern},
-                                                                    overrides={"whitespace_flexible": False})
-            matcher = llguidance.LLMatcher(_byte_tokenizer(), grammar, log_level=0)
+        try:
+            if whole is not None:
+                matcher = llguidance.LLMatcher(_byte_tokenizer(), llguidance.LLMatcher.grammar_from_regex(whole),
+                                               log_level=0)
+            if matcher is None or matcher.is_error():
+                self._json = True  # llguidance's JSON-schema compiler handles anchors anywhere, on the quoted string
+                grammar = llguidance.LLMatcher.grammar_from_json_schema({"type": "string", "pattern": pattern},
+                                                                        overrides={"whitespace_flexible": False})
+                matcher = llguidance.LLMatcher(_byte_tokenizer(), grammar, log_level=0)
+        except (ValueError, TypeError, RuntimeError):  # a grammar llguidance refuses to build: unsupported
+            matcher = None
         self._matcher = matcher
-        self.supported = not matcher.is_error()
+        self.supported = matcher is not None and not matcher.is_error()
 
     def __call__(self, text: str) -> bool:
         """Whether ``pattern`` matches somewhere in ``text`` (JSON Schema's unanchored search)."""
-        if not self.supported:
+        if not self.supported or self._matcher is None:
             return False
         try:
             data = (json.dumps(text, ensure_ascii=False) if self._json else text).encode()
