@@ -118,9 +118,11 @@ class RunContext:
             raise DeadlineReached(f"{purpose}: no time left before the deadline", step=purpose)
         await self.progress(purpose, role, 0, f"step {step_no}: {purpose} ({role}: {cfg.model})")
         last_report = time.monotonic()
+        pieces: list[str] = []  # the text so far: what a deadline keeps of a step it cuts
 
         async def on_chunk(chunk: Chunk) -> None:
             nonlocal last_report
+            pieces.append(chunk.text)
             now = time.monotonic()
             if now - last_report >= PROGRESS_INTERVAL_S:
                 last_report = now
@@ -136,6 +138,11 @@ class RunContext:
                 with anyio.fail_after(left - DEADLINE_MARGIN_S):
                     completion = await backend.stream(req, on_chunk)
         except TimeoutError as e:
+            so_far = "".join(pieces)
+            if self.best is None and so_far.strip() and not constraint:
+                self.checkpoint(so_far, f"the {purpose} as far as it got ({len(so_far)} characters, cut at the "
+                                        "deadline: incomplete)")
+                self.cut_off_texts.add(so_far)
             raise DeadlineReached(f"{purpose}: stopped at the deadline", step=purpose) from e
         except GenerationCancelled:
             raise

@@ -54,7 +54,7 @@ async def test_compete_returns_a_finished_candidate_when_judging_runs_late() -> 
 
 async def test_nothing_finished_gives_an_empty_partial_result_that_says_so() -> None:
     engine, fake = make()
-    fake.enqueue("slow " * 20, model=P, delay=0.3)
+    fake.enqueue("slow", model=P, delay=1.5)  # its one chunk would come after the deadline
     r = await engine.run("primary", PatternRequest(prompt="x", deadline_s=0.9))
     assert r.partial and r.text == "" and "no answer had finished" in r.skipped[1]
 
@@ -66,3 +66,12 @@ async def test_the_settings_deadline_applies_and_a_calls_own_wins() -> None:
     fake.enqueue("in time", model=P, delay=0.5)
     r = await engine.run("primary", PatternRequest(prompt="x", deadline_s=30))
     assert not r.partial and r.text == "in time"
+
+
+async def test_an_answer_cut_by_the_deadline_is_returned_as_far_as_it_got_and_never_written() -> None:
+    engine, fake = make()
+    answer = "```python\ndef is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n```"
+    fake.enqueue(answer, model=P, delay=0.2)  # a word every 0.2 s: about half of it by the deadline
+    r = await engine.run("hybrid", PatternRequest(prompt="Write is_prime and save it to prime.py", deadline_s=1.2))
+    assert r.partial and r.text and answer.startswith(r.text) and r.text != answer
+    assert r.tool_calls == [] and r.cut_off and "as far as it got" in r.skipped[1]
