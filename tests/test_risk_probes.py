@@ -92,6 +92,14 @@ PROBES: list[tuple[str, bool]] = [
     ("LD_PRELOAD=./x.so ls", False),
     ("PROMPT_COMMAND='touch X' ls", False),
     ("set -k; ls LD_PRELOAD=./x.so", False),
+    # options of listed programs that bring code or write a file (not installed here, or mawk's awk)
+    ("awk --source='BEGIN{system(\"touch X\")}' '{print}' notes", False),
+    ("ag --pager='touch X' foo", False),
+    ("ag --pag='touch X' foo", False),
+    ("less -o log notes", False),
+    ("file -C -m magic", False),
+    ("tree -R -L 1 -H .", False),
+    (f"unset '{A}'", False),
     # an unquoted glob may expand to a file named like an option
     ("find . -name v *", False),
     ("sort *", False),
@@ -106,7 +114,7 @@ READS = [
     "LANG=C sort notes", "env LANG=C sort notes", "du -sh .", "git status --short", "git log --oneline -5",
     "git stash list", "git show stash@{0} || true", "ls *.py", "cat *.py", "grep -n foo *.py", "echo {}",
     "find . -type f -name '*.py'", "set -euo pipefail; ls", "unset FOO",
-    "sort --check notes || true", "tree -L 1 || true",
+    "sort --check notes || true", "tree -L 1 || true", "awk -F: '{print $1}' notes", "awk -F , -v x=1 '{print x}' notes",
 ]
 
 

@@ -451,8 +451,18 @@ _AWK_UNSAFE = re.compile(r"system|getline|[|>]|@|\bclose\b|fflush|\bENVIRON\b")
 
 def _awk_risk(args: list[str]) -> Risk:
     # Only -F and -v (and gawk's harmless switches) are understood: -f/-e/--source/--include/... bring code.
-    if _shorts(args) - {"F", "v", "b", "c", "P", "r", "S", "t", "s"} or \
-            _longs(args) - {"field-separator", "assign", "sandbox", "posix", "traditional", "characters-as-bytes"}:
+    flags: list[str] = []
+    k = 0
+    while k < len(args):
+        a = args[k]
+        if a in ("-F", "-v"):
+            k += 2
+            continue
+        if not (a.startswith("-F") or a.startswith("-v")):  # -F: and -vx=1 carry their value
+            flags.append(a)
+        k += 1
+    if _shorts(flags) - {"b", "c", "P", "r", "S", "t", "s"} or \
+            _longs(flags) - {"field-separator", "assign", "sandbox", "posix", "traditional", "characters-as-bytes"}:
         return "execute"
     pos = _positionals(args, {"-F", "-v", "--field-separator", "--assign"})
     if not pos or _AWK_UNSAFE.search(pos[0]):
