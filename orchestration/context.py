@@ -90,10 +90,13 @@ class RunContext:
         if not (continue_code and first.finish_reason == "length" and budget > 0 and open_fence(first.text)
                 and getattr(self.backends[cfg.backend_key], "continues", False)):
             return first
-        more = await self._generate(role, messages + [Message(role="assistant", content=first.text)],
+        # The chat template strips the end of a continued turn (transformers' continue_final_message), so a cut
+        # inside indentation would lose spaces: continue from the stripped text, and the model writes them again.
+        head = first.text.rstrip()
+        more = await self._generate(role, messages + [Message(role="assistant", content=head)],
                                     purpose=f"{purpose}: continue the cut-off code", max_tokens=budget,
                                     temperature=temperature, model=model, continue_final=True)
-        text = first.text + more.text
+        text = head + more.text
         if more.finish_reason == "length":
             self.cut_off_texts.add(text)
         return first.model_copy(update={

@@ -316,3 +316,14 @@ async def test_a_summary_request_is_a_question() -> None:
     r = await engine.run("hybrid", PatternRequest(prompt="Summarize what config.py configures",
                                                   context="DEBUG = True\n\n\ndef url():\n    return 1\n"))
     assert r.tool_calls == [] and fake.models_asked == [P]
+
+
+async def test_a_cut_inside_indentation_is_continued_from_the_stripped_text() -> None:
+    """Seen in the request table at 128 tokens (save-26, save-30): the template strips the continued turn's trailing
+    spaces, so text + continuation lost a space of indentation and the code no longer parsed."""
+    engine, fake = make()
+    fake.enqueue("```python\ndef f(n):\n    if n:\n    ", model=P, finish_reason="length")
+    fake.enqueue("\n        return 1\n    return 0\n```", model=P)
+    r = await engine.run("hybrid", PatternRequest(prompt="Write f(n) and save it to f.py"))
+    assert fake.history[1].messages[-1].content.endswith("if n:")
+    assert r.tool_calls[0].arguments["content"] == "def f(n):\n    if n:\n        return 1\n    return 0\n"
