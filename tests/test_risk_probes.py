@@ -28,6 +28,7 @@ PROBES: list[tuple[str, bool]] = [
     ("sort $'-o' v notes", True),
     ("sort $'--output=v' notes", True),
     ('echo "$\'" ; rm v ; echo "\'"', True),  # $' inside double quotes is two literal characters
+    ('find . -name v $"-delete"', True),  # $"..." is translated: the classifier cannot know the text
     # parameter expansion in an argument
     ("find . -name v ${X:--delete}", True),
     ('find . -name v "${X:--delete}"', True),

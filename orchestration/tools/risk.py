@@ -176,6 +176,9 @@ def _lex(s: str) -> _Lexed:
                 out.error = True
             opaque = True
             return j + 1
+        if nxt == '"' and not quoted:  # $"...": a locale translation, which may be any text
+            opaque = True
+            return i + 1  # the double-quoted string is read as usual; the word stays opaque
         m = _NAME.match(s, i + 1)
         return m.end() if m else i  # a lone "$" is a literal dollar (and "$'" inside double quotes)
 
