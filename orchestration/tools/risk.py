@@ -7,6 +7,14 @@ process substitution, a here-document, a dynamic command name, a lexing error) i
 never ``read``; what a substitution or ``sh -c`` runs is classified too, so ``echo $(rm -rf ~)`` is
 destructive. Overwriting a file (``>``, ``tee f``, ``sort -o f``, ``find -fprint``) is destructive.
 
+A label is ``read`` only where the words bash will run are read exactly. So these are ``execute`` at least:
+words the lexer cannot spell out (``$'...'``, ``$"..."``, ``${x:-w}``/``${x@P}``/``${a[i]}``, ``$[...]``, brace
+expansion), an expansion or unquoted glob among the arguments of a command whose options matter (``find . $X``;
+a short list of commands no argument can make worse is exempt), a path-qualified command (``./ls``), a long option
+that abbreviates a dangerous one (GNU and git take prefixes: ``sort --out=f``), arithmetic and subscripts that
+bash evaluates (``[[ x -eq 0 ]]``, ``test -v``, ``declare -i``/``-n``, ``printf -v``), and assignments to ``PATH``
+and the other variables that change what runs (``_dangerous_name``).
+
 ``shlex`` alone cannot tell a quoted ``';'`` from the operator, hence the small lexer below.
 """
 
