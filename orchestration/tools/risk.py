@@ -575,7 +575,8 @@ _ARITH_OPS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
 
 def _test_risk(words: list[_Word], double: bool) -> Risk:
     """test / [ / [[: -v NAME evaluates a subscript, and [['s arithmetic operators evaluate both operands (a name's
-    value included), so each must be a plain literal; test and [ also split unquoted expansions into new words."""
+    value included), so each must be a plain literal (bash's test builtin compares plain integers only); test and [
+    also split unquoted expansions into new words."""
     if double and words and words[-1].text == "]]":
         words = words[:-1]
     for k, w in enumerate(words):
@@ -585,7 +586,7 @@ def _test_risk(words: list[_Word], double: bool) -> Risk:
             nxt = words[k + 1] if k + 1 < len(words) else None
             if nxt is None or nxt.dynamic or not _IDENT.fullmatch(nxt.text):
                 return "execute"
-        if w.text in _ARITH_OPS and not w.dynamic:
+        if double and w.text in _ARITH_OPS and not w.dynamic:
             for o in (words[k - 1] if k else None, words[k + 1] if k + 1 < len(words) else None):
                 if o is None or o.dynamic or not _INT.fullmatch(o.text):
                     return "execute"
