@@ -110,12 +110,13 @@ PROBES: list[tuple[str, bool]] = [
 READS = [
     "ls -la", "cat a.py", "grep -rn foo .", "git status", "find . -name '*.py'", "sort notes", "sort -r -u notes",
     "head -n 2 notes", "wc -l notes", "echo ${HOME}", "echo $HOME", "x=1; [[ -n $x ]] && echo yes",
-    "[[ $x == a* ]]", "[ 1 -eq 1 ]", "[ \"$#\" -eq 0 ] || true", "[[ 2 -gt 1 ]]", "test -f a.py", "printf '%s\\n' \"$HOME\"", "printf -v y %s x",
-    "declare -p", "export FOO=1", "sed -n 1p notes", "awk '{print $1}' notes", "diff a.py notes || true",
-    "LANG=C sort notes", "env LANG=C sort notes", "du -sh .", "git status --short", "git log --oneline -5",
-    "git stash list", "git show stash@{0} || true", "ls *.py", "cat *.py", "grep -n foo *.py", "echo {}",
-    "find . -type f -name '*.py'", "set -euo pipefail; ls", "unset FOO",
-    "sort --check notes || true", "tree -L 1 || true", "awk -F: '{print $1}' notes", "awk -F , -v x=1 '{print x}' notes",
+    "[[ $x == a* ]]", "[ 1 -eq 1 ]", "[ \"$#\" -eq 0 ] || true", "[[ 2 -gt 1 ]]", "test -f a.py",
+    "printf '%s\\n' \"$HOME\"", "printf -v y %s x", "declare -p", "export FOO=1", "sed -n 1p notes",
+    "awk '{print $1}' notes", "awk -F: '{print $1}' notes", "awk -F , -v x=1 '{print x}' notes",
+    "diff a.py notes || true", "LANG=C sort notes", "env LANG=C sort notes", "du -sh .", "git status --short",
+    "git log --oneline -5", "git stash list", "git show stash@{0} || true", "ls *.py", "cat *.py",
+    "grep -n foo *.py", "echo {}", "find . -type f -name '*.py'", "set -euo pipefail; ls", "unset FOO",
+    "sort --check notes || true", "tree -L 1 || true",
 ]
 
 

@@ -666,7 +666,8 @@ def _git_risk(args: list[str]) -> Risk:
     if sub in _GIT_READ:
         if _long_like(rest, "output"):
             return "destructive"  # --output=FILE overwrites FILE
-        if _long_like(rest, "ext-diff") or (sub == "grep" and ("O" in short or _long_like(rest, "open-files-in-pager"))):
+        if _long_like(rest, "ext-diff") or (sub == "grep" and ("O" in short
+                                                               or _long_like(rest, "open-files-in-pager"))):
             return "execute"
         if sub == "ls-remote" and any("::" in a for a in rest):
             return "execute"  # ext::CMD transports run CMD
