@@ -25,7 +25,7 @@ from .catalogue import SEED_TOOLS, resolve_tools
 from .relevance import relevance_gate
 from .grounding import ANNOTATION, BLOCK_SUFFIX, Grounding, decoding_parameters, expand, ground, labelled_answer
 from .risk import risk_of
-from .schema import bound_schema, token_bound
+from .schema import LinearValidator, bound_schema, token_bound
 
 __all__ = ["extraction_schema", "grounded_tools", "extract_tool_calls", "decide_calls", "parse_calls",
            "parse_grounded", "lenient_json", "maybe_extract"]
@@ -84,7 +84,7 @@ def parse_calls(text: str, tools: list[ToolDefinition]) -> list[ToolCall]:
         if tool is None:
             raise ModelOutputError(f"the tools model named an unknown tool {c.tool!r}", raw=text)
         try:
-            jsonschema.validate(c.arguments, tool.parameters)
+            LinearValidator(tool.parameters).validate(c.arguments)  # host patterns in linear time
         except jsonschema.ValidationError as e:
             raise ModelOutputError(f"arguments for {c.tool} do not match its schema: {e.message}", raw=text) from e
         calls.append(ToolCall(tool=c.tool, arguments=c.arguments, risk=risk_of(tool, c.arguments, seed=seed)))
@@ -104,13 +104,13 @@ def parse_grounded(text: str, tools: list[ToolDefinition], g: Grounding) -> list
                                    "its arguments in", raw=text)
         tool, view = views[c.tool]
         try:
-            jsonschema.validate(c.arguments, view.parameters)
+            LinearValidator(view.parameters).validate(c.arguments)
         except jsonschema.ValidationError as e:
             raise ModelOutputError(f"arguments for {c.tool} are not grounded in the request or the answer: "
                                    f"{e.message[:300]}", raw=text) from e
         arguments = expand(tool, c.arguments, g)
         try:
-            jsonschema.validate(arguments, tool.parameters)
+            LinearValidator(tool.parameters).validate(arguments)
         except jsonschema.ValidationError as e:
             raise ModelOutputError(f"expanded arguments for {c.tool} do not match its schema: {e.message[:300]}",
                                    raw=text) from e
