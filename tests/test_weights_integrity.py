@@ -171,3 +171,17 @@ def test_setup_force_never_converts_a_tampered_smollm2_gguf(smol: tuple[Path, by
     with pytest.raises(ModelNotFoundError):
         smollm2.setup(cache, tmp_path / "models", download=False, force=True, variants=("dense",))
     assert len(converted_from) == 2
+
+
+def test_weights_changed_after_set_up_are_refused_at_load(tmp_path: Path) -> None:
+    """Every start-up: the fast check runs before a converted model loads, and a mismatch is refused."""
+    from orchestration.errors import ModelLoadError
+    from orchestration.models.mlx_backend import check_weights
+
+    out = converted(tmp_path / "m")
+    check_weights(out)  # untouched: loads
+    weights = out / "model.safetensors"
+    weights.write_bytes(bytes(weights.stat().st_size))
+    with pytest.raises(ModelLoadError, match="setup --force"):
+        check_weights(out)
+    check_weights(tmp_path)  # no stamp: a directory the user points at, not ours to check

@@ -72,12 +72,30 @@ class LoadedModel:
         return self._lltokenizer
 
 
+def check_weights(path: Path) -> None:
+    """A converted model's files against its conversion stamp, fast (sizes and a sample of blocks), before every
+    load: weights changed after set-up are refused, never loaded. A directory without a stamp (an mlx-lm model
+    the user points at) is not ours to check; a stamp from before weights were hashed is loaded with a warning."""
+    from .convert import STAMP, verify_model_dir
+
+    if not (path / STAMP).exists():
+        return
+    problem = verify_model_dir(path)
+    if problem is None:
+        return
+    if "no sha256" in problem:
+        log.warning("%s; `mageagent setup --force` hashes it", problem)
+        return
+    raise ModelLoadError(f"{problem}: the weights changed after set-up; run `mageagent setup --force`")
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load an mlx-lm model directory (runs on the owner thread). Tests replace this to forbid real loads."""
     import mlx.core as mx
     from mlx_lm import load
 
     path = Path(spec.key)
+    check_weights(path)
     try:
         model, tokenizer, config = load(str(path), return_config=True)
     except Exception as e:  # mlx-lm raises assorted errors for broken model directories
