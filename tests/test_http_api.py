@@ -342,3 +342,27 @@ def test_health_resolves_models_off_the_event_loop(srv: ServerThread) -> None:
     srv.engine.models_state = recording  # type: ignore[method-assign]
     assert raw(srv, "GET", "/health")[0] == 200
     assert seen and seen[0] != srv.thread.ident  # uvicorn's loop runs on srv.thread
+
+
+def test_models_answer_while_a_backtracking_host_pattern_is_grounded(srv: ServerThread) -> None:
+    """Issue 26 §5 over HTTP: a host tool whose path pattern backtracks in Python's re (x5 per two characters)
+    is grounded in linear time, so GET /v1/models keeps answering at once while the call runs."""
+    name = "a" * 25 + ".txt"
+    tool = {"type": "function", "function": {"name": "open_note", "description": "Open a note", "parameters": {
+        "type": "object", "properties": {"file_path": {"type": "string", "pattern": r"^(\w+\w?)+(\.py)?$",
+                                                       "x-mageagent": "path"}},
+        "required": ["file_path"]}}}
+    srv.fake.enqueue("Opening it.", model=P)
+    srv.fake.enqueue([], model=T, delay=0.5)
+    done: list[object] = []
+    chat = threading.Thread(target=lambda: done.append(srv.client.chat.completions.create(
+        model="mageagent:hybrid", messages=[{"role": "user", "content": f"Read the file {name} of my notes"}],
+        tools=[tool])))
+    chat.start()
+    gaps = []
+    while chat.is_alive() and len(gaps) < 200:
+        t0 = time.perf_counter()
+        assert raw(srv, "GET", "/v1/models")[0] == 200
+        gaps.append(time.perf_counter() - t0)
+    chat.join(60)
+    assert done and gaps and max(gaps) < 2.0, gaps
