@@ -220,7 +220,9 @@ def test_context_files_by_header_and_by_name() -> None:
 
 
 @pytest.mark.parametrize("path", ["~/.bashrc", "../../../../etc/profile.d/env.sh",
-                                  "/usr/lib/python3/dist-packages/sitecustomize.py"])
+                                  "/usr/lib/python3/dist-packages/sitecustomize.py", "src/../../outside.py",
+                                  "./../x.py", "~root/.ssh/config.py", "C:/Windows/system.ini", "/proc/self/environ.txt",
+                                  "docs/../../../.profile"])
 def test_paths_outside_the_folder_are_never_written_unless_the_request_names_them(path: str) -> None:
     call = ToolCall(tool="Write", arguments={"file_path": path, "content": "x"}, risk="write")
     kept, refused = guard_calls([call], PatternRequest(prompt="Save the helper", context=f"see {path}"))
