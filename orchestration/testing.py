@@ -21,7 +21,7 @@ from .models.pool import ModelSpec, ModelState
 from .settings import Settings, load_settings
 from .types import Chunk, Completion, GenerationRequest
 
-__all__ = ["ScriptedBackend", "Reply", "fake_settings", "FAKE_MODELS"]
+__all__ = ["ScriptedBackend", "Reply", "fake_settings", "FAKE_MODELS", "chunk_wheel"]
 
 FAKE_MODELS = {"primary": "primary-model", "competitor": "competitor-model", "validator": "validator-model",
                "tools": "tools-model"}
@@ -175,3 +175,20 @@ def wait_http(url: str, proc: Any = None, timeout: float = 90) -> None:
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"{url} did not come up in {timeout}s")
+
+
+def chunk_wheel(folder: Any, package: str, version: str, part: int, payload: bytes) -> Any:
+    """A fabricated chunk wheel (``<module>/data/partNN.bin``), as the chunked-GGUF sources fetch: for tests."""
+    import zipfile
+    from pathlib import Path
+
+    module = package.replace("-", "_")
+    path = Path(folder) / f"{module}-{version}-py3-none-any.whl"
+    dist = f"{module}-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{module}/__init__.py", "")
+        zf.writestr(f"{module}/data/part{part:02d}.bin", payload)
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return path

