@@ -179,5 +179,5 @@ async def test_review_and_fix_once_on_the_embedded_model(real_settings) -> None:
         engine.close()
     assert r.pattern == "review_and_fix" and r.text.strip()
     assert [s.purpose for s in r.trace.steps][:3] == ["review", "issues", "fix"]
-    assert r.trace.steps[-1].purpose == "extract tool calls"
+    assert r.trace.tool_decision is not None  # the extract step ran: by facts (no model step) or by the chooser
     assert len(r.trace.verdicts) >= 2

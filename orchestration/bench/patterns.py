@@ -61,7 +61,12 @@ async def _overhead(engine: Any, times: dict[str, list[float]],
                     return {"skipped": "a role is on a remote backend; raw mlx-lm timing needs in-process models"}
                 raw += await backend.raw_seconds(s["model"], s["prompt_tokens"], s["completion_tokens"])
             raws.append(raw)
-            ratios.append(wall / raw)
+            if raw > 0:  # a run decided by facts alone (the tools pattern on a named file) has no model step
+                ratios.append(wall / raw)
+        if not ratios:
+            res[p] = {"wall_median_s": round(statistics.median(times[p]), 3), "raw_mlx_lm_median_s": 0.0,
+                      "ratio_median": None, "note": "no model step: decided by facts"}
+            continue
         res[p] = {"wall_median_s": round(statistics.median(times[p]), 3), "raw_mlx_lm_median_s":
                   round(statistics.median(raws), 3), "ratio_median": round(statistics.median(ratios), 3),
                   "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3)}

@@ -31,8 +31,9 @@ def markdown(r: dict[str, Any], png: str | None = None) -> str:
                       "completion token counts of every step.", "",
                   "| pattern | wall s | plain mlx-lm s | ratio (median, min-max) |", "|---|---|---|---|"]
         for p, v in ov.items():
-            lines.append(f"| {p} | {v['wall_median_s']} | {v['raw_mlx_lm_median_s']} | {v['ratio_median']} "
-                         f"({v['ratio_min']}-{v['ratio_max']}) |")
+            ratio = (f"{v['ratio_median']} ({v['ratio_min']}-{v['ratio_max']})" if v["ratio_median"] is not None
+                     else v.get("note", "-"))
+            lines.append(f"| {p} | {v['wall_median_s']} | {v['raw_mlx_lm_median_s']} | {ratio} |")
     elif ov:
         lines += ["", f"overhead: {ov['skipped']}"]
     t = r.get("tools")
