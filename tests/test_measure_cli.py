@@ -48,6 +48,9 @@ def test_bench_sections_end_to_end(tmp_path):
     assert set(r["patterns"]) == {"primary", "tools", "hybrid", "validated", "compete", "auto"}
     assert r["patterns"]["primary"]["ratio_to_primary"] == 1.0
     for name, v in r["patterns"].items():
+        if name == "tools":  # the bench task names its file but gives no code: facts decide, no model step
+            assert v["n"] == 1 and r["overhead"][name]["ratio_median"] is None
+            continue
         assert v["n"] == 1 and v["median_s"] > 0 and v["steps"], name
         assert r["overhead"][name]["raw_mlx_lm_median_s"] > 0
     assert r["patterns"]["compete"]["median_s"] > r["patterns"]["primary"]["median_s"]
