@@ -277,3 +277,21 @@ def test_the_quality_cost_chart_has_a_panel_per_code_suite(tmp_path):
                "mbpp": {"n": 4, "systems": {"mbpp-primary": one}}}
     assert plot(results, tmp_path / "quality.png") and (tmp_path / "quality.png").stat().st_size > 1000
     assert not plot({"bfcl": {}}, tmp_path / "none.png")
+
+
+async def test_a_whole_suite_runs_in_a_seeded_random_order_with_the_suites_interleaved(eval_cache, tmp_path):
+    """A stopped run's finished items are a random sample of every suite, not the first problems of one."""
+    from orchestration.evaluation.mbpp import load_mbpp
+    from orchestration.evaluation.runner import _pick
+
+    items = list(range(50))
+    whole = _pick(items, None, 0)
+    assert sorted(whole) == items and whole != items and whole == _pick(items, 500, 0)
+    he, mb = load_humaneval(eval_cache, download=False)[:2], list(load_mbpp()[:2])
+    fake = ScriptedBackend()
+    for _ in range(4):
+        fake.enqueue(_code("def f():\n    return 1\n"))
+    order: list[str] = []
+    await run_eval(EvalConfig(systems=["he-primary", "mbpp-primary"]), fake_settings(), tmp_path,
+                   Dataset(humaneval=he, mbpp=mb), say=order.append, backends={"mlx": fake})
+    assert [line.split()[0].lstrip("[") for line in order] == ["humaneval", "mbpp", "humaneval", "mbpp"]

@@ -152,9 +152,10 @@ class Dataset(BaseModel):
 
 
 def _pick(items: list[Any], limit: int | None, seed: int) -> list[Any]:
-    if limit is None or limit >= len(items):
-        return list(items)
-    return random.Random(seed).sample(items, limit)
+    """``limit`` items (all when None) in a seeded random order: a stopped run's finished items are a random
+    sample of the suite, not its first problems."""
+    n = len(items) if limit is None else min(limit, len(items))
+    return random.Random(seed).sample(items, n)
 
 
 def select_items(config: EvalConfig, cache_dir: Path, *, download: bool = True) -> Dataset:
@@ -352,13 +353,17 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
 
     systems = [SYSTEMS[n] for n in config.systems]
     jobs: list[tuple[str, int, int, str, Any, System, int]] = []
-    for suite in config.suites():
-        items = data.items(suite)
-        for i, (item_id, item) in enumerate(zip(data.ids(suite), items), 1):
+    per_suite = {suite: list(zip(data.ids(suite), data.items(suite))) for suite in config.suites()}
+    # The suites interleaved item by item, so that a stopped run has finished items of every suite.
+    for i in range(1, max((len(v) for v in per_suite.values()), default=0) + 1):
+        for suite, pairs in per_suite.items():
+            if i > len(pairs):
+                continue
+            item_id, item = pairs[i - 1]
             for system in (s for s in systems if s.suite == suite):
                 for sample in range(system.samples):
                     if (suite, item_id, system.name, sample) not in done:
-                        jobs.append((suite, i, len(items), item_id, item, system, sample))
+                        jobs.append((suite, i, len(pairs), item_id, item, system, sample))
     # Up to ``concurrency`` items at once: the backend decodes their same-model steps as one batch.
     limiter = anyio.CapacityLimiter(max(1, concurrency))
     try:
