@@ -285,8 +285,10 @@ class Settings(_Strict):
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "
                                  "(Qwen tokenizer), plus a short explanation")
     auto_coding: Literal["validated", "compete", "competitor", "primary"] = Field(
-        "validated", description="auto's pattern for a coding request: the one with the best measured quality per "
-                                 "second on this profile (docs/eval.md)")
+        "validated", description="auto's pattern for a coding request; left out: the one with the most passed "
+                                 "problems per second measured on this profile (orchestration/evaluation/"
+                                 "measured_routes.json, written by scripts/auto_routes.py; docs/eval.md), else "
+                                 "validated")
     speculative: bool = Field(True, description="roles with a draft_model decode speculatively (off: plain decoding)")
     prompt_cache_gb: float = Field(0.5, ge=0, description="memory for KV states of earlier prompts (reused when a "
                                                           "prompt starts the same way); taken from the budget")
@@ -345,6 +347,16 @@ class Settings(_Strict):
 
     @model_validator(mode="before")
     @classmethod
+    def _measured_route(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "auto_coding" not in data:
+            profile = data.get("profile", DEFAULT_PROFILE)
+            route = _MEASURED_ROUTES.get(profile) if isinstance(profile, str) else None
+            if route is not None:
+                return {**data, "auto_coding": route}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _fill_roles(cls, data: Any) -> Any:
         # Roles not given come from the profile; a role given in part is merged over the profile's.
         if not isinstance(data, dict):
@@ -392,6 +404,17 @@ class Settings(_Strict):
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+
+def _measured_routes(path: Path) -> dict[str, str]:
+    """profile -> auto's measured coding pattern (a data file the evaluation writes; read, not imported)."""
+    try:
+        return {k: v["coding"] for k, v in json.loads(path.read_text()).items()}
+    except FileNotFoundError:
+        return {}
+
+
+_MEASURED_ROUTES = _measured_routes(Path(__file__).parent / "evaluation" / "measured_routes.json")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

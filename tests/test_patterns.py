@@ -8,7 +8,8 @@ import pytest
 
 from orchestration import prompts
 from orchestration.engine import Engine
-from orchestration.errors import ModelLoadError, ModelNotFoundError, PatternError, RequestError
+from orchestration.errors import ConfigError, ModelLoadError, ModelNotFoundError, PatternError, RequestError
+from orchestration.settings import Settings
 from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
 from orchestration.types import PatternRequest, ToolDefinition
 
@@ -502,3 +503,46 @@ async def test_a_revision_cut_off_inside_its_code_is_never_put_to_the_validator_
     r = await engine.run("validated", req("Implement f", extraction="never"))
     assert fake.models_asked == [P, V, P] and [x.outcome for x in r.trace.rounds] == ["cut off"]
     assert r.text == "v0" and not r.cut_off and r.trace.verdicts[-1].verdict == "FAIL"
+
+
+# -- auto's measured coding route ---------------------------------------------------------------------------
+def _suite(**rows: tuple[int, int, float]) -> dict:
+    return {"systems": {name: {"k": k, "n": n, "seconds_total": s} for name, (k, n, s) in rows.items()}}
+
+
+@pytest.mark.parametrize("results, expected", [
+    # compete passes more but costs more than its gain: primary has the most passes per second
+    ({"humaneval": _suite(**{"he-primary": (60, 100, 1000.0), "he-compete": (70, 100, 2000.0)})}, "primary"),
+    # the other way round: compete's passes per second beat primary's
+    ({"humaneval": _suite(**{"he-primary": (40, 100, 1000.0), "he-compete": (90, 100, 1500.0)})}, "compete"),
+    # summed over both suites: validated wins on MBPP by enough to win overall
+    ({"humaneval": _suite(**{"he-primary": (50, 100, 1000.0), "he-validated": (55, 100, 1100.0)}),
+      "mbpp": _suite(**{"mbpp-primary": (10, 100, 1000.0), "mbpp-validated": (60, 100, 1200.0)})}, "validated"),
+    # a pattern measured on one suite only is not compared with those measured on both
+    ({"humaneval": _suite(**{"he-primary": (50, 100, 1000.0), "he-competitor": (99, 100, 10.0)}),
+      "mbpp": _suite(**{"mbpp-primary": (50, 100, 1000.0)})}, "primary"),
+])
+def test_auto_coding_route_is_the_most_passes_per_second(results, expected):
+    from orchestration.evaluation.routing import choose
+
+    assert choose(results, "qwen", source="x").coding == expected
+
+
+def test_auto_coding_route_needs_a_code_suite():
+    from orchestration.evaluation.routing import choose
+
+    with pytest.raises(ConfigError, match="no code suite"):
+        choose({"bfcl": {}}, "qwen", source="x")
+
+
+def test_settings_take_auto_coding_from_the_profile_measurement_unless_set(monkeypatch, tmp_path):
+    import orchestration.settings as settings_module
+    from orchestration.evaluation.routing import choose, write_route
+
+    routes = tmp_path / "measured_routes.json"
+    write_route(choose({"humaneval": _suite(**{"he-primary": (10, 100, 1000.0), "he-compete": (90, 100, 1000.0)})},
+                       "tiny", source="x"), routes)
+    monkeypatch.setattr(settings_module, "_MEASURED_ROUTES", settings_module._measured_routes(routes))
+    assert Settings(profile="tiny").auto_coding == "compete"
+    assert Settings(profile="tiny", auto_coding="primary").auto_coding == "primary"
+    assert Settings(profile="qwen-1.5b").auto_coding == "validated"  # not measured: the default
