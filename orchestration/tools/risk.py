@@ -100,195 +100,226 @@ def _closing(s: str, i: int, open_: str, close: str) -> int:
 
 
 def _lex(s: str) -> _Lexed:
-    out = _Lexed()
-    seg = _Segment()
-    chars: list[str] | None = None  # the word being built; None between words
-    dynamic = opaque = split = False
-    braces: list[bool] = []  # unquoted "{" open in this word: whether a "," or ".." made it a brace expansion
-    pending: str | None = None  # a redirection waiting for its target word
+    return _Lexer(s).run()
 
-    def end_word() -> None:
-        nonlocal chars, dynamic, opaque, split, pending
-        if chars is None:
-            return
-        text = "".join(chars)
-        if pending is not None:
-            seg.redirects.append(_Redirect(pending, text, dynamic, opaque))
-            pending = None
-        else:
-            seg.words.append(_Word(text, dynamic, opaque, split))
-        chars, dynamic, opaque, split = None, False, False, False
-        braces.clear()
 
-    def end_segment() -> None:
-        nonlocal seg, pending
-        end_word()
-        if pending is not None:  # a redirection with no target
-            out.error = True
-            pending = None
-        if seg.words or seg.redirects:
-            out.segments.append(seg)
-        seg = _Segment()
+class _Lexer:
+    """One left-to-right pass over a command: the word being built, the segment it belongs to, the result."""
 
-    def expansion(i: int, quoted: bool) -> int:
-        """At a ``$`` or backtick (outside single quotes): record it, return the index after it (``i`` for a
-        literal dollar)."""
-        nonlocal dynamic, split
-        j = _expansion_end(i, quoted)
-        if j != i:
-            dynamic = True
-            split = split or not quoted
-        return j
+    def __init__(self, s: str) -> None:
+        self.s, self.i = s, 0
+        self.out = _Lexed()
+        self.seg = _Segment()
+        self.chars: list[str] | None = None  # the word being built; None between words
+        self.dynamic = self.opaque = self.split = False
+        self.braces: list[bool] = []  # unquoted "{" open in this word: whether a "," or ".." made it a brace expansion
+        self.pending: str | None = None  # a redirection waiting for its target word
 
-    def _expansion_end(i: int, quoted: bool) -> int:
-        nonlocal opaque
-        if s[i] == "`":
-            j = i + 1
-            while j < len(s) and s[j] != "`":
-                j += 2 if s[j] == "\\" else 1
-            if j >= len(s):
-                out.error = True
-            out.substitutions.append(s[i + 1:j].replace("\\`", "`"))
-            return j + 1
-        nxt = s[i + 1] if i + 1 < len(s) else ""
-        if nxt == "(":
-            j = _closing(s, i + 2, "(", ")")
-            if j < 0:
-                out.error = True
-                j = len(s)
-            out.substitutions.append(s[i + 2:j])
-            return j + 1
-        if nxt == "{":
-            j = _closing(s, i + 2, "{", "}")
-            if j < 0:
-                out.error = True
-                j = len(s)
-            body = s[i + 2:j]
-            if "$(" in body or "`" in body:  # ${x:-$(cmd)}: the nested command runs
-                out.substitutions.append(body)
-            if not _PLAIN_BRACED.fullmatch(body):
-                opaque = True
-            return j + 1
-        if nxt == "[":  # $[...]: old arithmetic expansion (evaluates subscripts of the names it reads)
-            j = _closing(s, i + 2, "[", "]")
-            if j < 0:
-                out.error = True
-                j = len(s)
-            opaque = True
-            return j + 1
-        if nxt == "'" and not quoted:  # $'...' (ANSI-C quoting): escapes we do not decode
-            j = i + 2
-            while j < len(s) and s[j] != "'":
-                j += 2 if s[j] == "\\" else 1
-            if j >= len(s):
-                out.error = True
-            opaque = True
-            return j + 1
-        if nxt == '"' and not quoted:  # $"...": a locale translation, which may be any text
-            opaque = True
-            return i + 1  # the double-quoted string is read as usual; the word stays opaque
-        m = _NAME.match(s, i + 1)
-        return m.end() if m else i  # a lone "$" is a literal dollar (and "$'" inside double quotes)
+    def run(self) -> _Lexed:
+        while self.i < len(self.s):
+            self._step()
+        self._end_segment()
+        return self.out
 
-    i, n = 0, len(s)
-    while i < n:
+    def _step(self) -> None:
+        s, i = self.s, self.i
         c = s[i]
         if c == "\\":
-            if i + 1 < n and s[i + 1] != "\n":
-                chars = chars if chars is not None else []
-                chars.append(s[i + 1])
-            i += 2
-            continue
-        if c == "'":
-            j = s.find("'", i + 1)
-            if j < 0:
-                out.error, j = True, n
-            chars = chars if chars is not None else []
-            chars.extend(s[i + 1:j])
-            i = j + 1
-            continue
-        if c == '"':
-            chars = chars if chars is not None else []
-            i += 1
-            while i < n and s[i] != '"':
-                if s[i] == "\\" and i + 1 < n:
-                    chars.append(s[i + 1])
-                    i += 2
-                elif s[i] in "$`":
-                    j = expansion(i, True)
-                    if j == i:
-                        chars.append("$")
-                        j += 1
-                    chars.extend(s[i:j])
-                    i = j
-                else:
-                    chars.append(s[i])
-                    i += 1
-            if i >= n:
-                out.error = True
-            i += 1
-            continue
-        if c in "$`":
-            j = expansion(i, False)
-            if j == i:  # literal "$"
-                chars = chars if chars is not None else []
-                chars.append("$")
-                i += 1
-                continue
-            chars = chars if chars is not None else []
-            chars.extend(s[i:j])
-            i = j
-            continue
-        if c in "<>" and i + 1 < n and s[i + 1] == "(":  # process substitution
-            j = _closing(s, i + 2, "(", ")")
-            if j < 0:
-                out.error, j = True, n
-            out.substitutions.append(s[i + 2:j])
-            chars = chars if chars is not None else []
-            chars.extend("/dev/fd/N")
-            dynamic = True
-            i = j + 1
-            continue
-        if c in "<>" or (c == "&" and s.startswith("&>", i)):
-            op = next(r for r in _REDIRECTS if s.startswith(r, i))
-            if chars is not None and "".join(chars).isdigit() and not dynamic:
-                chars = None  # "2>": the word was the descriptor
-            end_word()
-            if pending is not None:
-                out.error = True
-            pending = op
-            i += len(op)
-            continue
-        if c in " \t\r":
-            end_word()
-            i += 1
-            continue
-        if c == "#" and chars is None:
+            self._escape()
+        elif c == "'":
+            self._single_quoted()
+        elif c == '"':
+            self._double_quoted()
+        elif c in "$`":
+            self._unquoted_expansion()
+        elif c in "<>" and s.startswith("(", i + 1):
+            self._process_substitution()
+        elif c in "<>" or s.startswith("&>", i):
+            self._redirection()
+        elif c in " \t\r":
+            self._end_word()
+            self.i += 1
+        elif c == "#" and self.chars is None:
             j = s.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        op = next((o for o in _OPERATORS if s.startswith(o, i)), None)
-        if op is not None:
-            end_segment()
-            i += len(op)
-            continue
-        chars = chars if chars is not None else []
+            self.i = len(s) if j < 0 else j
+        elif (op := next((o for o in _OPERATORS if s.startswith(o, i)), None)) is not None:
+            self._end_segment()
+            self.i += len(op)
+        else:
+            self._plain(c)
+
+    # -- words and segments
+    def _word(self) -> list[str]:
+        if self.chars is None:
+            self.chars = []
+        return self.chars
+
+    def _end_word(self) -> None:
+        if self.chars is None:
+            return
+        text = "".join(self.chars)
+        if self.pending is not None:
+            self.seg.redirects.append(_Redirect(self.pending, text, self.dynamic, self.opaque))
+            self.pending = None
+        else:
+            self.seg.words.append(_Word(text, self.dynamic, self.opaque, self.split))
+        self.chars, self.dynamic, self.opaque, self.split = None, False, False, False
+        self.braces.clear()
+
+    def _end_segment(self) -> None:
+        self._end_word()
+        if self.pending is not None:  # a redirection with no target
+            self.out.error = True
+            self.pending = None
+        if self.seg.words or self.seg.redirects:
+            self.out.segments.append(self.seg)
+        self.seg = _Segment()
+
+    # -- the characters of a word
+    def _escape(self) -> None:
+        s, i = self.s, self.i
+        if i + 1 < len(s) and s[i + 1] != "\n":
+            self._word().append(s[i + 1])
+        self.i = i + 2
+
+    def _single_quoted(self) -> None:
+        s, i = self.s, self.i
+        j = s.find("'", i + 1)
+        if j < 0:
+            self.out.error, j = True, len(s)
+        self._word().extend(s[i + 1:j])
+        self.i = j + 1
+
+    def _double_quoted(self) -> None:
+        s, n = self.s, len(self.s)
+        chars = self._word()
+        i = self.i + 1
+        while i < n and s[i] != '"':
+            if s[i] == "\\" and i + 1 < n:
+                chars.append(s[i + 1])
+                i += 2
+            elif s[i] in "$`":
+                j = self._expansion(i, True)
+                if j == i:
+                    chars.append("$")
+                    j += 1
+                chars.extend(s[i:j])
+                i = j
+            else:
+                chars.append(s[i])
+                i += 1
+        if i >= n:
+            self.out.error = True
+        self.i = i + 1
+
+    def _unquoted_expansion(self) -> None:
+        i = self.i
+        j = self._expansion(i, False)
+        if j == i:  # literal "$"
+            self._word().append("$")
+            self.i = i + 1
+            return
+        self._word().extend(self.s[i:j])
+        self.i = j
+
+    def _process_substitution(self) -> None:
+        i = self.i
+        j = self._close(i + 2, "(", ")")
+        self.out.substitutions.append(self.s[i + 2:j])
+        self._word().extend("/dev/fd/N")
+        self.dynamic = True
+        self.i = j + 1
+
+    def _redirection(self) -> None:
+        op = next(r for r in _REDIRECTS if self.s.startswith(r, self.i))
+        if self.chars is not None and "".join(self.chars).isdigit() and not self.dynamic:
+            self.chars = None  # "2>": the word was the descriptor
+        self._end_word()
+        if self.pending is not None:
+            self.out.error = True
+        self.pending = op
+        self.i += len(op)
+
+    def _plain(self, c: str) -> None:
+        chars = self._word()
         # Unquoted: brace expansion ({-delete,-print}, {1..3}) and globs (a file named -delete) make other words.
+        braces = self.braces
         if c == "{":
             braces.append(False)
         elif c == "," and braces:
             braces[-1] = True
-        elif c == "." and braces and chars and chars[-1] == "." and s[i - 1] == ".":
+        elif c == "." and braces and chars and chars[-1] == "." and self.s[self.i - 1] == ".":
             braces[-1] = True
         elif c == "}" and braces:
             if braces.pop():
-                opaque = True
+                self.opaque = True
         elif c in "*?[":
-            split = True
+            self.split = True
         chars.append(c)
-        i += 1
-    end_segment()
-    return out
+        self.i += 1
+
+    # -- expansions: each takes the index of its "$" or backtick and returns the index after it
+    def _expansion(self, i: int, quoted: bool) -> int:
+        """At a ``$`` or backtick (outside single quotes): record it, return the index after it (``i`` for a
+        literal dollar)."""
+        j = self._expansion_end(i, quoted)
+        if j != i:
+            self.dynamic = True
+            self.split = self.split or not quoted
+        return j
+
+    def _expansion_end(self, i: int, quoted: bool) -> int:
+        s = self.s
+        if s[i] == "`":
+            j = self._scan_to(i + 1, "`")
+            self.out.substitutions.append(s[i + 1:j].replace("\\`", "`"))
+            return j + 1
+        nxt = s[i + 1] if i + 1 < len(s) else ""
+        if nxt == "(":
+            j = self._close(i + 2, "(", ")")
+            self.out.substitutions.append(s[i + 2:j])
+            return j + 1
+        if nxt == "{":
+            return self._braced_parameter(i)
+        if nxt == "[":  # $[...]: old arithmetic expansion (evaluates subscripts of the names it reads)
+            j = self._close(i + 2, "[", "]")
+            self.opaque = True
+            return j + 1
+        if nxt == "'" and not quoted:  # $'...' (ANSI-C quoting): escapes we do not decode
+            j = self._scan_to(i + 2, "'")
+            self.opaque = True
+            return j + 1
+        if nxt == '"' and not quoted:  # $"...": a locale translation, which may be any text
+            self.opaque = True
+            return i + 1  # the double-quoted string is read as usual; the word stays opaque
+        m = _NAME.match(s, i + 1)
+        return m.end() if m else i  # a lone "$" is a literal dollar (and "$'" inside double quotes)
+
+    def _braced_parameter(self, i: int) -> int:
+        j = self._close(i + 2, "{", "}")
+        body = self.s[i + 2:j]
+        if "$(" in body or "`" in body:  # ${x:-$(cmd)}: the nested command runs
+            self.out.substitutions.append(body)
+        if not _PLAIN_BRACED.fullmatch(body):
+            self.opaque = True
+        return j + 1
+
+    def _close(self, i: int, open_: str, close: str) -> int:
+        """``_closing``, or the end of the command (a lexing error) where nothing closes."""
+        j = _closing(self.s, i, open_, close)
+        if j < 0:
+            self.out.error = True
+            return len(self.s)
+        return j
+
+    def _scan_to(self, j: int, end: str) -> int:
+        """Index of the next unescaped ``end`` from ``j`` (past the end, a lexing error, where there is none)."""
+        s = self.s
+        while j < len(s) and s[j] != end:
+            j += 2 if s[j] == "\\" else 1
+        if j >= len(s):
+            self.out.error = True
+        return j
 
 
 # -- option helpers ----------------------------------------------------------------------------------------
