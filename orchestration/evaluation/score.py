@@ -119,40 +119,47 @@ def _judge_stats(name: str, recs: list[dict[str, Any]], ab: dict[str, tuple[bool
                           "always_B": _rate([right[i] == "B" for i, _ in one_right])}}
 
 
-def _score_code(suite: str, problems: dict[str, Any], records: list[dict[str, Any]], limits: Limits,
-                kind: SandboxKind, seed: int) -> dict[str, Any]:
-    module = humaneval if suite == "humaneval" else mbpp
-    passed: dict[tuple[str, str, bool], bool] = {}  # each distinct candidate runs once
+class _CodeRuns:
+    """One suite's candidates run in the patterns' own harness, each distinct one once."""
 
-    def run(task: str, text: str | None, cut_off: bool = False) -> bool:
+    def __init__(self, suite: str, problems: dict[str, Any], limits: Limits, kind: SandboxKind) -> None:
+        self.module = humaneval if suite == "humaneval" else mbpp
+        self.problems, self.limits, self.kind = problems, limits, kind
+        self.passed: dict[tuple[str, str, bool], bool] = {}
+        self.behaviour: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
+
+    def run(self, task: str, text: str | None, cut_off: bool = False) -> bool:
         """Passes the hidden tests, in the patterns' own harness; an answer cut off inside its code is never run."""
         if not text:
             return False
-        if (task, text, cut_off) not in passed:
-            passed[(task, text, cut_off)] = module.check(problems[task], text, limits, kind, cut_off).all_passed
-        return passed[(task, text, cut_off)]
+        key = (task, text, cut_off)
+        if key not in self.passed:
+            self.passed[key] = self.module.check(self.problems[task], text, self.limits, self.kind, cut_off).all_passed
+        return self.passed[key]
 
-    behaviour: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
-
-    def on_examples(task: str, text: str | None, cut_off: bool) -> tuple[int, tuple[str, ...]]:
+    def on_examples(self, task: str, text: str | None, cut_off: bool) -> tuple[int, tuple[str, ...]]:
         """(examples passed, what the code did on each) on the prompt's own ``>>>`` examples (what validated
         executes; -1: no code, cut off or it does not load). The hidden tests are never shown to a pick."""
         key = (task, text or "")
-        if key not in behaviour:
+        if key not in self.behaviour:
             code = None if incomplete_code(text or "", cut_off) else python_code(text or "")
-            tests = host_tests(module.task_prompt(problems[task]), None, None)
+            tests = host_tests(self.module.task_prompt(self.problems[task]), None, None)
             if code is None or not tests:
-                behaviour[key] = (-1 if code is None else 0, ("no code",) if code is None else ())
+                self.behaviour[key] = (-1 if code is None else 0, ("no code",) if code is None else ())
             else:
-                ex = run_tests(code, tests, mode=kind)
+                ex = run_tests(code, tests, mode=self.kind)
                 if ex.load_error:
-                    behaviour[key] = (-1, ("does not load",))
+                    self.behaviour[key] = (-1, ("does not load",))
                 else:
-                    behaviour[key] = (sum(t.passed for t in ex.tests),
-                                      tuple(t.got or t.raised or ("ok" if t.passed else t.error or "")
-                                            for t in ex.tests))
-        return behaviour[key]
+                    self.behaviour[key] = (sum(t.passed for t in ex.tests),
+                                           tuple(t.got or t.raised or ("ok" if t.passed else t.error or "")
+                                                 for t in ex.tests))
+        return self.behaviour[key]
 
+
+def _score_code(suite: str, problems: dict[str, Any], records: list[dict[str, Any]], limits: Limits,
+                kind: SandboxKind, seed: int) -> dict[str, Any]:
+    runs = _CodeRuns(suite, problems, limits, kind)
     by: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r["suite"] == suite and r["item"] in problems:
@@ -163,87 +170,113 @@ def _score_code(suite: str, problems: dict[str, Any], records: list[dict[str, An
     per_item: list[dict[str, Any]] = []
     for name, items in by.items():
         spec = SYSTEMS[name]
-        flags: dict[str, bool] = {}
         if spec.samples > 1:
-            oracle: dict[str, bool] = {}
-            tests_pick: dict[str, bool] = {}
-            code_vote: dict[str, bool] = {}
-            for task, recs in items.items():
-                recs = sorted(recs, key=lambda r: r["sample"])
-                if len(recs) < spec.samples:
-                    continue  # an unfinished item is not scored
-                passes = [run(task, r["text"], _cut(r)) for r in recs]
-                seen = [on_examples(task, r["text"], _cut(r)) for r in recs]
-                # MBR-exec: samples grouped by what they do on the examples; the largest group (ties: the one
-                # passing more examples), its earliest sample. Samples that run nothing never form a group.
-                groups = Counter(b for n, b in seen if n >= 0)
-                chosen = max(range(len(recs)), key=lambda i: (groups.get(seen[i][1], 0) if seen[i][0] >= 0 else 0,
-                                                              seen[i][0], -i))
-                flags[task] = passes[chosen]
-                oracle[task] = any(passes)
-                by_tests = max(range(len(recs)), key=lambda i: (seen[i][0], -i))
-                tests_pick[task] = passes[by_tests]
-                codes = [humaneval.normalize_code(r["text"] or "") for r in recs]
-                votes = Counter(codes)
-                code_vote[task] = passes[next(i for i, c in enumerate(codes) if votes[c] == max(votes.values()))]
-                per_item.append({"item": task, "system": name, "passes": passes, "behaviour_sample": chosen,
-                                 "groups": len(groups), "examples_passed": [n for n, _ in seen],
-                                 "tests_sample": by_tests, "cut_off": [_cut(r) for r in recs]})
-            table[f"{name}:oracle"] = oracle
-            table[f"{name}:tests"] = tests_pick
-            table[f"{name}:code-majority"] = code_vote
+            flags = _score_sampled(name, spec.samples, items, runs, table, per_item)
         else:
-            ab: dict[str, tuple[bool, bool]] = {}
-            for task, recs in items.items():
-                rec = recs[0]
-                flags[task] = run(task, rec["text"], _cut(rec))
-                row = {"item": task, "system": name, "passed": flags[task], "error": rec.get("error"),
-                       "cut_off": _cut(rec), "rounds": [x.get("outcome") for x in rec.get("rounds") or []],
-                       "seconds": rec.get("seconds")}
-                if spec.pattern == "compete" and rec.get("judgement"):
-                    j = rec["judgement"]
-                    a, b = run(task, j["candidates"].get("A")), run(task, j["candidates"].get("B"))
-                    ab[task] = (a, b)
-                    row.update(A=a, B=b, pick=j["pick"], method=j.get("method", "judge"),
-                               judge_kind=j.get("judge_kind"), scores=j.get("scores"),
-                               orders=[v.get("pick") for v in j.get("verdicts", [])])
-                    table.setdefault(f"{name}:A", {})[task] = a
-                    table.setdefault(f"{name}:B", {})[task] = b
-                    table.setdefault(f"{name}:oracle", {})[task] = a or b
-                elif spec.pattern == "compete":  # the pattern failed: A, B and oracle unknown, count as failures
-                    for part in ("A", "B", "oracle"):
-                        table.setdefault(f"{name}:{part}", {})[task] = False
-                per_item.append(row)
+            flags, ab = _score_single(name, spec.pattern, items, runs, table, per_item)
             if spec.pattern == "compete":
                 compete[name] = _judge_stats(name, [r for recs in items.values() for r in recs], ab)
         table[name] = flags
-        all_recs = [r for recs in items.values() for r in recs]
-        systems[name] = {**_rate(list(flags.values())), **_cost(all_recs), "description": spec.description,
-                         "cut_off": sum(1 for r in all_recs if _cut(r))}
-        if spec.samples > 1:
-            systems[f"{name}:oracle"] = {**_rate(list(table[f"{name}:oracle"].values())),
-                                         "description": f"any of the {spec.samples} samples passes"}
-            systems[f"{name}:tests"] = {**_rate(list(table[f"{name}:tests"].values())),
-                                        "description": f"the one of {spec.samples} samples that passes the most "
-                                                       "of the prompt's examples (ties: the first)"}
-            systems[f"{name}:code-majority"] = {**_rate(list(table[f"{name}:code-majority"].values())),
-                                                "description": "majority of the normalized code (the old vote)"}
-        if spec.pattern == "compete":
-            for part in ("A", "B", "oracle"):
-                key = f"{name}:{part}"
-                systems[key] = {**_rate(list(table.get(key, {}).values())),
-                                "description": {"A": f"{name}'s candidate A alone (primary)",
-                                                "B": f"{name}'s candidate B alone (competitor)",
-                                                "oracle": "A or B passes (a perfect pick)"}[part]}
-    checks = _detectors(by, lambda r: run(r["item"], r.get("first_answer") or r["text"], _cut(r)))
+        systems.update(_system_rows(name, items, flags, table))
+    checks = _detectors(by, lambda r: runs.run(r["item"], r.get("first_answer") or r["text"], _cut(r)))
     items = list(problems)
     # The harness's own check: each problem's reference solution must pass in the same harness and sandbox.
-    canonical = sum(run(t, "```python\n" + _reference(suite, p) + "\n```") for t, p in problems.items())
+    canonical = sum(runs.run(t, "```python\n" + _reference(suite, p) + "\n```") for t, p in problems.items())
     prefix = "he-" if suite == "humaneval" else "mbpp-"
     pairs = [(a.replace("he-", prefix, 1), b.replace("he-", prefix, 1)) for a, b in HE_COMPARISONS]
     return {"n": len(items), "canonical_passed": canonical, "systems": systems, "compete": compete,
             "checks": checks, "comparisons": _comparisons(table, pairs, items, seed), "per_item": per_item,
             "sandbox": {**limits.model_dump(), "kind": kind}}
+
+
+def _score_sampled(name: str, samples: int, items: dict[str, list[dict[str, Any]]], runs: _CodeRuns,
+                   table: dict[str, dict[str, bool]], per_item: list[dict[str, Any]]) -> dict[str, bool]:
+    """A system that draws several samples per item: its pick by behaviour, plus the oracle, the pick by the
+    prompt's examples and the old code-majority vote as columns of ``table``."""
+    flags: dict[str, bool] = {}
+    oracle: dict[str, bool] = {}
+    tests_pick: dict[str, bool] = {}
+    code_vote: dict[str, bool] = {}
+    for task, recs in items.items():
+        recs = sorted(recs, key=lambda r: r["sample"])
+        if len(recs) < samples:
+            continue  # an unfinished item is not scored
+        passes = [runs.run(task, r["text"], _cut(r)) for r in recs]
+        seen = [runs.on_examples(task, r["text"], _cut(r)) for r in recs]
+        # MBR-exec: samples grouped by what they do on the examples; the largest group (ties: the one
+        # passing more examples), its earliest sample. Samples that run nothing never form a group.
+        groups = Counter(b for n, b in seen if n >= 0)
+        chosen = max(range(len(recs)), key=lambda i: (groups.get(seen[i][1], 0) if seen[i][0] >= 0 else 0,
+                                                      seen[i][0], -i))
+        flags[task] = passes[chosen]
+        oracle[task] = any(passes)
+        by_tests = max(range(len(recs)), key=lambda i: (seen[i][0], -i))
+        tests_pick[task] = passes[by_tests]
+        codes = [humaneval.normalize_code(r["text"] or "") for r in recs]
+        votes = Counter(codes)
+        code_vote[task] = passes[next(i for i, c in enumerate(codes) if votes[c] == max(votes.values()))]
+        per_item.append({"item": task, "system": name, "passes": passes, "behaviour_sample": chosen,
+                         "groups": len(groups), "examples_passed": [n for n, _ in seen],
+                         "tests_sample": by_tests, "cut_off": [_cut(r) for r in recs]})
+    table[f"{name}:oracle"] = oracle
+    table[f"{name}:tests"] = tests_pick
+    table[f"{name}:code-majority"] = code_vote
+    return flags
+
+
+def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]], runs: _CodeRuns,
+                  table: dict[str, dict[str, bool]], per_item: list[dict[str, Any]]
+                  ) -> tuple[dict[str, bool], dict[str, tuple[bool, bool]]]:
+    """A system with one answer per item; for compete, its candidates A and B (and A or B) as columns of
+    ``table``. Returns the flags and, per judged item, whether A and B pass."""
+    flags: dict[str, bool] = {}
+    ab: dict[str, tuple[bool, bool]] = {}
+    for task, recs in items.items():
+        rec = recs[0]
+        flags[task] = runs.run(task, rec["text"], _cut(rec))
+        row = {"item": task, "system": name, "passed": flags[task], "error": rec.get("error"),
+               "cut_off": _cut(rec), "rounds": [x.get("outcome") for x in rec.get("rounds") or []],
+               "seconds": rec.get("seconds")}
+        if pattern == "compete" and rec.get("judgement"):
+            j = rec["judgement"]
+            a, b = runs.run(task, j["candidates"].get("A")), runs.run(task, j["candidates"].get("B"))
+            ab[task] = (a, b)
+            row.update(A=a, B=b, pick=j["pick"], method=j.get("method", "judge"),
+                       judge_kind=j.get("judge_kind"), scores=j.get("scores"),
+                       orders=[v.get("pick") for v in j.get("verdicts", [])])
+            table.setdefault(f"{name}:A", {})[task] = a
+            table.setdefault(f"{name}:B", {})[task] = b
+            table.setdefault(f"{name}:oracle", {})[task] = a or b
+        elif pattern == "compete":  # the pattern failed: A, B and oracle unknown, count as failures
+            for part in ("A", "B", "oracle"):
+                table.setdefault(f"{name}:{part}", {})[task] = False
+        per_item.append(row)
+    return flags, ab
+
+
+def _system_rows(name: str, items: dict[str, list[dict[str, Any]]], flags: dict[str, bool],
+                 table: dict[str, dict[str, bool]]) -> dict[str, Any]:
+    """The ``systems`` entries of one system: its own row, then its extra columns (samples, compete)."""
+    spec = SYSTEMS[name]
+    all_recs = [r for recs in items.values() for r in recs]
+    rows: dict[str, Any] = {name: {**_rate(list(flags.values())), **_cost(all_recs), "description": spec.description,
+                                   "cut_off": sum(1 for r in all_recs if _cut(r))}}
+    if spec.samples > 1:
+        rows[f"{name}:oracle"] = {**_rate(list(table[f"{name}:oracle"].values())),
+                                  "description": f"any of the {spec.samples} samples passes"}
+        rows[f"{name}:tests"] = {**_rate(list(table[f"{name}:tests"].values())),
+                                 "description": f"the one of {spec.samples} samples that passes the most "
+                                                "of the prompt's examples (ties: the first)"}
+        rows[f"{name}:code-majority"] = {**_rate(list(table[f"{name}:code-majority"].values())),
+                                         "description": "majority of the normalized code (the old vote)"}
+    if spec.pattern == "compete":
+        for part in ("A", "B", "oracle"):
+            key = f"{name}:{part}"
+            rows[key] = {**_rate(list(table.get(key, {}).values())),
+                         "description": {"A": f"{name}'s candidate A alone (primary)",
+                                         "B": f"{name}'s candidate B alone (competitor)",
+                                         "oracle": "A or B passes (a perfect pick)"}[part]}
+    return rows
 
 
 def _detectors(by: dict[str, dict[str, list[dict[str, Any]]]], first_right: Callable[[dict[str, Any]], bool]
