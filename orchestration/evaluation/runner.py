@@ -302,6 +302,9 @@ def _record(system: System, suite: str, item_id: str, sample: int, result: Any, 
     return rec
 
 
+_Job = tuple[str, int, int, str, Any, System, int]  # suite, position, suite size, item id, item, system, sample
+
+
 async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Dataset,
                    say: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n"),
                    backends: Mapping[str, Backend] | None = None, concurrency: int = 1,
@@ -316,18 +319,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     if any(s in CODE_SUITES for s in config.suites()):
         resolve(base.sandbox)  # scoring will run the candidates: refuse now, not after hours of generation
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_file = out_dir / "run.json"
-    if run_file.exists():
-        before = EvalConfig.model_validate_json(run_file.read_text())
-        mismatched = [k for k in ("limit", "seed", "max_tokens", "extraction_max_string", "sample_seed")
-                      if getattr(before, k) != getattr(config, k)]
-        if mismatched:
-            raise ConfigError(f"{out_dir} holds a run with different {', '.join(mismatched)}; use another --out "
-                              "directory or the same options")
-        config = config.model_copy(update={
-            "systems": list(dict.fromkeys(before.systems + config.systems)),
-            "bfcl_categories": list(dict.fromkeys(before.bfcl_categories + config.bfcl_categories))})
-    _write_atomic(run_file, config.model_dump_json(indent=2))
+    config = _join_run_file(config, out_dir / "run.json")
     records_path = out_dir / "records.jsonl"
     done = {_key(r) for r in _repair(records_path)}
     common = {"temperature": 0.0, "max_tokens": config.max_tokens,
@@ -338,23 +330,72 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     engines: dict[str, Engine] = {}
 
     def engine_for(system: System, sample: int) -> Engine:
-        overrides = copy.deepcopy(system.overrides)
-        if system.samples > 1:  # each sample its own seed, on every role
-            overrides.setdefault("roles", {})
-            for r in ROLES:
-                role = overrides["roles"].setdefault(r, {})
-                role["seed"] = config.sample_seed + sample
-                if system.temperature is not None:  # a role's own temperature (the Qwen roles fix 0) yields
-                    role["temperature"] = system.temperature
+        overrides = _sample_overrides(system, sample, config.sample_seed)
         key = json.dumps(overrides, sort_keys=True)
         if key not in engines:
             engines[key] = Engine(derive(base, {**common, **overrides}), backends=shared)
         return engines[key]
 
+    jobs = _jobs(config, data, done)
+    # Up to ``concurrency`` items at once: the backend decodes their same-model steps as one batch.
+    limiter = anyio.CapacityLimiter(max(1, concurrency))
+    try:
+        with records_path.open("a") as sink:
+            async def one(job: _Job) -> None:
+                async with limiter:
+                    suite, i, n, item_id, item, system, sample = job
+                    rec = await _generate_record(job, config, engine_for)
+                    # One whole line per record, flushed and synced: a stop loses at most the items in flight.
+                    sink.write(json.dumps(rec) + "\n")
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                    status = "error" if rec["error"] is not None else "ok"
+                    say(f"[{suite} {i}/{n}] {item_id} {system.name}#{sample}: {status} {rec['seconds']:.1f}s")
+
+            async with anyio.create_task_group() as tg:
+                for job in jobs:
+                    tg.start_soon(one, job)
+    finally:
+        root.close()
+    return selected_records(records_path, config, data)
+
+
+def _join_run_file(config: EvalConfig, run_file: Path) -> EvalConfig:
+    """The run's config, written to ``run_file``: joined with the one already there (its systems and categories
+    plus these), which must agree on every option that changes a record."""
+    if run_file.exists():
+        before = EvalConfig.model_validate_json(run_file.read_text())
+        mismatched = [k for k in ("limit", "seed", "max_tokens", "extraction_max_string", "sample_seed")
+                      if getattr(before, k) != getattr(config, k)]
+        if mismatched:
+            raise ConfigError(f"{run_file.parent} holds a run with different {', '.join(mismatched)}; use another "
+                              "--out directory or the same options")
+        config = config.model_copy(update={
+            "systems": list(dict.fromkeys(before.systems + config.systems)),
+            "bfcl_categories": list(dict.fromkeys(before.bfcl_categories + config.bfcl_categories))})
+    _write_atomic(run_file, config.model_dump_json(indent=2))
+    return config
+
+
+def _sample_overrides(system: System, sample: int, sample_seed: int) -> dict[str, Any]:
+    """The system's settings overrides for one of its samples."""
+    overrides = copy.deepcopy(system.overrides)
+    if system.samples > 1:  # each sample its own seed, on every role
+        overrides.setdefault("roles", {})
+        for r in ROLES:
+            role = overrides["roles"].setdefault(r, {})
+            role["seed"] = sample_seed + sample
+            if system.temperature is not None:  # a role's own temperature (the Qwen roles fix 0) yields
+                role["temperature"] = system.temperature
+    return overrides
+
+
+def _jobs(config: EvalConfig, data: Dataset, done: set[tuple[str, str, str, int]]) -> list[_Job]:
+    """Every (item, system, sample) not yet recorded, the suites interleaved item by item, so that a stopped
+    run has finished items of every suite."""
     systems = [SYSTEMS[n] for n in config.systems]
-    jobs: list[tuple[str, int, int, str, Any, System, int]] = []
+    jobs: list[_Job] = []
     per_suite = {suite: list(zip(data.ids(suite), data.items(suite))) for suite in config.suites()}
-    # The suites interleaved item by item, so that a stopped run has finished items of every suite.
     for i in range(1, max((len(v) for v in per_suite.values()), default=0) + 1):
         for suite, pairs in per_suite.items():
             if i > len(pairs):
@@ -364,30 +405,18 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
                 for sample in range(system.samples):
                     if (suite, item_id, system.name, sample) not in done:
                         jobs.append((suite, i, len(pairs), item_id, item, system, sample))
-    # Up to ``concurrency`` items at once: the backend decodes their same-model steps as one batch.
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
-    try:
-        with records_path.open("a") as sink:
-            async def one(suite: str, i: int, n: int, item_id: str, item: Any, system: System, sample: int) -> None:
-                async with limiter:
-                    request = _request(system, config, item)
-                    t0 = time.perf_counter()
-                    result, error = None, None
-                    try:
-                        result = await engine_for(system, sample).run(system.pattern, request)
-                    except MageError as e:  # a failed step is a result to score, not a crash
-                        error = e
-                    rec = _record(system, suite, item_id, sample, result, error, time.perf_counter() - t0)
-                    # One whole line per record, flushed and synced: a stop loses at most the items in flight.
-                    sink.write(json.dumps(rec) + "\n")
-                    sink.flush()
-                    os.fsync(sink.fileno())
-                    status = "error" if error else "ok"
-                    say(f"[{suite} {i}/{n}] {item_id} {system.name}#{sample}: {status} {rec['seconds']:.1f}s")
+    return jobs
 
-            async with anyio.create_task_group() as tg:
-                for job in jobs:
-                    tg.start_soon(one, *job)
-    finally:
-        root.close()
-    return selected_records(records_path, config, data)
+
+async def _generate_record(job: _Job, config: EvalConfig, engine_for: Callable[[System, int], Any]
+                           ) -> dict[str, Any]:
+    """One job's record; a failed step is a result to score, not a crash."""
+    suite, _, _, item_id, item, system, sample = job
+    request = _request(system, config, item)
+    t0 = time.perf_counter()
+    result, error = None, None
+    try:
+        result = await engine_for(system, sample).run(system.pattern, request)
+    except MageError as e:
+        error = e
+    return _record(system, suite, item_id, sample, result, error, time.perf_counter() - t0)
