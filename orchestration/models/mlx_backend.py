@@ -276,23 +276,8 @@ class MLXBackend:
         return sum(lru.nbytes for lru in self._prompt_caches.values())
 
     def _generate(self, job: Job[Completion], spec: ModelSpec, req: GenerationRequest) -> Completion:
-        import mlx.core as mx
-        from mlx_lm import stream_generate
         job.check_cancelled()
-        draft: LoadedModel | None = None
-        draft_spec: ModelSpec | None = None
-        draft_dropped: str | None = None
-        if req.draft_model and req.constraint is None:
-            draft_spec = self.resolve(req.draft_model)
-            # A model never drafts for itself; both must fit the budget together or the call runs plainly.
-            together = draft_spec.budget_bytes + spec.budget_bytes
-            if draft_spec.key != spec.key and together <= self.pool.budget_bytes:
-                draft = self.pool.acquire(draft_spec)
-            elif draft_spec.key != spec.key:
-                draft_dropped = (f"no drafting: {spec.model} and its draft {draft_spec.model} need "
-                                 f"{together / 1e9:.1f} GB together, over the memory budget of "
-                                 f"{self.pool.budget_bytes / 1e9:.1f} GB")
-                log.warning("%s", draft_dropped)
+        draft_spec, draft, draft_dropped = self._pick_draft(spec, req)
         handle: LoadedModel = self.pool.acquire(spec)
         t0 = time.perf_counter()
         prompt, max_tokens = handle.prompt(req, spec.model)
@@ -315,27 +300,9 @@ class MLXBackend:
             # Prefill in chunks; a cancel takes effect between two chunks, not after the whole prompt.
             kwargs.update(prompt_cache=cache, prefill_step_size=self.prefill_step,
                           prompt_progress_callback=lambda done, total: job.check_cancelled())
-        processors = []
         grammar_proc = handle.grammar(req.constraint, len(rest)) if req.constraint is not None else None
-        if grammar_proc is not None:
-            processors.append(grammar_proc)
-        sampler = sampler_for(req)  # a seeded sampler carries its own key
-        parts: list[str] = []
-        generated: list[int] = []
-        drafted = 0
-        last = None
         first = rest[-1:] if draft is not None else rest
-        for resp in stream_generate(handle.model, handle.tokenizer, mx.array(first), max_tokens=max_tokens,
-                                    sampler=sampler, logits_processors=processors or None, **kwargs):
-            job.check_cancelled()
-            last = resp
-            generated.append(int(resp.token))
-            drafted += bool(getattr(resp, "from_draft", False))
-            if resp.text:
-                parts.append(resp.text)
-            job.emit(Chunk(text=resp.text, tokens=resp.generation_tokens))
-        if last is None:  # pragma: no cover - stream_generate always yields a final record
-            raise ModelLoadError(f"{spec.model} produced no output")
+        text, generated, drafted, last = self._decode(job, spec, handle, req, first, max_tokens, grammar_proc, kwargs)
         self._remember(spec, list(prompt) + generated, cache)
         if draft_spec is not None and draft_cache:
             self._remember(draft_spec, list(prompt) + generated, draft_cache)
@@ -344,7 +311,7 @@ class MLXBackend:
                 raise MageError(f"constrained decoding failed: {grammar_proc.error}")
             self.last_mask_seconds_per_token = grammar_proc.mask_seconds / max(1, grammar_proc.steps)
         return Completion(
-            text="".join(parts),
+            text=text,
             model=spec.model,
             prompt_tokens=len(prompt),
             cached_prompt_tokens=len(prompt) - len(rest),
@@ -360,6 +327,51 @@ class MLXBackend:
             constrained=grammar_proc is not None,
             note=draft_dropped,
         )
+
+    def _pick_draft(self, spec: ModelSpec, req: GenerationRequest
+                    ) -> tuple[ModelSpec | None, LoadedModel | None, str | None]:
+        """The draft model's spec and, where it may draft, the loaded model; else why not (a note), if asked for."""
+        if not req.draft_model or req.constraint is not None:
+            return None, None, None
+        draft_spec = self.resolve(req.draft_model)
+        # A model never drafts for itself; both must fit the budget together or the call runs plainly.
+        together = draft_spec.budget_bytes + spec.budget_bytes
+        if draft_spec.key == spec.key:
+            return draft_spec, None, None
+        if together <= self.pool.budget_bytes:
+            return draft_spec, self.pool.acquire(draft_spec), None
+        dropped = (f"no drafting: {spec.model} and its draft {draft_spec.model} need "
+                   f"{together / 1e9:.1f} GB together, over the memory budget of "
+                   f"{self.pool.budget_bytes / 1e9:.1f} GB")
+        log.warning("%s", dropped)
+        return draft_spec, None, dropped
+
+    def _decode(self, job: Job[Completion], spec: ModelSpec, handle: LoadedModel, req: GenerationRequest,
+                first: list[int], max_tokens: int, grammar_proc: Any, kwargs: dict[str, Any]
+                ) -> tuple[str, list[int], int, Any]:
+        """mlx-lm's ``stream_generate`` from ``first``, each chunk emitted: the text, the tokens, how many of them
+        the draft model proposed, and mlx-lm's last response record."""
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+
+        processors = [grammar_proc] if grammar_proc is not None else []
+        sampler = sampler_for(req)  # a seeded sampler carries its own key
+        parts: list[str] = []
+        generated: list[int] = []
+        drafted = 0
+        last = None
+        for resp in stream_generate(handle.model, handle.tokenizer, mx.array(first), max_tokens=max_tokens,
+                                    sampler=sampler, logits_processors=processors or None, **kwargs):
+            job.check_cancelled()
+            last = resp
+            generated.append(int(resp.token))
+            drafted += bool(getattr(resp, "from_draft", False))
+            if resp.text:
+                parts.append(resp.text)
+            job.emit(Chunk(text=resp.text, tokens=resp.generation_tokens))
+        if last is None:  # pragma: no cover - stream_generate always yields a final record
+            raise ModelLoadError(f"{spec.model} produced no output")
+        return "".join(parts), generated, drafted, last
 
     async def raw_seconds(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Plain mlx-lm decoding for the benchmark: ``prompt_tokens`` read, then exactly ``completion_tokens``
