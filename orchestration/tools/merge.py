@@ -101,12 +101,7 @@ def merge_code(original: str, block: str) -> Merge | None:
     lines = original.splitlines()
     blines = block.splitlines()
     top = {(_name(n)): n for n in file_tree.body if _name(n)}
-    methods: dict[str, list[tuple[ast.ClassDef, ast.stmt]]] = {}
-    for n in file_tree.body:
-        if isinstance(n, ast.ClassDef):
-            for m in n.body:
-                if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    methods.setdefault(m.name, []).append((n, m))
+    methods = _methods(file_tree)
     # (start, end, new lines): replacements on the file's lines; inserts have start == end.
     edits: list[tuple[int, int, list[str]]] = []
     out = Merge(merged=original)
@@ -151,31 +146,57 @@ def merge_code(original: str, block: str) -> Merge | None:
             appended.append(text.strip("\n"))
             out.added.append(name or text.splitlines()[0].strip()[:40])
     if new_imports:
-        last_import = max((_span(n)[1] for n in file_tree.body if isinstance(n, (ast.Import, ast.ImportFrom))),
-                          default=_docstring_end(file_tree))
-        gap = [""] if last_import < len(lines) and lines[last_import].strip() else []
-        edits.append((last_import, last_import, new_imports + gap))
+        edits.append(_imports_edit(file_tree, lines, new_imports))
         out.added += [f"import: {i}" for i in new_imports]
     if appended:
-        guard = next((n for n in file_tree.body if _is_main_guard(n)), None)
-        at = _span(guard)[0] if guard is not None else len(lines)
-        body: list[str] = []
-        for a in appended:
-            body += (["", ""] if at > 0 or body else []) + a.splitlines()
-        if guard is not None:
-            body += ["", ""]
-        edits.append((at, at, body))
+        edits.append(_append_edit(file_tree, lines, appended))
     if not edits:
         out.notes.append("the answer's code changes nothing in the file")
         return out
+    out.merged = _apply(original, lines, edits)
+    return out
+
+
+def _methods(tree: ast.Module) -> dict[str, list[tuple[ast.ClassDef, ast.stmt]]]:
+    """Each method name of the file's top-level classes, with every class that defines it."""
+    methods: dict[str, list[tuple[ast.ClassDef, ast.stmt]]] = {}
+    for n in tree.body:
+        if isinstance(n, ast.ClassDef):
+            for m in n.body:
+                if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    methods.setdefault(m.name, []).append((n, m))
+    return methods
+
+
+def _imports_edit(tree: ast.Module, lines: list[str], new_imports: list[str]) -> tuple[int, int, list[str]]:
+    """The new imports, inserted after the file's last import (or its docstring)."""
+    last_import = max((_span(n)[1] for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))),
+                      default=_docstring_end(tree))
+    gap = [""] if last_import < len(lines) and lines[last_import].strip() else []
+    return (last_import, last_import, new_imports + gap)
+
+
+def _append_edit(tree: ast.Module, lines: list[str], appended: list[str]) -> tuple[int, int, list[str]]:
+    """The new definitions, inserted before the file's ``if __name__ == "__main__":`` or at its end."""
+    guard = next((n for n in tree.body if _is_main_guard(n)), None)
+    at = _span(guard)[0] if guard is not None else len(lines)
+    body: list[str] = []
+    for a in appended:
+        body += (["", ""] if at > 0 or body else []) + a.splitlines()
+    if guard is not None:
+        body += ["", ""]
+    return (at, at, body)
+
+
+def _apply(original: str, lines: list[str], edits: list[tuple[int, int, list[str]]]) -> str:
+    """``original`` with the edits made, bottom up so that earlier line numbers still hold."""
     merged = list(lines)
     for a, b, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         merged[a:b] = new
     text = "\n".join(merged)
     if original.endswith("\n"):
         text += "\n"
-    out.merged = re.sub(r"\n{4,}", "\n\n\n", text)
-    return out
+    return re.sub(r"\n{4,}", "\n\n\n", text)
 
 
 def _docstring_end(tree: ast.Module) -> int:
