@@ -388,9 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     v.add_argument("--port", type=int, default=3457)
     v.set_defaults(fn=cmd_serve)
-    b = sub.add_parser("bench", help="speed and memory: pattern latency, overhead, extraction, MCP, memory")
+    _add_bench(sub)
+    _add_eval(sub)
+    return p
+
+
+def _add_bench(sub: Any) -> None:
     from .bench import SECTIONS, TOOL_TABLE
 
+    b = sub.add_parser("bench", help="speed and memory: pattern latency, overhead, extraction, MCP, memory")
     b.add_argument("--reps", type=int, default=3, help="repetitions (median and min-max are reported)")
     b.add_argument("--max-tokens", type=int, default=48, help="answer budget of the fixed prompt")
     b.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
@@ -400,10 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the results as one JSON document")
     b.set_defaults(fn=cmd_bench)
 
-    e = sub.add_parser("eval", help="quality: HumanEval and BFCL through the patterns, with confidence intervals")
+
+def _add_eval(sub: Any) -> None:
     from .evaluation.data import BFCL_CATEGORIES
     from .evaluation.runner import DEFAULT_SYSTEMS, SYSTEMS
 
+    e = sub.add_parser("eval", help="quality: HumanEval and BFCL through the patterns, with confidence intervals")
     e.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS), metavar="SYSTEM",
                    help=f"what to run (default: {' '.join(DEFAULT_SYSTEMS)}); all: {' '.join(SYSTEMS)}")
     e.add_argument("--limit", type=int, help="items per suite (per category for BFCL), drawn with --seed")
@@ -425,7 +433,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print config and results as one JSON document")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     e.set_defaults(fn=cmd_eval)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
