@@ -422,6 +422,48 @@ def _data_fd(data: bytes, tmp: str) -> int:
     return fd
 
 
+def _bwrap_setup(code: str, limits: Limits, tmp: str
+                 ) -> tuple[list[str], int, int, Path | None, dict[str, object]]:
+    """bwrap's argv and what it is handed: the code's descriptor, the seccomp filter's (-1: none), the job's
+    cgroup (None: the rlimits' total instead) and Popen's extra arguments (entering that cgroup)."""
+    code_fd = os.memfd_create("candidate") if hasattr(os, "memfd_create") else os.open(
+        os.path.join(tmp, "candidate.py"), os.O_RDWR | os.O_CREAT, 0o600)
+    os.write(code_fd, code.encode())
+    os.lseek(code_fd, 0, os.SEEK_SET)
+    kw: dict[str, object] = {}
+    cgroup: Path | None = None
+    budget = cap(limits)
+    if budget.cgroup_parent and (cgroup := _make_cgroup(budget.cgroup_parent, limits)) is not None:
+        kw = {"preexec_fn": _enter_cgroup(cgroup)}
+    elif budget.how == "cgroup":  # the cgroup could not be made: the rlimits' total instead
+        budget = cap(limits, parent="")
+    seccomp_fd = -1
+    if (bpf := seccomp_filter()) is not None:
+        seccomp_fd = _data_fd(bpf, tmp)
+    else:
+        log.warning("no seccomp filter for %s: the candidate may create namespaces", os.uname().machine)
+    argv = _bwrap_argv(shutil.which("bwrap") or "bwrap", code_fd, limits, budget, seccomp_fd)
+    return argv, code_fd, seccomp_fd, cgroup, kw
+
+
+def _end(proc: subprocess.Popen[bytes], read_end: int, cgroup: Path | None) -> None:
+    """Kill the program's process group and reap it; close our ends, remove its cgroup."""
+    # Also ends what a weak-mode program left in its group. The group id cannot have been reused:
+    # a pid stays reserved while it names a live group, and a free one comes back only after pid_max.
+    _kill(proc)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
+        log.error("sandboxed process %d did not die after SIGKILL", proc.pid)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    if read_end >= 0:
+        os.close(read_end)
+    if cgroup is not None:
+        _remove_cgroup(cgroup)
+
+
 def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
          data: bytes | None = None) -> SandboxResult:
     t0 = time.monotonic()
@@ -443,20 +485,7 @@ def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
         seccomp_fd = -1
         cgroup: Path | None = None
         if kind == "bwrap":
-            code_fd = os.memfd_create("candidate") if hasattr(os, "memfd_create") else os.open(
-                os.path.join(tmp, "candidate.py"), os.O_RDWR | os.O_CREAT, 0o600)
-            os.write(code_fd, code.encode())
-            os.lseek(code_fd, 0, os.SEEK_SET)
-            budget = cap(limits)
-            if budget.cgroup_parent and (cgroup := _make_cgroup(budget.cgroup_parent, limits)) is not None:
-                kw = {"preexec_fn": _enter_cgroup(cgroup)}
-            elif budget.how == "cgroup":  # the cgroup could not be made: the rlimits' total instead
-                budget = cap(limits, parent="")
-            if (bpf := seccomp_filter()) is not None:
-                seccomp_fd = _data_fd(bpf, tmp)
-            else:
-                log.warning("no seccomp filter for %s: the candidate may create namespaces", os.uname().machine)
-            argv = _bwrap_argv(shutil.which("bwrap") or "bwrap", code_fd, limits, budget, seccomp_fd)
+            argv, code_fd, seccomp_fd, cgroup, kw = _bwrap_setup(code, limits, tmp)
             pass_fds, cwd = tuple(fd for fd in (code_fd, seccomp_fd) if fd >= 0), tmp
         else:
             work = os.path.realpath(tmp)
@@ -490,20 +519,7 @@ def _run(kind: SandboxKind, code: str, limits: Limits, channel: bool = False,
                 except subprocess.TimeoutExpired:  # closed its output, kept running
                     reason = "timeout"
         finally:
-            # Also ends what a weak-mode program left in its group. The group id cannot have been reused:
-            # a pid stays reserved while it names a live group, and a free one comes back only after pid_max.
-            _kill(proc)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
-                log.error("sandboxed process %d did not die after SIGKILL", proc.pid)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            if read_end >= 0:
-                os.close(read_end)
-            if cgroup is not None:
-                _remove_cgroup(cgroup)
+            _end(proc, read_end, cgroup)
     status = _exit_status(kind, proc.returncode)
     if reason is None and status == -signal.SIGXCPU:
         reason = "cpu_limit"
