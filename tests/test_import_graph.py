@@ -1,5 +1,6 @@
 """The house has no circles: no module of the project imports, directly or through others, a module that imports
-it back. Every import statement counts (lazy ones inside functions too), except those under TYPE_CHECKING."""
+it back. Every import statement counts (lazy ones inside functions too), except those under TYPE_CHECKING. And no
+function is longer than a screen."""
 
 from __future__ import annotations
 
@@ -71,3 +72,17 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_has_no_circle() -> None:
     graph = _graph()
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+MAX_FUNCTION_LINES = 80  # a reader should not scroll through one function
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    long = []
+    for path in sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these where a reader would scroll:\n" + "\n".join(long)
