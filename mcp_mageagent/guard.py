@@ -25,7 +25,7 @@ from mcp_types import (INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JS
                        JSONRPCRequest, JSONRPCResponse)
 from pydantic import ValidationError
 
-from orchestration.access import MAX_JSON_DEPTH, check_json_tree, one_line
+from orchestration.faces.access import MAX_JSON_DEPTH, check_json_tree, one_line
 
 __all__ = ["MAX_IN_FLIGHT", "screened", "request_id", "BoundedLines", "bounded_stdin"]
 

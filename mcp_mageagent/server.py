@@ -29,14 +29,14 @@ from mcp_mageagent.compact import compact_schema
 from mcp_mageagent.guard import bounded_stdin, screened
 from mcp_mageagent.tasks import TasksExtension, TaskStore, current_task
 from orchestration.models.blas import preload_openblas
-from orchestration.engine import Engine
-from orchestration.access import (api_key, check_prompt_size, check_verification, http_protocol, one_line,
+from orchestration.patterns.engine import Engine
+from orchestration.faces.access import (api_key, check_prompt_size, check_verification, http_protocol, one_line,
                                   require_bearer, transport_security)
-from orchestration.errors import ConfigError, MageError, ModelNotFoundError, PatternError
-from orchestration.format import for_host, result_text, trace_line
-from orchestration.settings import ROLES, Settings, load_settings
+from orchestration.core.errors import ConfigError, MageError, ModelNotFoundError, PatternError
+from orchestration.faces.format import for_host, result_text, trace_line
+from orchestration.core.settings import ROLES, Settings, load_settings
 from orchestration.tools.catalogue import resolve_tools
-from orchestration.types import PatternRequest, PatternResult, ToolDefinition
+from orchestration.core.types import PatternRequest, PatternResult, ToolDefinition
 
 __all__ = ["build_server", "main", "DESCRIPTIONS", "tool_name", "tool_args"]
 

@@ -45,7 +45,7 @@ from mcp_types.methods import serialize_server_result
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
-from orchestration.settings import TaskSettings
+from orchestration.core.settings import TaskSettings
 
 __all__ = ["EXTENSION_ID", "TaskRecord", "TaskStore", "TasksExtension", "current_task"]
 

@@ -5,7 +5,7 @@ never does (use `mcp-mageagent` or `python -m mcp_mageagent` everywhere else).
 """
 
 from orchestration.models.blas import preload_openblas
-from orchestration.settings import load_settings
+from orchestration.core.settings import load_settings
 
 settings = load_settings()
 preload_openblas(settings.blas)

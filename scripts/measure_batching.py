@@ -37,7 +37,7 @@ def main() -> int:
     import anyio
 
     from orchestration.evaluation.runner import EvalConfig, run_eval, select_items
-    from orchestration.settings import derive, load_settings
+    from orchestration.core.settings import derive, load_settings
 
     settings = load_settings(**({"profile": args.profile} if args.profile else {}))
     preload_openblas(settings.blas)

@@ -21,8 +21,8 @@ sys.path.insert(0, sys.argv[1])
 from orchestration.models.blas import blas_status, preload_openblas
 preload_openblas(sys.argv[2])
 from orchestration.models.mlx_backend import MLXBackend
-from orchestration.settings import load_settings
-from orchestration.types import GenerationRequest, Message
+from orchestration.core.settings import load_settings
+from orchestration.core.types import GenerationRequest, Message
 
 s = load_settings(env={})
 b = MLXBackend(s.models_dir, 8.0, prompt_cache_entries=0)

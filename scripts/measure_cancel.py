@@ -24,8 +24,8 @@ async def measure(model: str, words: int, prefill_step: int) -> dict:
     import anyio
 
     from orchestration.models.mlx_backend import MLXBackend
-    from orchestration.settings import load_settings
-    from orchestration.types import GenerationRequest, Message
+    from orchestration.core.settings import load_settings
+    from orchestration.core.types import GenerationRequest, Message
 
     settings = load_settings()
     backend = MLXBackend(settings.models_dir, settings.memory_budget_gb, prefill_step=prefill_step,

@@ -21,9 +21,9 @@ from orchestration.models.blas import preload_openblas  # noqa: E402
 
 async def run(deadline: float, max_tokens: int) -> dict:
     from orchestration.bench.common import PROMPT
-    from orchestration.engine import Engine
-    from orchestration.settings import load_settings
-    from orchestration.types import PatternRequest
+    from orchestration.patterns.engine import Engine
+    from orchestration.core.settings import load_settings
+    from orchestration.core.types import PatternRequest
 
     engine = Engine(load_settings())
     rows = []

@@ -40,7 +40,7 @@ LONG = ("Here is some context about a code base. " + " ".join(
 
 
 def _check(text: str, asserts: str) -> bool:
-    from orchestration.sandbox import run_python  # the project's isolated runner (bubblewrap here)
+    from orchestration.checks.sandbox import run_python  # the project's isolated runner (bubblewrap here)
 
     blocks = re.findall(r"```(?:python|py)?\n(.*?)```", text, re.S)
     code = blocks[0] if blocks else text
@@ -121,7 +121,7 @@ def main() -> int:
     ap.add_argument("--no-tasks", action="store_true", help="speed only: skip the two coding requests")
     args = ap.parse_args()
     from orchestration.models.catalog import local_dir
-    from orchestration.settings import load_settings
+    from orchestration.core.settings import load_settings
 
     models_dir = load_settings().models_dir
     done = json.loads(args.out.read_text()) if args.out.exists() else {"forms": {}, "speculative": None}

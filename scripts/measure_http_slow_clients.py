@@ -30,7 +30,7 @@ def free_port() -> int:
 def measure(repo: str, clients: int, hold_s: float, every_s: float) -> dict:
     port = free_port()
     env = {**os.environ, "MAGEAGENT_PROFILE": "tiny", "PYTHONPATH": repo}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port)], cwd=repo,
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.faces.cli", "serve", "--port", str(port)], cwd=repo,
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def rss() -> float:

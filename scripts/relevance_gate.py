@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from orchestration.evaluation.bfcl import task_prompt, tool_definitions
     from orchestration.evaluation.data import BFCL_CATEGORIES, load_bfcl
-    from orchestration.settings import load_settings
+    from orchestration.core.settings import load_settings
     from orchestration.tools.relevance import relevance_gate
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

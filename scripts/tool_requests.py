@@ -182,12 +182,12 @@ def score(row: dict[str, Any], calls: list[dict[str, Any]] | None, answer: str |
 async def run(budgets: list[int], concurrency: int, out: Path, limit: int | None, before: bool) -> None:
     import anyio
 
-    from orchestration.context import RunContext
-    from orchestration.engine import Engine
-    from orchestration.errors import MageError
-    from orchestration.settings import load_settings
+    from orchestration.run.context import RunContext
+    from orchestration.patterns.engine import Engine
+    from orchestration.core.errors import MageError
+    from orchestration.core.settings import load_settings
     from orchestration.tools.extract import extract_tool_calls
-    from orchestration.types import PatternRequest
+    from orchestration.core.types import PatternRequest
 
     settings = load_settings()
     old_settings = settings.model_copy(update={"extraction_constraint": "grounded"})

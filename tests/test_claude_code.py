@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.settings import load_settings
-from orchestration.testing import free_port
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import free_port
 
 BIN = Path(__file__).parent / "inspector" / "node_modules" / ".bin" / "claude"
 SERVER = Path(sys.executable).parent / "mcp-mageagent"
@@ -242,9 +242,9 @@ def result_text(block: dict[str, Any]) -> str:
 # for an answer, an empty call list for a schema.
 FAKE_SERVER = r"""
 import os
-from orchestration.engine import Engine
-from orchestration.settings import load_settings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend
+from orchestration.patterns.engine import Engine
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend
 from mcp_mageagent.server import build_server
 
 class ByShape(ScriptedBackend):

@@ -14,7 +14,7 @@ from orchestration.patterns import PATTERNS
 
 
 def mageagent(*args: str, env: dict[str, str | None] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "orchestration.faces.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
 
 
@@ -107,7 +107,7 @@ def test_setup_refuses_early_when_the_disk_cannot_hold_the_profile(tmp_path: Pat
     empty = disk_needed("qwen2.5-coder-1.5b", tmp_path / "c", tmp_path / "c" / "models")
     size = MODELS["qwen2.5-coder-1.5b"].source.size
     assert empty == {"wheels": size, "gguf": size, "converted": 7_113_766_799}
-    code = ("import shutil, sys, types; from orchestration import cli; "
+    code = ("import shutil, sys, types; from orchestration.faces import cli; "
             "shutil.disk_usage = lambda p: types.SimpleNamespace(free=3_000_000_000); "
             "sys.exit(cli.main(sys.argv[1:]))")
     p = subprocess.run([sys.executable, "-c", code, "setup", "--model", "qwen2.5-coder-1.5b"], capture_output=True,

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orchestration import cli
-from orchestration.errors import StorageError
+from orchestration.faces import cli
+from orchestration.core.errors import StorageError
 from orchestration.models import convert, qwen25_coder, smollm2, sources
 from orchestration.models.convert import TensorPlan, gguf_dense_plans, write_model_dir
 from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf, remove_stale
-from orchestration.testing import chunk_wheel
+from orchestration.models.testing import chunk_wheel
 
 RNG = np.random.default_rng(0)
 SHAPES = {"token_embd.weight": (64, 32), "blk.0.attn_q.weight": (32, 32), "blk.0.attn_norm.weight": (32,),

@@ -9,11 +9,11 @@ import pytest
 from mcp import Client
 
 from mcp_mageagent.server import build_server
-from orchestration.engine import Engine
-from orchestration.errors import ConfigError
-from orchestration.settings import load_settings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend
-from orchestration.types import PatternRequest
+from orchestration.patterns.engine import Engine
+from orchestration.core.errors import ConfigError
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend
+from orchestration.core.types import PatternRequest
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
 EXAMPLE = Path(__file__).parents[1] / "examples" / "review_and_fix.toml"

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from orchestration.engine import Engine
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
-from orchestration.types import PatternRequest
+from orchestration.patterns.engine import Engine
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.core.types import PatternRequest
 
 P, C, V = FAKE_MODELS["primary"], FAKE_MODELS["competitor"], FAKE_MODELS["validator"]
 CODE = "```python\ndef add(a, b):\n    return a + b\n```"

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from orchestration.models.mlx_backend import MLXBackend
-from orchestration.types import GenerationRequest, Message
+from orchestration.core.types import GenerationRequest, Message
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
 SYSTEM = ("You are a careful assistant. " * 20).strip()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.errors import ConfigError
+from orchestration.core.errors import ConfigError
 from orchestration.evaluation.data import PACKAGES, SHA256, load_bfcl, wheel
 from orchestration.evaluation.runner import Dataset, EvalConfig, read_records, run_eval
-from orchestration.testing import ScriptedBackend, fake_settings
+from orchestration.models.testing import ScriptedBackend, fake_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -98,7 +98,7 @@ async def test_run_json_is_replaced_whole_or_not_at_all(data, tmp_path, monkeypa
 
 async def test_humaneval_without_a_sandbox_is_refused_before_generating(eval_cache, tmp_path, monkeypatch):
     from orchestration.evaluation.data import load_humaneval
-    from orchestration.sandbox import availability
+    from orchestration.checks.sandbox import availability
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap
     availability.cache_clear()

@@ -7,8 +7,8 @@ import pytest
 from orchestration.evaluation import mbpp
 from orchestration.evaluation.runner import SYSTEMS, Dataset, EvalConfig, run_eval
 from orchestration.evaluation.score import score
-from orchestration.sandbox import availability
-from orchestration.testing import ScriptedBackend, fake_settings
+from orchestration.checks.sandbox import availability
+from orchestration.models.testing import ScriptedBackend, fake_settings
 
 needs_bwrap = pytest.mark.skipif(not availability("bwrap").ok, reason="bubblewrap cannot run here")
 

@@ -8,12 +8,12 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from orchestration import cli
-from orchestration.errors import ConfigError
+from orchestration.faces import cli
+from orchestration.core.errors import ConfigError
 from orchestration.evaluation.data import load_bfcl, load_humaneval
 from orchestration.evaluation.runner import Dataset, EvalConfig, read_records, run_eval
 from orchestration.evaluation.score import score
-from orchestration.testing import ScriptedBackend, fake_settings
+from orchestration.models.testing import ScriptedBackend, fake_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -196,7 +196,7 @@ async def test_reuse_generates_a_shared_greedy_answer_once(data, tmp_path):
 
 async def test_memo_keys_only_deterministic_requests():
     from orchestration.evaluation.memo import MemoBackend, memo_key
-    from orchestration.types import GenerationRequest, Message
+    from orchestration.core.types import GenerationRequest, Message
 
     def r(**kw):  # noqa: ANN003, ANN202
         return GenerationRequest(model="primary-model", messages=[Message(role="user", content="hi")],

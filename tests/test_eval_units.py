@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from orchestration.errors import ConfigError
+from orchestration.core.errors import ConfigError
 from orchestration.evaluation import bfcl, humaneval
 from orchestration.evaluation.data import BfclItem, HumanEvalProblem, load_bfcl, load_humaneval, wheel
 from orchestration.evaluation.stats import compare, wilson
-from orchestration.sandbox import Limits
+from orchestration.checks.sandbox import Limits
 from orchestration.tools.schema import validate_definition
-from orchestration.types import ToolCall
+from orchestration.core.types import ToolCall
 
 
 # -- data ----------------------------------------------------------------------------------------------------

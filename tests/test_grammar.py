@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestration.grammar import GrammarProcessor, grammar_for
+from orchestration.models.grammar import GrammarProcessor, grammar_for
 from orchestration.patterns._common import PICK_CONSTRAINT, VERDICT_CONSTRAINT
 from orchestration.tools.catalogue import SEED_TOOLS
 from orchestration.tools.extract import extraction_schema
 from orchestration.tools.schema import token_bound
-from orchestration.types import Constraint, ToolDefinition
+from orchestration.core.types import Constraint, ToolDefinition
 
 pytestmark = pytest.mark.real_model  # needs the prepared tokenizer.json
 

@@ -12,17 +12,17 @@ import anyio
 import jsonschema
 import pytest
 
-from orchestration import prompts
-from orchestration.engine import Engine
-from orchestration.errors import PatternError, SchemaError
-from orchestration.grammar import grammar_for
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.run import prompts
+from orchestration.patterns.engine import Engine
+from orchestration.core.errors import PatternError, SchemaError
+from orchestration.models.grammar import grammar_for
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
 from orchestration.tools.catalogue import SEED_TOOLS
 from orchestration.tools.extract import extraction_schema, grounded_tools, parse_grounded
 from orchestration.tools.grounding import (Grounding, code_blocks, decoding_parameters, expand, file_names,
                                            ground, labelled_answer)
 from orchestration.tools.schema import token_bound, validate_definition
-from orchestration.types import Constraint, PatternRequest, ToolDefinition
+from orchestration.core.types import Constraint, PatternRequest, ToolDefinition
 
 P, T = FAKE_MODELS["primary"], FAKE_MODELS["tools"]
 F = "```"
@@ -251,7 +251,7 @@ def test_expanded_calls_validate_against_the_tool_schema() -> None:
 ])
 def test_ungrounded_output_is_refused(arguments: dict) -> None:
     g = ground(PatternRequest(prompt="save to a.py"), fenced("one\n"))
-    from orchestration.errors import ModelOutputError
+    from orchestration.core.errors import ModelOutputError
 
     with pytest.raises(ModelOutputError, match="not grounded"):
         parse_grounded(json.dumps([{"tool": "Write", "arguments": arguments}]), SEED_TOOLS, g)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration import harness
+from orchestration.checks import harness
 from orchestration.evaluation import humaneval
 from orchestration.evaluation.data import HumanEvalProblem
-from orchestration.sandbox import Limits, SandboxResult, availability
-from orchestration.verify import run_tests
+from orchestration.checks.sandbox import Limits, SandboxResult, availability
+from orchestration.checks.verify import run_tests
 
 BWRAP = availability("bwrap")
 needs_bwrap = pytest.mark.skipif(not BWRAP.ok, reason=f"bubblewrap cannot run here: {BWRAP.reason}")

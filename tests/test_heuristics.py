@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.heuristics import classify, tool_need
+from orchestration.run.heuristics import classify, tool_need
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import openai
 import pytest
 import uvicorn
 
-from orchestration.engine import Engine
-from orchestration.http_api import build_app
-from orchestration.settings import HttpSettings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings, free_port
+from orchestration.patterns.engine import Engine
+from orchestration.faces.http_api import build_app
+from orchestration.core.settings import HttpSettings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings, free_port
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
 
@@ -208,8 +208,8 @@ def test_api_key_is_required_and_compared_when_set() -> None:
 
 
 def test_the_api_key_setting_and_the_loopback_rule() -> None:
-    from orchestration.errors import ConfigError
-    from orchestration.access import api_key
+    from orchestration.core.errors import ConfigError
+    from orchestration.faces.access import api_key
 
     assert api_key(HttpSettings(), "127.0.0.1", {}) is None
     assert api_key(HttpSettings(), "::1", {}) is None and api_key(HttpSettings(), "localhost", {}) is None

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from orchestration.access import http_protocol
-from orchestration.engine import Engine
-from orchestration.http_api import build_app
-from orchestration.settings import HttpSettings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings, free_port
+from orchestration.faces.access import http_protocol
+from orchestration.patterns.engine import Engine
+from orchestration.faces.http_api import build_app
+from orchestration.core.settings import HttpSettings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings, free_port
 
 P = FAKE_MODELS["primary"]
 

@@ -1,10 +1,13 @@
 """The house has no circles: no module of the project imports, directly or through others, a module that imports
-it back. Every import statement counts (lazy ones inside functions too), except those under TYPE_CHECKING. And no
+it back. Every import statement counts (lazy ones inside functions too), except those under TYPE_CHECKING, and
+importing ``a.b.c`` counts as importing the package ``a.b`` too (Python runs its ``__init__`` first). The house
+has floors (docs/architecture.md): a module imports its own floor and those below, never one above. And no
 function is longer than a screen."""
 
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +19,7 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@lru_cache(maxsize=1)
 def _graph() -> dict[str, set[str]]:
     files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
     modules = {_module(p): p for p in files}
@@ -44,7 +48,17 @@ def _graph() -> dict[str, set[str]]:
             for t in targets:
                 if t in modules and t != mod:
                     graph[mod].add(t)
+                    graph[mod] |= {p for p in _parents(t) if p in modules and not _within(mod, p)}
     return graph
+
+
+def _parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -72,6 +86,41 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_has_no_circle() -> None:
     graph = _graph()
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+# The floors, lowest first (docs/architecture.md draws them). A module may import modules of its own floor and
+# of the floors below it, never of one above.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("orchestration.core",),  # errors, settings, types, the custom-pattern spec
+    ("orchestration.models",),  # the backend seam, weights and conversion, the pool, the MLX owner thread
+    ("orchestration.run",),  # the run context, prompts, heuristics: what patterns and tool calls share
+    ("orchestration.tools",),  # tool calls: catalogue, schema checks, extraction, grounding, risk
+    ("orchestration.checks",),  # the sandbox, the test harness, the checks taken from a request
+    ("orchestration.patterns",),  # one module per pattern, the pattern table, the engine
+    ("orchestration.bench", "orchestration.evaluation"),  # measurements over the engine
+    ("orchestration.faces", "mcp_mageagent"),  # the CLI, the HTTP API, the MCP server, and what they share
+)
+# The one import up a floor, lazy: the bench measures what the MCP face's tool list costs a host's context.
+UPWARD = {("orchestration.bench.footprint", "mcp_mageagent"), ("orchestration.bench.footprint", "mcp_mageagent.server")}
+
+
+def _floor(module: str) -> int:
+    for level, packages in enumerate(FLOORS):
+        if any(_within(module, p) for p in packages):
+            return level
+    raise AssertionError(f"{module} is on no floor: put it in one of the packages of FLOORS")
+
+
+def test_every_module_is_on_a_floor() -> None:
+    for module in _graph():
+        _floor(module)  # no module lies loose beside the packages
+
+
+def test_no_module_imports_a_floor_above_its_own() -> None:
+    graph = _graph()
+    up = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                if _floor(t) > _floor(m) and (m, t) not in UPWARD)
+    assert not up, "imports up a floor:\n" + "\n".join(up)
 
 
 MAX_FUNCTION_LINES = 80  # a reader should not scroll through one function

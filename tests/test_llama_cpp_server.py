@@ -13,11 +13,11 @@ import pytest
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python's server is the optional '.[llama]' extra")
 
 from orchestration.bench.remote import llama_cpp_roles, llama_cpp_server  # noqa: E402
-from orchestration.engine import Engine  # noqa: E402
+from orchestration.patterns.engine import Engine  # noqa: E402
 from orchestration.models.openai_backend import OpenAIBackend  # noqa: E402
 from orchestration.models.smollm2 import find_gguf  # noqa: E402
-from orchestration.settings import derive, load_settings  # noqa: E402
-from orchestration.types import Constraint, GenerationRequest, Message, PatternRequest  # noqa: E402
+from orchestration.core.settings import derive, load_settings  # noqa: E402
+from orchestration.core.types import Constraint, GenerationRequest, Message, PatternRequest  # noqa: E402
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
 ALIAS = "smollm2-gguf"

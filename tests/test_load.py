@@ -31,10 +31,10 @@ pytestmark = [pytest.mark.load]
 # options constraint, an empty call array for a schema, words otherwise) so concurrent calls need no queue order.
 SERVER = r"""
 import os
-from orchestration.engine import Engine
+from orchestration.patterns.engine import Engine
 from orchestration.models.openai_backend import OpenAIBackend
-from orchestration.settings import load_settings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend
 from mcp_mageagent.server import build_server
 
 class ByShape(ScriptedBackend):
@@ -269,7 +269,7 @@ def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
                           env={**os.environ, **env}, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("entry", [["-m", "mcp_mageagent"], ["-m", "orchestration.cli", "models"]])
+@pytest.mark.parametrize("entry", [["-m", "mcp_mageagent"], ["-m", "orchestration.faces.cli", "models"]])
 def test_a_non_utf8_config_file_is_one_line(tmp_path: Path, entry: list[str]) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_bytes(b"max_tokens = 5  # caf\xe9\n")
@@ -295,8 +295,8 @@ def test_a_missing_api_key_env_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_a_warmup_failing_with_a_non_mage_error_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     from mcp_mageagent.server import build_server
-    from orchestration.engine import Engine
-    from orchestration.testing import ScriptedBackend, fake_settings
+    from orchestration.patterns.engine import Engine
+    from orchestration.models.testing import ScriptedBackend, fake_settings
 
     fake = ScriptedBackend()
 
@@ -318,8 +318,8 @@ async def test_a_warmup_failing_with_a_non_mage_error_is_one_log_line(caplog: py
 @pytest.mark.anyio
 async def test_models_resource_is_read_off_the_event_loop() -> None:
     from mcp_mageagent.server import build_server
-    from orchestration.engine import Engine
-    from orchestration.testing import ScriptedBackend, fake_settings
+    from orchestration.patterns.engine import Engine
+    from orchestration.models.testing import ScriptedBackend, fake_settings
 
     settings = fake_settings()
     engine = Engine(settings, {"mlx": ScriptedBackend()})
@@ -340,7 +340,7 @@ async def test_models_resource_is_read_off_the_event_loop() -> None:
 def test_streamable_http_checks_host_and_the_api_key(tmp_path: Path) -> None:
     import http.client
 
-    from orchestration.testing import free_port, wait_http  # noqa: F401
+    from orchestration.models.testing import free_port, wait_http  # noqa: F401
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mcp_mageagent", "--transport", "streamable-http", "--port",

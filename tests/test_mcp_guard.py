@@ -19,8 +19,8 @@ from mcp import Client
 
 from mcp_mageagent.guard import request_id
 from mcp_mageagent.server import build_server
-from orchestration.engine import Engine
-from orchestration.testing import ScriptedBackend, fake_settings
+from orchestration.patterns.engine import Engine
+from orchestration.models.testing import ScriptedBackend, fake_settings
 
 ROOT = Path(__file__).parents[1]
 
@@ -199,10 +199,10 @@ def test_verify_execute_without_a_sandbox_is_refused_at_start() -> None:
                        stdin=subprocess.DEVNULL, env=env)
     assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1, p.stderr
     assert p.stderr.startswith("mcp-mageagent: verify = execute, but no sandbox (")
-    cli = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", "validated", "hi"], cwd=ROOT,
+    cli = subprocess.run([sys.executable, "-m", "orchestration.faces.cli", "run", "validated", "hi"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, env=env)
     assert cli.returncode == 2 and "verify = execute, but no sandbox" in cli.stderr
-    doctor = subprocess.run([sys.executable, "-m", "orchestration.cli", "doctor", "--json"], cwd=ROOT,
+    doctor = subprocess.run([sys.executable, "-m", "orchestration.faces.cli", "doctor", "--json"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120, env=env)
     check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "verify")
     assert doctor.returncode == 1 and not check["ok"] and "no sandbox" in check["detail"] and check["fix"]
@@ -227,7 +227,7 @@ def test_the_refusal_says_what_is_wrong(value: str, code: int, fragment: str) ->
 
 @pytest.mark.anyio
 async def test_a_crash_inside_a_tool_is_not_called_invalid_arguments() -> None:
-    from orchestration.types import PatternRequest
+    from orchestration.core.types import PatternRequest
 
     settings = fake_settings()
     engine = Engine(settings, {"mlx": ScriptedBackend()})
@@ -242,7 +242,7 @@ async def test_a_crash_inside_a_tool_is_not_called_invalid_arguments() -> None:
 
 
 def test_the_mcp_face_borrows_nothing_from_the_http_face() -> None:
-    """What both faces need (API key, loopback, Host/Origin, Bearer) lives below them in orchestration/access.py."""
+    """What both faces need (API key, loopback, Host/Origin, Bearer) is shared, in orchestration/faces/access.py."""
     import ast
 
     for path in (ROOT / "mcp_mageagent").glob("*.py"):

@@ -14,12 +14,12 @@ from mcp_types import Tool
 
 from mcp_mageagent.server import DESCRIPTIONS, build_server
 from orchestration.bench import footprint
-from orchestration.engine import Engine
-from orchestration.errors import ConfigError, ModelNotFoundError
+from orchestration.patterns.engine import Engine
+from orchestration.core.errors import ConfigError, ModelNotFoundError
 from orchestration.patterns import PATTERNS
-from orchestration.settings import load_settings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
-from orchestration.types import PatternResult
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.core.types import PatternResult
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from orchestration.settings import load_settings
+from orchestration.core.settings import load_settings
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
 TINY = {"MAGEAGENT_PROFILE": "tiny"}  # SmolLM2-135M in every role: nothing slow loads

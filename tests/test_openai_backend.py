@@ -8,12 +8,12 @@ import math
 import httpx2
 import pytest
 
-from orchestration.errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
+from orchestration.core.errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
 from orchestration.models.openai_backend import OpenAIBackend
-from orchestration.settings import load_settings
-from orchestration.engine import Engine
-from orchestration.errors import ConfigError
-from orchestration.types import Constraint, GenerationRequest, Message
+from orchestration.core.settings import load_settings
+from orchestration.patterns.engine import Engine
+from orchestration.core.errors import ConfigError
+from orchestration.core.types import Constraint, GenerationRequest, Message
 
 pytestmark = pytest.mark.anyio
 URL = "http://127.0.0.1:9/v1"
@@ -171,7 +171,7 @@ async def test_max_tokens_is_capped_to_what_the_endpoint_accepts() -> None:
 
 
 def test_max_output_tokens_reaches_the_backend_from_the_role() -> None:
-    from orchestration.engine import _default_backends
+    from orchestration.patterns.engine import _default_backends
 
     s = load_settings(env={}, roles={"tools": {"model": "m", "backend": "openai", "base_url": URL,
                                                "max_output_tokens": 2048}})

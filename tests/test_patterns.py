@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from orchestration import prompts
-from orchestration.engine import Engine
-from orchestration.errors import ConfigError, ModelLoadError, ModelNotFoundError, PatternError, RequestError
-from orchestration.settings import Settings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
-from orchestration.types import PatternRequest, ToolDefinition
+from orchestration.run import prompts
+from orchestration.patterns.engine import Engine
+from orchestration.core.errors import ConfigError, ModelLoadError, ModelNotFoundError, PatternError, RequestError
+from orchestration.core.settings import Settings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.core.types import PatternRequest, ToolDefinition
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
 READ = [{"tool": "Read", "arguments": {"file_path": "src/main.py"}}]
@@ -479,7 +479,7 @@ async def test_auto_sends_a_coding_request_to_the_measured_best_pattern() -> Non
 ])
 def test_revision_prompt_is_one_user_turn_with_the_failures_and_the_answer_as_material(
         code: str | None, template: str | None, shown: str) -> None:
-    from orchestration.settings import PromptOverrides
+    from orchestration.core.settings import PromptOverrides
 
     msgs = prompts.revision(req("Implement f", context="ctx"), "prose answer",
                             ["f(1) should be 2, but your code returned 1"],
@@ -536,7 +536,7 @@ def test_auto_coding_route_needs_a_code_suite():
 
 
 def test_settings_take_auto_coding_from_the_profile_measurement_unless_set(monkeypatch, tmp_path):
-    import orchestration.settings as settings_module
+    import orchestration.core.settings as settings_module
     from orchestration.evaluation.routing import choose, write_route
 
     routes = tmp_path / "measured_routes.json"

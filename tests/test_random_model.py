@@ -9,10 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from orchestration.engine import Engine
-from orchestration.settings import load_settings
+from orchestration.patterns.engine import Engine
+from orchestration.core.settings import load_settings
 from orchestration.tools.catalogue import SEED_TOOLS
-from orchestration.types import PatternRequest, ToolDefinition
+from orchestration.core.types import PatternRequest, ToolDefinition
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from orchestration.models.convert import build_tokenizer_json, unpermute_rows
-from orchestration.engine import Engine
+from orchestration.patterns.engine import Engine
 from orchestration.patterns import PATTERNS
 from orchestration.tools.catalogue import SEED_TOOLS
-from orchestration.types import Message, PatternRequest
+from orchestration.core.types import Message, PatternRequest
 
 pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
 DATA = Path(__file__).parent / "data" / "smollm2-token-ids.json"
@@ -91,7 +91,7 @@ def test_unpermute_is_equivalent_to_traditional_rope(real_settings, real_engine:
 
 
 async def test_greedy_coding_answer_is_coherent(real_engine: Engine) -> None:
-    from orchestration.types import GenerationRequest
+    from orchestration.core.types import GenerationRequest
 
     backend = real_engine.backends["mlx"]
     c = await backend.stream(GenerationRequest(
@@ -122,7 +122,7 @@ async def test_shared_model_loads_once_and_unload_frees_memory(real_engine: Engi
 async def test_the_real_model_only_chooses_among_candidates(real_engine: Engine) -> None:
     """Where the request does not ask for the answer's command, the tiny model picks a candidate by number (or
     none) under the options constraint: what comes back is the answer's own command or nothing, never new text."""
-    from orchestration.context import RunContext
+    from orchestration.run.context import RunContext
     from orchestration.tools.extract import decide_calls
 
     request = PatternRequest(prompt="I want to fetch web pages in my script")
@@ -139,7 +139,7 @@ async def test_constrained_extraction_on_the_real_model_is_valid(real_engine: En
     """The model-written path (host tools, or extraction_constraint = grounded) stays valid on a real model."""
     import jsonschema
 
-    from orchestration.context import RunContext
+    from orchestration.run.context import RunContext
     from orchestration.tools.extract import extract_tool_calls
 
     settings = real_engine.settings.model_copy(update={"extraction_constraint": "grounded"})

@@ -14,12 +14,12 @@ import openai
 import pytest
 
 from orchestration.models.smollm2 import embedded_dir
-from orchestration.engine import Engine
-from orchestration.errors import BackendUnavailable, ModelNotFoundError
+from orchestration.patterns.engine import Engine
+from orchestration.core.errors import BackendUnavailable, ModelNotFoundError
 from orchestration.models.openai_backend import OpenAIBackend
-from orchestration.settings import load_settings
-from orchestration.testing import free_port, mlx_lm_server_command, wait_http
-from orchestration.types import Chunk, GenerationRequest, Message, PatternRequest
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import free_port, mlx_lm_server_command, wait_http
+from orchestration.core.types import Chunk, GenerationRequest, Message, PatternRequest
 
 pytestmark = pytest.mark.real_model
 
@@ -127,7 +127,7 @@ async def test_unreachable_then_a_crash_mid_stream_then_recovery(real_settings) 
 def test_mageagent_serve_with_the_openai_client(real_settings) -> None:  # noqa: ANN001
     port = free_port()
     env = {**os.environ, "MAGEAGENT_MAX_TOKENS": "12"}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.faces.cli", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)

@@ -4,7 +4,7 @@ import pytest
 
 from orchestration.tools.catalogue import SEED_TOOLS
 from orchestration.tools.risk import bash_risk, risk_of
-from orchestration.types import ToolDefinition
+from orchestration.core.types import ToolDefinition
 
 SEED = {t.name: t for t in SEED_TOOLS}
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.errors import ConfigError
-from orchestration.sandbox import Limits, availability, resolve, run_python
+from orchestration.core.errors import ConfigError
+from orchestration.checks.sandbox import Limits, availability, resolve, run_python
 
 BWRAP = availability("bwrap")
 needs_bwrap = pytest.mark.skipif(not BWRAP.ok, reason=f"bubblewrap cannot run here: {BWRAP.reason}")
@@ -323,7 +323,7 @@ def test_memory_is_capped_for_the_whole_sandbox_not_each_process():
 
 
 def test_the_rlimit_total_stays_within_memory_mb():
-    from orchestration.sandbox import cap
+    from orchestration.checks.sandbox import cap
 
     for memory, processes in [(64, 64), (256, 16), (512, 16), (1024, 64), (4096, 8)]:
         got = cap(Limits(memory_mb=memory, processes=processes), parent="")
@@ -333,7 +333,7 @@ def test_the_rlimit_total_stays_within_memory_mb():
 
 
 def test_the_cgroup_parent_is_one_that_delegates_memory_and_pids(tmp_path, monkeypatch):
-    from orchestration import sandbox
+    from orchestration.checks import sandbox
 
     root = tmp_path / "cg"
     (root / "a" / "b").mkdir(parents=True)
@@ -356,7 +356,7 @@ def test_the_cgroup_parent_is_one_that_delegates_memory_and_pids(tmp_path, monke
 
 
 def test_the_seccomp_filter_is_whole_instructions_for_both_architectures():
-    from orchestration.sandbox import seccomp_filter
+    from orchestration.checks.sandbox import seccomp_filter
 
     for machine in ("x86_64", "aarch64"):
         prog = seccomp_filter(machine)
@@ -366,7 +366,7 @@ def test_the_seccomp_filter_is_whole_instructions_for_both_architectures():
 
 @needs_bwrap
 def test_not_as_root_bwrap_also_disables_user_namespaces_where_it_can(monkeypatch):
-    from orchestration import sandbox
+    from orchestration.checks import sandbox
 
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
     argv = sandbox._bwrap_argv("bwrap", 3, FAST, seccomp_fd=4)

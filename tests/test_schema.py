@@ -5,11 +5,11 @@ import json
 import jsonschema
 import pytest
 
-from orchestration.errors import ModelOutputError, RequestError, SchemaError
+from orchestration.core.errors import ModelOutputError, RequestError, SchemaError
 from orchestration.tools.catalogue import SEED_TOOLS, resolve_tools
 from orchestration.tools.extract import extraction_schema, parse_calls
 from orchestration.tools.schema import bound_schema, token_bound, validate_definition
-from orchestration.types import ToolDefinition
+from orchestration.core.types import ToolDefinition
 
 NESTED = ToolDefinition(
     name="create_ticket",

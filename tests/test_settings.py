@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.errors import ConfigError
-from orchestration.settings import ROLES, load_settings
+from orchestration.core.errors import ConfigError
+from orchestration.core.settings import ROLES, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -161,7 +161,7 @@ def test_settings_and_types_import_nothing_above_them() -> None:
     import ast
 
     ground = {"errors", "custom", "settings", "types"}
-    root = Path(__file__).parents[1] / "orchestration"
+    root = Path(__file__).parents[1] / "orchestration" / "core"
     for name in ("settings.py", "types.py"):
         for node in ast.walk(ast.parse((root / name).read_text())):
             if isinstance(node, ast.ImportFrom) and node.level:

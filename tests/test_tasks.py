@@ -22,8 +22,8 @@ from mcp_types import CallToolResult, Request, RequestParams, Result
 
 from mcp_mageagent.server import build_server
 from mcp_mageagent.tasks import EXTENSION_ID
-from orchestration.engine import Engine
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.patterns.engine import Engine
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
 
 pytestmark = pytest.mark.anyio
 P, V, T = FAKE_MODELS["primary"], FAKE_MODELS["validator"], FAKE_MODELS["tools"]
@@ -176,9 +176,9 @@ async def test_task_methods_refuse_clients_without_the_extension_and_unknown_ids
 # -- the real stdio server ---------------------------------------------------------------------------------------
 SERVER = r"""
 import os
-from orchestration.engine import Engine
-from orchestration.settings import load_settings
-from orchestration.testing import FAKE_MODELS, ScriptedBackend
+from orchestration.patterns.engine import Engine
+from orchestration.core.settings import load_settings
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend
 from mcp_mageagent.server import _configure_logging, build_server
 
 class ByShape(ScriptedBackend):
@@ -269,7 +269,7 @@ async def test_over_streamable_http_a_task_on_the_tiny_model_is_polled_to_its_an
     import socket
     import subprocess
 
-    from orchestration.testing import free_port
+    from orchestration.models.testing import free_port
 
     port = free_port()
     env = {**os.environ, "MAGEAGENT_PROFILE": "tiny", "MAGEAGENT_TASKS__PATTERNS": "primary"}

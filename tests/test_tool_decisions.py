@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.engine import Engine
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.patterns.engine import Engine
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
 from orchestration.tools.candidates import answer_blocks, build_candidates, context_files, guard_calls
 from orchestration.tools.intent import read_intent
 from orchestration.tools.merge import apply_edits, definitions, diff_edits, merge_code
 from orchestration.tools.relevance import relevance_gate
-from orchestration.types import PatternRequest, ToolCall, ToolDefinition
+from orchestration.core.types import PatternRequest, ToolCall, ToolDefinition
 
 P, T = FAKE_MODELS["primary"], FAKE_MODELS["tools"]
 pytestmark = pytest.mark.anyio

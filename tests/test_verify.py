@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.engine import Engine
-from orchestration.testing import FAKE_MODELS, ScriptedBackend, fake_settings
-from orchestration.types import PatternRequest
-from orchestration.verify import host_tests, parse_tests, python_code, run_tests, signatures
+from orchestration.patterns.engine import Engine
+from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
+from orchestration.core.types import PatternRequest
+from orchestration.checks.verify import host_tests, parse_tests, python_code, run_tests, signatures
 
 P, C, V, T = (FAKE_MODELS[r] for r in ("primary", "competitor", "validator", "tools"))
 GOOD = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```\n"
@@ -329,7 +329,7 @@ async def test_tests_for_a_function_the_request_names_are_written_while_the_answ
 
 @pytest.mark.anyio
 async def test_an_explicit_execute_with_no_sandbox_is_refused_not_downgraded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestration.errors import RequestError
+    from orchestration.core.errors import RequestError
     from orchestration.patterns import _verify
 
     monkeypatch.setattr(_verify, "sandbox_problem", lambda mode: "bwrap is not installed")
@@ -343,7 +343,7 @@ async def test_an_explicit_execute_with_no_sandbox_is_refused_not_downgraded(mon
 async def test_context_asserts_count_only_when_the_host_says_so() -> None:
     """A context holding ``assert 1 + 1 == 2`` is material, not the test set: without the flag the validator
     writes tests; with it, the context's assert is a test named by its origin."""
-    from orchestration.verify import host_tests
+    from orchestration.checks.verify import host_tests
 
     assert host_tests("Write add(a, b).", "assert 1 + 1 == 2\n", None) == []
     assert host_tests("Write add(a, b).", "assert 1 + 1 == 2\n", None, context_tests=True) == [

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestration import cli
-from orchestration.errors import ModelNotFoundError
+from orchestration.faces import cli
+from orchestration.core.errors import ModelNotFoundError
 from orchestration.models import smollm2
 from orchestration.models.catalog import LOCAL
 from orchestration.models.convert import ConversionReport, TensorPlan, stamped, verify_model_dir, write_model_dir
 from orchestration.models.sources import ChunkedGGUF, ChunkWheel, fetch_gguf
-from orchestration.testing import chunk_wheel
-from orchestration.testing import fake_settings
+from orchestration.models.testing import chunk_wheel
+from orchestration.models.testing import fake_settings
 
 STAMP = {"format": 2, "variant": "dense", "source_sha256": "s"}
 
@@ -167,7 +167,7 @@ def test_setup_force_never_converts_a_tampered_smollm2_gguf(smol: tuple[Path, by
 
 def test_weights_changed_after_set_up_are_refused_at_load(tmp_path: Path) -> None:
     """Every start-up: the fast check runs before a converted model loads, and a mismatch is refused."""
-    from orchestration.errors import ModelLoadError
+    from orchestration.core.errors import ModelLoadError
     from orchestration.models.mlx_backend import check_weights
 
     out = converted(tmp_path / "m")

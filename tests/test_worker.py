@@ -6,7 +6,7 @@ import time
 import anyio
 import pytest
 
-from orchestration.errors import GenerationCancelled
+from orchestration.core.errors import GenerationCancelled
 from orchestration.models.worker import DeviceWorker, Job
 
 
@@ -144,7 +144,7 @@ async def test_the_mlx_backend_resolves_models_on_the_owner_thread(tmp_path, mon
     import threading
 
     from orchestration.models.mlx_backend import MLXBackend
-    from orchestration.types import Completion, GenerationRequest, Message
+    from orchestration.core.types import Completion, GenerationRequest, Message
 
     backend = MLXBackend(tmp_path, 1.0)
     seen: list[str] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..settings import Settings
+from ..core.settings import Settings
 from . import footprint, http_api, mcp_stdio, memory, patterns, peers, remote, tools
 from .common import PROMPT
 from .memory import MEMORY_PROFILES, memory_probe
@@ -37,7 +37,7 @@ SECTIONS = ("patterns", "overhead", "tools", "mcp", "http", "remote", "memory", 
 async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, sections: list[str] | None = None,
                     tool_items: int = len(TOOL_TABLE)) -> dict[str, Any]:
     from ..models.blas import blas_status
-    from ..engine import Engine
+    from ..patterns.engine import Engine
 
     if reps < 1:
         raise ValueError("reps must be at least 1")

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..settings import Settings
+from ..core.errors import ConfigError
+from ..core.settings import Settings
 
 __all__ = ["BUDGET_TOKENS", "tokenizer_path", "count", "measure", "run"]
 

@@ -16,11 +16,11 @@ __all__ = ["run"]
 async def run(reps: int, config: str | None) -> dict[str, Any]:
     import httpx2
 
-    from ..testing import free_port, wait_http
+    from ..models.testing import free_port, wait_http
 
     port = free_port()
     env = {**os.environ, **({"MAGEAGENT_CONFIG": config} if config else {})}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.faces.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/health")

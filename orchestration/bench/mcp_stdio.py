@@ -17,7 +17,7 @@ async def run(engine: Any, reps: int, config: str | None) -> dict[str, Any]:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 
-    from ..types import PatternRequest
+    from ..core.types import PatternRequest
 
     call = PatternRequest(**SMALL, temperature=0.0)
     direct = []

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
-from ..settings import ROLES
+from ..core.settings import ROLES
 from .common import PROMPT, say
 
 __all__ = ["MEMORY_PROFILES", "memory_probe", "run"]
@@ -34,8 +34,8 @@ def memory_probe(roles: dict[str, str], max_tokens: int) -> dict[str, Any]:
         env[f"MAGEAGENT_ROLES__{role.upper()}__MODEL"] = model
     code = ("import json, sys, anyio\n"
             "from orchestration.models.blas import preload_openblas\npreload_openblas()\n"
-            "from orchestration.engine import Engine\nfrom orchestration.settings import load_settings\n"
-            "from orchestration.types import PatternRequest\n"
+            "from orchestration.patterns.engine import Engine\nfrom orchestration.core.settings import load_settings\n"
+            "from orchestration.core.types import PatternRequest\n"
             "e = Engine(load_settings())\n"
             f"anyio.run(e.run, 'compete', PatternRequest(prompt={PROMPT!r}, max_tokens={min(16, max_tokens)}, "
             "extraction='never', temperature=0.0))\n"

@@ -15,7 +15,7 @@ SEED_RATIOS = {"primary": 1.0, "tools": 0.13, "hybrid": 1.5, "validated": 2.0, "
 
 
 async def run(engine: Any, reps: int, max_tokens: int, overhead: bool) -> dict[str, Any]:
-    from ..types import PatternRequest
+    from ..core.types import PatternRequest
 
     request = PatternRequest(prompt=PROMPT, extraction="always", max_tokens=max_tokens, temperature=0.0)
     await engine.run("primary", request)  # load and warm up outside the measurement

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from ..settings import Settings
+from ..core.settings import Settings
 from .common import say
 
 __all__ = ["run", "PROMPT_TOKENS", "GEN_TOKENS"]

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..settings import Settings, derive
+from ..core.settings import Settings, derive
 from .common import PROMPT, SMALL, say, spread
 
 __all__ = ["run", "llama_cpp_server", "llama_cpp_server_command", "llama_cpp_roles"]
@@ -39,7 +39,7 @@ def llama_cpp_server(gguf: str, alias: str, log: Path, timeout: float = 180) -> 
     """llama-cpp-python's server for ``gguf`` on a free loopback port, its output in ``log`` (a file: its load
     log would fill a pipe); yields the base URL and stops the server after. One that does not come up fails
     with the log's tail."""
-    from ..testing import free_port, wait_http
+    from ..models.testing import free_port, wait_http
 
     port = free_port()
     with log.open("wb") as sink:
@@ -63,7 +63,7 @@ def llama_cpp_roles(base_url: str, alias: str, roles: tuple[str, ...] = ("primar
 
 async def _time(settings: Settings, roles: dict[str, Any], calls: dict[str, tuple[str, Any]],
                 reps: int) -> dict[str, Any]:
-    from ..engine import Engine
+    from ..patterns.engine import Engine
 
     eng = Engine(derive(settings, {"roles": roles}))
     out: dict[str, Any] = {}
@@ -88,7 +88,7 @@ async def _time(settings: Settings, roles: dict[str, Any], calls: dict[str, tupl
 
 async def _mlx_lm_server(settings: Settings, reps: int, small: Any) -> dict[str, Any]:
     from ..models.catalog import LOCAL, local_dir
-    from ..testing import free_port, mlx_lm_server_command, wait_http
+    from ..models.testing import free_port, mlx_lm_server_command, wait_http
 
     model = settings.roles["primary"].model
     if model not in LOCAL:
@@ -129,7 +129,7 @@ async def _llama_cpp_server(settings: Settings, reps: int, calls: dict[str, tupl
 
 async def run(settings: Settings, reps: int) -> dict[str, Any]:
     """The short call in-process, on mlx_lm.server and on llama.cpp's server; hybrid in-process and on llama.cpp."""
-    from ..types import PatternRequest
+    from ..core.types import PatternRequest
 
     small = PatternRequest(**SMALL, temperature=0.0)
     hybrid = PatternRequest(prompt=PROMPT, max_tokens=128, temperature=0.0)

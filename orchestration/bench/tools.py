@@ -16,12 +16,12 @@ TOOL_TABLE: list[tuple[str, str]] = [(row["request"], row["expected"]) for row i
 
 
 async def run(engine: Any, items: int) -> dict[str, Any]:
-    from .. import prompts
-    from ..errors import ModelOutputError
+    from ..run import prompts
+    from ..core.errors import ModelOutputError
     from ..tools.catalogue import SEED_TOOLS
     from ..tools.extract import extraction_schema, lenient_json, parse_calls
     from ..tools.schema import token_bound
-    from ..types import Constraint, GenerationRequest, PatternRequest
+    from ..core.types import Constraint, GenerationRequest, PatternRequest
 
     cfg = engine.settings.roles["tools"]
     backend = engine.backends[cfg.backend_key]

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..types import ToolCall, ToolDefinition
+from ..core.types import ToolCall, ToolDefinition
 from .data import BfclItem
 
 __all__ = ["to_json_schema", "tool_definitions", "task_prompt", "CallCheck", "check_calls"]

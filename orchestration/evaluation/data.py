@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..models.sources import sha256_file
 
 __all__ = ["PACKAGES", "SHA256", "BFCL_CATEGORIES", "wheel", "HumanEvalProblem", "BfclItem", "load_humaneval",

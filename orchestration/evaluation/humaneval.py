@@ -1,7 +1,7 @@
 """HumanEval: the task text given to a pattern, the candidate module taken from its answer, and its check.
 
-The code comes out of an answer by the patterns' own rule (:func:`orchestration.verify.python_code`) and is
-checked by the patterns' own harness (:mod:`orchestration.harness`): the candidate in a worker process, the
+The code comes out of an answer by the patterns' own rule (:func:`orchestration.checks.verify.python_code`) and is
+checked by the patterns' own harness (:mod:`orchestration.checks.harness`): the candidate in a worker process, the
 problem's ``check`` run by the supervisor against it, so an exit status, a printed line or an object that
 equals everything passes nothing.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from ..harness import HarnessRun, run_checks
-from ..sandbox import Limits, SandboxMode
-from ..verify import incomplete_code, python_code
+from ..checks.harness import HarnessRun, run_checks
+from ..checks.sandbox import Limits, SandboxMode
+from ..checks.verify import incomplete_code, python_code
 from .data import HumanEvalProblem
 
 __all__ = ["task_prompt", "candidate_module", "check", "normalize_code"]

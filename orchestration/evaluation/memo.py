@@ -13,9 +13,9 @@ from typing import Any
 
 import anyio
 
-from ..backend import Backend, OnChunk
+from ..core.types import Completion, GenerationRequest
+from ..models.backend import Backend, OnChunk
 from ..models.pool import ModelSpec, ModelState
-from ..types import Completion, GenerationRequest
 
 __all__ = ["MemoBackend", "memo_key"]
 

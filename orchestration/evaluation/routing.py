@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 ROUTES_FILE = Path(__file__).with_name("measured_routes.json")
 # The patterns auto can send a coding request to, and the eval system that measures each (he-*, mbpp-*).

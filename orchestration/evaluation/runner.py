@@ -26,15 +26,15 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, Field
 
-from ..backend import Backend
-from ..errors import ConfigError, MageError
-from ..sandbox import resolve
-from ..settings import ROLES, Settings, derive
-from ..types import PatternRequest
+from ..checks.sandbox import resolve
+from ..core.errors import ConfigError, MageError
+from ..core.settings import ROLES, Settings, derive
+from ..core.types import PatternRequest
+from ..models.backend import Backend
 from . import bfcl, humaneval, mbpp
-from .memo import MemoBackend
 from .data import BFCL_CATEGORIES, PACKAGES, BfclItem, HumanEvalProblem, load_bfcl, load_humaneval
 from .mbpp import MbppProblem, load_mbpp
+from .memo import MemoBackend
 
 __all__ = ["CODE_SUITES", "System", "SYSTEMS", "DEFAULT_SYSTEMS", "EvalConfig", "Dataset", "select_items", "run_eval",
            "read_records", "selected_records"]
@@ -313,7 +313,7 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
     ``backends`` replaces the settings' own (tests pass a scripted fake); ``concurrency`` items run at once
     (their same-model generations share one batch on the MLX backend); ``reuse`` generates a deterministic
     request that several systems make (the same greedy answer) once in this run (``evaluation.memo``)."""
-    from ..engine import Engine
+    from ..patterns.engine import Engine
 
     config.check()
     if any(s in CODE_SUITES for s in config.suites()):

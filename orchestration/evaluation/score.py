@@ -13,11 +13,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ModelOutputError
-from ..sandbox import Limits, SandboxKind, SandboxMode, resolve
+from ..checks.sandbox import Limits, SandboxKind, SandboxMode, resolve
+from ..checks.verify import host_tests, incomplete_code, python_code, run_tests
+from ..core.errors import ModelOutputError
+from ..core.types import ToolCall
 from ..tools.extract import parse_calls
-from ..verify import host_tests, incomplete_code, python_code, run_tests
-from ..types import ToolCall
 from . import bfcl, humaneval, mbpp
 from .data import BfclItem
 from .runner import SYSTEMS, Dataset

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GenerationCancelled, MageError
-from ..types import Chunk, Completion, GenerationRequest
+from ..core.errors import GenerationCancelled, MageError
+from ..core.types import Chunk, Completion, GenerationRequest
 from .pool import ModelSpec
 from .worker import Job
 

@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
-from ..errors import ModelLoadError
+from ..core.errors import ModelLoadError
 from .sources import check_room, remove_stale, sha256_file, storage_error
 
 log = logging.getLogger(__name__)

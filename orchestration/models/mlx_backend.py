@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backend import OnChunk
-from .catalog import LOCAL, local_dir
-from ..errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
-from .pool import GB, ModelPool, ModelSpec, ModelState
-from ..types import Chunk, Completion, Constraint, GenerationRequest
+from ..core.errors import ContextOverflowError, MageError, ModelLoadError, ModelNotFoundError
+from ..core.types import Chunk, Completion, Constraint, GenerationRequest
+from .backend import OnChunk
 from .batching import Batcher, sampler_for
+from .catalog import LOCAL, local_dir
+from .pool import GB, ModelPool, ModelSpec, ModelState
 from .worker import DeviceWorker, Job
 
 __all__ = ["MLXBackend", "LoadedModel", "load_model"]
@@ -55,7 +55,7 @@ class LoadedModel:
     def grammar(self, c: Constraint, n_prompt: int) -> Any:
         """The logits processor that enforces ``c``; ``n_prompt``: the tokens before the first generated one in
         the token context mlx-lm hands it."""
-        from ..grammar import GrammarProcessor, grammar_for
+        from .grammar import GrammarProcessor, grammar_for
 
         texts = {o: o + ((c.option_continuation or {}).get(o) or "") for o in (c.options or [])}
         return GrammarProcessor(self.lltokenizer(), grammar_for(c), n_prompt,
@@ -397,7 +397,7 @@ class MLXBackend:
         return self.pool.state()
 
     async def warmup(self, models: list[str], pin: bool = False) -> None:
-        from ..types import Message
+        from ..core.types import Message
 
         for name in dict.fromkeys(models):
             if pin:

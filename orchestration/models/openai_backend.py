@@ -19,10 +19,10 @@ from typing import Any
 import anyio
 import httpx2
 
-from ..backend import OnChunk
-from ..errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
+from ..core.errors import BackendUnavailable, ModelNotFoundError, ModelOutputError, RequestError
+from ..core.types import Chunk, Completion, GenerationRequest
+from .backend import OnChunk
 from .pool import ModelSpec, ModelState
-from ..types import Chunk, Completion, GenerationRequest
 
 __all__ = ["OpenAIBackend"]
 

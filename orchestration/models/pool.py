@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import ModelLoadError
+from ..core.errors import ModelLoadError
 
 __all__ = ["ModelSpec", "ModelState", "ModelPool"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ModelLoadError
+from ..core.errors import ModelLoadError
 from .convert import (ConversionReport, build_tokenizer_json, gguf_dense_plans, gguf_metadata, map_name, stamped,
                       write_model_dir)
 from .sources import ChunkedGGUF, ChunkWheel, Progress, fetch_gguf, remove_stale

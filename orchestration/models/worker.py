@@ -20,7 +20,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ..errors import GenerationCancelled
+from ..core.errors import GenerationCancelled
 
 __all__ = ["Job", "DeviceWorker"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ..context import RunContext
-from ..types import PatternRequest, PatternResult
+from ..core.types import PatternRequest, PatternResult
+from ..run.context import RunContext
 from . import auto, compete, competitor, hybrid, primary, tools, validated, validator
 
 __all__ = ["PATTERNS", "PatternFn"]

@@ -6,11 +6,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import prompts
-from ..context import RunContext
-from ..settings import Role
-from ..errors import ModelOutputError
-from ..types import Completion, Constraint, Judgement, PatternResult, ToolCall, Verdict
+from ..core.errors import ModelOutputError
+from ..core.settings import Role
+from ..core.types import Completion, Constraint, Judgement, PatternResult, ToolCall, Verdict
+from ..run import prompts
+from ..run.context import RunContext
 
 __all__ = ["answer", "code_budget", "validate", "judge", "judge_pointwise", "parse_verdict", "parse_pick",
            "render_calls", "finish"]

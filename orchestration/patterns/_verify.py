@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import anyio
 
-from .. import prompts
-from ..context import RunContext
-from ..errors import ModelOutputError, PatternError, RequestError
-from ..types import Completion, Constraint, Execution
-from ..verify import Origin, host_tests, parse_tests, python_code, run_tests, sandbox_problem, signatures, syntax_problem
+from ..checks.verify import (Origin, host_tests, parse_tests, python_code, run_tests, sandbox_problem, signatures,
+                             syntax_problem)
+from ..core.errors import ModelOutputError, PatternError, RequestError
+from ..core.types import Completion, Constraint, Execution
+from ..run import prompts
+from ..run.context import RunContext
 
 __all__ = ["plan", "gather_tests", "execute", "blame", "judge_model"]
 

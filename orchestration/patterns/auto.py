@@ -6,9 +6,9 @@ decide whenever they can run; never to the validator's opinion alone.
 
 from __future__ import annotations
 
-from ..context import RunContext
-from ..heuristics import classify
-from ..types import PatternRequest, PatternResult
+from ..core.types import PatternRequest, PatternResult
+from ..run.context import RunContext
+from ..run.heuristics import classify
 from . import compete, competitor, hybrid, primary, validated, validator
 
 # The patterns auto can route to, imported here rather than from the package's table (which lists auto itself):

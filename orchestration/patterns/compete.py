@@ -11,10 +11,10 @@ a model that wrote neither answer where the profile has one.
 
 from __future__ import annotations
 
-from ..context import RunContext
+from ..checks.verify import incomplete_code, python_code
+from ..core.types import Execution, Judgement, PatternRequest, PatternResult
+from ..run.context import RunContext
 from ..tools.extract import maybe_extract
-from ..types import Execution, Judgement, PatternRequest, PatternResult
-from ..verify import incomplete_code, python_code
 from ._common import answer, code_budget, finish, judge, judge_pointwise
 from ._verify import execute, gather_tests, judge_model, plan
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..context import RunContext
-from ..types import PatternRequest, PatternResult
+from ..core.types import PatternRequest, PatternResult
+from ..run.context import RunContext
 from ._common import answer
 
 

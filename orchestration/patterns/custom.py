@@ -1,12 +1,12 @@
-"""Custom patterns from the config file: run a :class:`~orchestration.custom.CustomPattern`'s steps in order."""
+"""Custom patterns from the config file: run a :class:`~orchestration.core.custom.CustomPattern`'s steps in order."""
 
 from __future__ import annotations
 
-from .. import prompts
-from ..context import RunContext
-from ..custom import CustomPattern
+from ..core.custom import CustomPattern
+from ..core.types import PatternRequest, PatternResult, ToolCall
+from ..run import prompts
+from ..run.context import RunContext
 from ..tools.extract import extract_tool_calls
-from ..types import PatternRequest, PatternResult, ToolCall
 from ._common import judge, validate
 
 __all__ = ["make_custom"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..context import RunContext
+from ..core.types import PatternRequest, PatternResult
+from ..run.context import RunContext
 from ..tools.extract import maybe_extract
-from ..types import PatternRequest, PatternResult
 from ._common import answer
 
 

@@ -3,9 +3,9 @@ writes them under their schemas)."""
 
 from __future__ import annotations
 
-from ..context import RunContext
+from ..core.types import PatternRequest, PatternResult
+from ..run.context import RunContext
 from ..tools.extract import extract_tool_calls
-from ..types import PatternRequest, PatternResult
 from ._common import render_calls
 
 

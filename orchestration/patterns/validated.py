@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .. import prompts
-from ..context import RunContext
-from ..settings import Role
+from ..checks.verify import (Origin, host_tests, incomplete_code, python_code, same_code, sandbox_problem,
+                             signatures, syntax_problem)
+from ..core.settings import Role
+from ..core.types import PatternRequest, PatternResult, Round, Verdict
+from ..run import prompts
+from ..run.context import RunContext
 from ..tools.extract import maybe_extract
-from ..types import PatternRequest, PatternResult, Round, Verdict
-from ..verify import (Origin, host_tests, incomplete_code, python_code, same_code, sandbox_problem, signatures,
-                      syntax_problem)
 from ._common import answer, code_budget, finish, validate
 from ._verify import blame, execute, gather_tests, plan
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import PatternRequest, ToolCall, ToolCandidate
+from ..core.types import PatternRequest, ToolCall, ToolCandidate
 from .grounding import file_names
 from .intent import Intent, read_intent
 from .merge import definitions, diff_edits, dropped_definitions, merge_code

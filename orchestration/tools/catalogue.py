@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..types import ToolDefinition
+from ..core.types import ToolDefinition
 from .schema import validate_definition
 
 __all__ = ["SEED_TOOLS", "resolve_tools"]
@@ -58,7 +58,7 @@ def resolve_tools(tools: list[ToolDefinition] | None) -> list[ToolDefinition]:
     names = [t.name for t in tools]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        from ..errors import RequestError
+        from ..core.errors import RequestError
 
         raise RequestError(f"tool names must be unique; repeated: {', '.join(dupes)}")
     for t in tools:

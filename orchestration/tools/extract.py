@@ -15,15 +15,15 @@ import anyio
 import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .. import prompts
-from ..context import RunContext
-from ..errors import ModelOutputError
-from ..heuristics import tool_need
-from ..types import Completion, Constraint, ToolCall, ToolDecision, ToolDefinition
+from ..core.errors import ModelOutputError
+from ..core.types import Completion, Constraint, ToolCall, ToolDecision, ToolDefinition
+from ..run import prompts
+from ..run.context import RunContext
+from ..run.heuristics import tool_need
 from .candidates import build_candidates, guard_calls
 from .catalogue import SEED_TOOLS, resolve_tools
-from .relevance import relevance_gate
 from .grounding import ANNOTATION, BLOCK_SUFFIX, Grounding, decoding_parameters, expand, ground, labelled_answer
+from .relevance import relevance_gate
 from .risk import risk_of
 from .schema import LinearValidator, bound_schema, token_bound
 

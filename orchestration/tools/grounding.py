@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import PatternRequest, ToolDefinition
+from ..core.types import PatternRequest, ToolDefinition
 from .schema import LinearValidator
 
 __all__ = ["ANNOTATION", "KINDS", "Grounding", "code_blocks", "file_names", "ground", "decoding_parameters",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..types import ToolDefinition
+from ..core.types import ToolDefinition
 
 __all__ = ["name_words", "relevance_gate"]
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..types import Risk, ToolDefinition
+from ..core.types import Risk, ToolDefinition
 
 __all__ = ["risk_of", "bash_risk"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import jsonschema
 
-from ..errors import SchemaError
-from ..types import ToolDefinition
+from ..core.errors import SchemaError
+from ..core.types import ToolDefinition
 
 __all__ = ["validate_definition", "bound_schema", "token_bound", "SUPPORTED_KEYWORDS", "PatternMatcher",
            "pattern_matcher", "LinearValidator"]

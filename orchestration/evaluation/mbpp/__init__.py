@@ -2,7 +2,7 @@
 
 The model sees what a real request gives it: the task sentence and the function's name and parameters, never
 the asserts (so tests must be written, as in the patterns). The check runs the problem's asserts in the shared
-harness (:mod:`orchestration.harness`), the candidate taken out of the answer by the patterns' own rule.
+harness (:mod:`orchestration.checks.harness`), the candidate taken out of the answer by the patterns' own rule.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from ...errors import ConfigError
-from ...harness import HarnessRun, run_checks
+from ...checks.harness import HarnessRun, run_checks
+from ...checks.sandbox import Limits, SandboxMode
+from ...checks.verify import incomplete_code, python_code
+from ...core.errors import ConfigError
 from ...models.sources import sha256_file
-from ...sandbox import Limits, SandboxMode
-from ...verify import incomplete_code, python_code
 
 __all__ = ["MbppProblem", "DATA", "SHA256", "load_mbpp", "task_prompt", "check"]
 

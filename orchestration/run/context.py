@@ -15,11 +15,11 @@ import anyio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from .backend import Backend
-from .errors import DeadlineReached, GenerationCancelled, MageError, ModelOutputError, PatternError
-from .settings import Role, Settings
-from .types import (Chunk, Completion, Constraint, GenerationRequest, Message, PatternRequest, PatternResult, Step,
-                    ToolCall, Totals, Trace)
+from ..core.errors import DeadlineReached, GenerationCancelled, MageError, ModelOutputError, PatternError
+from ..core.settings import Role, Settings
+from ..core.types import (Chunk, Completion, Constraint, GenerationRequest, Message, PatternRequest, PatternResult,
+                          Step, ToolCall, Totals, Trace)
+from ..models.backend import Backend
 
 __all__ = ["RunContext", "OnProgress", "open_fence"]
 

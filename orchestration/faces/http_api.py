@@ -33,12 +33,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..core.errors import MageError, ModelNotFoundError, PatternError, UserError
+from ..core.settings import HttpSettings
+from ..core.types import PatternRequest, PatternResult, ToolDefinition
+from ..patterns.engine import Engine
+from ..tools.catalogue import resolve_tools
 from .access import MAX_JSON_DEPTH, check_json_tree, check_prompt_size, error_body, transport_security
-from .engine import Engine
-from .errors import MageError, ModelNotFoundError, PatternError, UserError
-from .settings import HttpSettings
-from .tools.catalogue import resolve_tools
-from .types import PatternRequest, PatternResult, ToolDefinition
 
 __all__ = ["build_app", "PREFIX", "parse_body", "to_pattern_request"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from .models.pool import ModelSpec, ModelState
-from .types import Chunk, Completion, GenerationRequest
+from ..core.types import Chunk, Completion, GenerationRequest
+from .pool import ModelSpec, ModelState
 
 __all__ = ["OnChunk", "Backend", "generate"]
 

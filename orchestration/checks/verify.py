@@ -4,7 +4,7 @@ Tests come from the host (``tests``, or ``assert`` lines and ``>>>`` examples in
 only when the host says so),
 else the validator writes a handful of ``assert`` lines from the request alone (it sees the candidate's
 function signatures, never its body, so it cannot copy its bugs). The candidate runs isolated
-(:mod:`orchestration.sandbox`: bubblewrap on Linux, sandbox-exec on macOS): this is the model's own code,
+(:mod:`orchestration.checks.sandbox`: bubblewrap on Linux, sandbox-exec on macOS): this is the model's own code,
 never a host tool call. A failing *generated* test may be wrong itself: the validator is asked whether
 the code or the test is at fault, and a test it blames is set aside (reported, never hidden).
 """
@@ -16,11 +16,11 @@ import re
 import sys
 from typing import Literal
 
+from ..core.errors import ConfigError
+from ..core.types import Execution, TestOutcome
+from ..tools.grounding import code_blocks
 from .harness import run_checks
 from .sandbox import Limits, SandboxMode, resolve
-from .errors import ConfigError
-from .tools.grounding import code_blocks
-from .types import Execution, TestOutcome
 
 __all__ = ["python_code", "syntax_problem", "signatures", "host_tests", "parse_tests",
            "run_tests", "sandbox_problem", "incomplete_code", "same_code"]
@@ -166,7 +166,7 @@ def _imports(code: str) -> str:
 
 def run_tests(code: str, tests: list[tuple[str, Origin]], *, mode: SandboxMode = "auto",
               per_test_s: int = 3, limits: Limits | None = None) -> Execution:
-    """Run each test against ``code`` in the shared harness (``orchestration.harness``: the candidate in its own
+    """Run each test against ``code`` in the shared harness (``orchestration.checks.harness``: the candidate in its own
     process, the tests and the verdict out of its reach); each test's outcome, input, expected value and result."""
     run = run_checks(code, [t for t, _ in tests], setup=_imports(code), per_test_s=per_test_s, limits=limits,
                      mode=mode)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .types import PatternResult
+from ..core.types import PatternResult
 
 __all__ = ["trace_line", "result_text", "for_host"]
 

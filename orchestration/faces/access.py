@@ -20,9 +20,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .errors import ConfigError, RequestError
-from .settings import HttpSettings, Settings
-from .types import PatternRequest
+from ..core.errors import ConfigError, RequestError
+from ..core.settings import HttpSettings, Settings
+from ..core.types import PatternRequest
 
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "is_loopback", "api_key", "transport_security", "require_bearer",
            "error_body", "one_line", "check_prompt_size", "check_verification", "MAX_JSON_DEPTH", "check_json_tree",
@@ -111,7 +111,7 @@ def check_verification(settings: Settings) -> None:
     missing, instead of each call quietly falling back to the model's opinion."""
     if settings.verify != "execute":
         return
-    from .verify import sandbox_problem  # probes bubblewrap / sandbox-exec: only when execution is demanded
+    from ..checks.verify import sandbox_problem  # probes bubblewrap / sandbox-exec: only when execution is demanded
 
     problem = sandbox_problem(settings.sandbox)
     if problem is not None:

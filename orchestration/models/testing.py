@@ -15,11 +15,11 @@ from typing import Any
 
 import anyio
 
+from ..core.errors import ModelNotFoundError
+from ..core.settings import Settings, load_settings
+from ..core.types import Chunk, Completion, GenerationRequest
 from .backend import OnChunk
-from .errors import ModelNotFoundError
-from .models.pool import ModelSpec, ModelState
-from .settings import Settings, load_settings
-from .types import Chunk, Completion, GenerationRequest
+from .pool import ModelSpec, ModelState
 
 __all__ = ["ScriptedBackend", "Reply", "fake_settings", "FAKE_MODELS", "chunk_wheel"]
 

@@ -7,14 +7,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .backend import Backend
-from .context import OnProgress, RunContext
-from .errors import ConfigError, DeadlineReached, MageError, RequestError
-from .patterns import PATTERNS, PatternFn
-from .patterns.custom import make_custom
-from .models.pool import GB
-from .settings import ROLES, Settings
-from .types import PatternRequest, PatternResult
+from ..core.errors import ConfigError, DeadlineReached, MageError, RequestError
+from ..core.settings import ROLES, Settings
+from ..core.types import PatternRequest, PatternResult
+from ..models.backend import Backend
+from ..models.pool import GB
+from ..run.context import OnProgress, RunContext
+from . import PATTERNS, PatternFn
+from .custom import make_custom
 
 __all__ = ["Engine"]
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, Backend]:
-    from .models.mlx_backend import MLXBackend
+    from ..models.mlx_backend import MLXBackend
 
     backends: dict[str, Backend] = {
         "mlx": MLXBackend(settings.models_dir, settings.memory_budget_gb, allow_download=settings.allow_download,
@@ -30,7 +30,7 @@ def _default_backends(settings: Settings, env: Mapping[str, str]) -> dict[str, B
                           prefill_step=settings.prefill_step, batch_size=settings.batch_size)}
     for cfg in settings.roles.values():
         if cfg.backend == "openai" and cfg.backend_key not in backends:
-            from .models.openai_backend import OpenAIBackend
+            from ..models.openai_backend import OpenAIBackend
 
             key = env.get(cfg.api_key_env) if cfg.api_key_env else None
             if cfg.api_key_env and not key:

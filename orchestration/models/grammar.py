@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SchemaError
-from .types import Constraint
+from ..core.errors import SchemaError
+from ..core.types import Constraint
 
 __all__ = ["grammar_for", "GrammarProcessor"]
 

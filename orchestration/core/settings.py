@@ -414,7 +414,7 @@ def _measured_routes(path: Path) -> dict[str, str]:
         return {}
 
 
-_MEASURED_ROUTES = _measured_routes(Path(__file__).parent / "evaluation" / "measured_routes.json")
+_MEASURED_ROUTES = _measured_routes(Path(__file__).parents[1] / "evaluation" / "measured_routes.json")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from .settings import PromptOverrides
-from .types import Message, PatternRequest, ToolDefinition
+from ..core.settings import PromptOverrides
+from ..core.types import Message, PatternRequest, ToolDefinition
 
 __all__ = [
     "VALIDATION",

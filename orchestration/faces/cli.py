@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core.errors import MageError, StorageError, UserError
+from ..core.settings import Settings, load_settings
+from ..models.blas import blas_status, preload_openblas
 from .access import check_prompt_size, check_verification, http_protocol, one_line
-from .errors import MageError, StorageError, UserError
-from .models.blas import blas_status, preload_openblas
 from .format import result_text
-from .settings import Settings, load_settings
 
 __all__ = ["main", "build_parser"]
 
@@ -41,7 +41,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _engine(settings: Settings):  # noqa: ANN202 - imported lazily so OpenBLAS loads before MLX
     preload_openblas(settings.blas)
-    from .engine import Engine
+    from ..patterns.engine import Engine
 
     return Engine(settings)
 
@@ -64,7 +64,7 @@ def _read_context(name: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
-    from .types import PatternRequest
+    from ..core.types import PatternRequest
 
     settings = _settings(args)
     context = _read_context(args.context) if args.context else None
@@ -109,7 +109,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 # -- setup ---------------------------------------------------------------------------------------------
 def profile_models(settings: Settings) -> list[str]:
     """The local models the configured roles run on (what `mageagent setup` prepares by default)."""
-    from .models.catalog import LOCAL
+    from ..models.catalog import LOCAL
 
     return list(dict.fromkeys(c.model for c in settings.roles.values() if c.backend == "mlx" and c.model in LOCAL))
 
@@ -118,7 +118,7 @@ def _check_setup_disk(settings: Settings, names: list[str], force: bool) -> None
     """Refuse before the first byte, with the figures, when the disk cannot hold what set-up would write."""
     import shutil
 
-    from .models import qwen25_coder
+    from ..models import qwen25_coder
 
     steps = {n: qwen25_coder.disk_needed(n, settings.cache_dir, settings.models_dir, force=force)
              for n in dict.fromkeys(names) if n in qwen25_coder.MODELS}
@@ -137,7 +137,7 @@ def _check_setup_disk(settings: Settings, names: list[str], force: bool) -> None
 def cmd_setup(args: argparse.Namespace) -> int:
     settings = _settings(args)
     preload_openblas(settings.blas)
-    from .models.catalog import LOCAL, prepare
+    from ..models.catalog import LOCAL, prepare
 
     names = list(LOCAL) if args.all else (args.model or profile_models(settings))
     unknown = [n for n in names if n not in LOCAL]
@@ -166,8 +166,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def weight_checks(settings: Settings, *, full: bool = False) -> list[dict[str, Any]]:
     """Each converted local model of the profile against its conversion stamp: sizes and sampled blocks, or
     (``full``) every file's sha256. A model not set up yet is left to the role checks."""
-    from .models.catalog import local_dir
-    from .models.convert import verify_model_dir
+    from ..models.catalog import local_dir
+    from ..models.convert import verify_model_dir
 
     checks = []
     for d in dict.fromkeys(local_dir(settings.models_dir, n) for n in profile_models(settings)):
@@ -215,7 +215,7 @@ def doctor_checks(settings: Settings, *, full: bool = False) -> list[dict[str, A
         add("verify", True, f"verify = {settings.verify}, sandbox = {settings.sandbox}")
     except MageError as e:
         add("verify", False, str(e), "install bubblewrap, set sandbox = \"weak\", or verify = \"auto\"")
-    from .engine import Engine
+    from ..patterns.engine import Engine
 
     checks.extend(weight_checks(settings, full=full))
     state = Engine(settings).models_state()
@@ -275,7 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import anyio
 
-    from .bench import markdown, plot, run_bench
+    from ..bench import markdown, plot, run_bench
 
     settings = _settings(args)
     preload_openblas(settings.blas)
@@ -301,9 +301,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import anyio
 
-    from .evaluation.report import markdown, plot
-    from .evaluation.runner import EvalConfig, finished_only, run_eval, select_items, selected_records
-    from .evaluation.score import score
+    from ..evaluation.report import markdown, plot
+    from ..evaluation.runner import EvalConfig, finished_only, run_eval, select_items, selected_records
+    from ..evaluation.score import score
 
     settings = _settings(args)
     out = Path(args.out)
@@ -345,7 +345,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .patterns import PATTERNS
+    from ..patterns import PATTERNS
 
     p = argparse.ArgumentParser(prog="mageagent", description="Multi-model orchestration on local MLX models.")
     p.add_argument("--config", help="TOML config file (default: $MAGEAGENT_CONFIG)")
@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench(sub: Any) -> None:
-    from .bench import SECTIONS, TOOL_TABLE
+    from ..bench import SECTIONS, TOOL_TABLE
 
     b = sub.add_parser("bench", help="speed and memory: pattern latency, overhead, extraction, MCP, memory")
     b.add_argument("--reps", type=int, default=3, help="repetitions (median and min-max are reported)")
@@ -408,8 +408,8 @@ def _add_bench(sub: Any) -> None:
 
 
 def _add_eval(sub: Any) -> None:
-    from .evaluation.data import BFCL_CATEGORIES
-    from .evaluation.runner import DEFAULT_SYSTEMS, SYSTEMS
+    from ..evaluation.data import BFCL_CATEGORIES
+    from ..evaluation.runner import DEFAULT_SYSTEMS, SYSTEMS
 
     e = sub.add_parser("eval", help="quality: HumanEval and BFCL through the patterns, with confidence intervals")
     e.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS), metavar="SYSTEM",

@@ -45,7 +45,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 __all__ = ["Limits", "SandboxResult", "SandboxKind", "SandboxMode", "Availability", "Cap", "availability", "cap",
            "resolve", "run_python", "seccomp_filter"]
