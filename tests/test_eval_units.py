@@ -171,3 +171,32 @@ def test_compare_is_reproducible_with_a_seed():
     b = [i % 2 == 0 for i in range(60)]
     assert compare("a", a, "b", b, seed=4) == compare("a", a, "b", b, seed=4)
     assert json.dumps(compare("a", a, "b", b).model_dump())
+
+
+# -- cost run alone -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("steps, expected", [
+    ([], 0.0),
+    # 141.8 prompt tokens read in 1 s and 5.52 written in 1 s on the 0.5B
+    ([{"role": "primary", "prompt_tokens": 1418, "completion_tokens": 0}], 10.0),
+    ([{"role": "primary", "prompt_tokens": 0, "completion_tokens": 552}], 100.0),
+    # the competitor's 1.5B at its own rates; a shared (reused) step still counts
+    ([{"role": "primary", "prompt_tokens": 0, "completion_tokens": 552, "reused": True},
+      {"role": "competitor", "prompt_tokens": 643, "completion_tokens": 207}], 210.0),
+    ([{"role": "tools", "prompt_tokens": 10, "completion_tokens": 10}], None),  # a model with no measured rate
+])
+def test_modelled_seconds_price_each_step_at_its_models_single_stream_rate(steps, expected):
+    from orchestration.evaluation.cost import modelled_seconds
+
+    roles = {"primary": "qwen2.5-coder-0.5b", "competitor": "qwen2.5-coder-1.5b", "tools": "some-server-model"}
+    assert modelled_seconds(steps, roles) == expected
+
+
+def test_the_single_stream_rates_are_the_committed_measurement():
+    from pathlib import Path
+
+    from orchestration.evaluation.cost import SINGLE_STREAM, SOURCE
+
+    measured = json.loads((Path(__file__).parents[1] / SOURCE).read_text())["peers"]["models"]
+    for model, (prompt, gen) in SINGLE_STREAM.items():
+        m = measured[model]["mlx_dense_fp32"]
+        assert (m["prompt_tps"], m["generation_tps"]) == (prompt, gen)

@@ -546,3 +546,14 @@ def test_settings_take_auto_coding_from_the_profile_measurement_unless_set(monke
     assert Settings(profile="tiny").auto_coding == "compete"
     assert Settings(profile="tiny", auto_coding="primary").auto_coding == "primary"
     assert Settings(profile="qwen-1.5b").auto_coding == "validated"  # not measured: the default
+
+
+def test_auto_coding_route_prices_by_run_alone_seconds_where_the_results_have_them():
+    """A batched run's wall seconds make a shared answer look free to the second system that uses it."""
+    from orchestration.evaluation.routing import choose
+
+    he = _suite(**{"he-primary": (50, 100, 1000.0), "he-compete": (60, 100, 1000.0)})
+    assert choose({"humaneval": he}, "qwen", source="x").coding == "compete"  # wall: same seconds, more passes
+    he["systems"]["he-primary"]["modelled_s_total"] = 500.0
+    he["systems"]["he-compete"]["modelled_s_total"] = 1500.0  # run alone it generates two answers and judges
+    assert choose({"humaneval": he}, "qwen", source="x").coding == "primary"

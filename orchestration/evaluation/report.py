@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .cost import SOURCE as COST_SOURCE
+
 __all__ = ["markdown", "plot"]
 
 _SANDBOX = {"bwrap": "bubblewrap: no network, read-only system and interpreter, private tmpfs, own PID namespace",
@@ -39,16 +41,19 @@ _CMP_HEAD = ["| comparison | items | rates | difference [95% paired bootstrap] |
 def _code_section(he: dict[str, Any], title: str) -> list[str]:
     """One code suite: pass@1 and cost per system, how compete picked, the judge's accuracy, paired comparisons."""
     base = next((s for n, s in he["systems"].items() if n.endswith("-primary")), None)
-    base_s = (base or {}).get("seconds_mean")
+    base_s = (base or {}).get("modelled_s_mean")
     lines = [f"## {title} ({he['n']} problems), pass@1", "",
-             "| system | pass@1 [95% CI] | mean s per problem | vs primary | mean completion tokens | cut off | "
-             "errors | what |", "|---|---|---|---|---|---|---|---|"]
+             "| system | pass@1 [95% CI] | mean s per problem, run alone | vs primary | mean wall s in this run | "
+             "mean completion tokens | cut off | errors | what |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in he["systems"].items():
-        mean = s.get("seconds_mean")
-        rel = f"{mean / base_s:.2f}x" if mean and base_s else "-"
-        lines.append(f"| {name} | {_rate(s)} | {mean if mean is not None else '-'} | {rel} | "
-                     f"{s.get('completion_tokens_mean', '-')} | {s.get('cut_off', '-')} | {s.get('errors', '-')} | "
-                     f"{s['description']} |")
+        alone = s.get("modelled_s_mean")
+        rel = f"{alone / base_s:.2f}x" if alone and base_s else "-"
+        lines.append(f"| {name} | {_rate(s)} | {alone if alone is not None else '-'} | {rel} | "
+                     f"{s.get('seconds_mean', '-')} | {s.get('completion_tokens_mean', '-')} | {s.get('cut_off', '-')} "
+                     f"| {s.get('errors', '-')} | {s['description']} |")
+    lines += ["", "Run alone: each step's prompt and completion tokens at its model's single-stream rates measured on "
+                  f"this machine ({COST_SOURCE}; no prompt cache, batching or drafting), a shared answer counted for "
+                  "every system using it. Wall seconds in this run include queueing behind the other items in flight."]
     judges = [(n, c) for n, c in (he.get("compete") or {}).items() if "judged" in c]
     for name, c in judges:
         lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, {c.get('by_pointwise', 0)} by "
@@ -136,15 +141,19 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         return False
     fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.8), squeeze=False)
     for ax, (key, title) in zip(axes[0], suites):
-        points = [(n, s) for n, s in results[key]["systems"].items() if s.get("seconds_mean") and s.get("n")]
+        systems = results[key]["systems"]
+        # Cost run alone where every system has it (the wall seconds of a batched run hold queueing), else wall.
+        cost = "modelled_s_mean" if all(s.get("modelled_s_mean") for s in systems.values() if s.get("n")
+                                        and "seconds_mean" in s) else "seconds_mean"
+        points = [(n, s) for n, s in systems.items() if s.get(cost) and s.get("n")]
         for name, s in points:
             lo, hi = s["ci95"]
-            ax.errorbar(s["seconds_mean"], 100 * s["rate"], yerr=[[100 * (s["rate"] - lo)], [100 * (hi - s["rate"])]],
+            ax.errorbar(s[cost], 100 * s["rate"], yerr=[[100 * (s["rate"] - lo)], [100 * (hi - s["rate"])]],
                         fmt="o", capsize=3)
-            ax.annotate(name, (s["seconds_mean"], 100 * s["rate"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            ax.annotate(name, (s[cost], 100 * s["rate"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.set_xscale("log")
-        ax.set_xlabel("mean seconds per problem (log)")
+        ax.set_xlabel("mean seconds per problem, run alone (log)" if cost == "modelled_s_mean"
+                      else "mean seconds per problem (log)")
         ax.set_ylabel("pass@1 % (95% Wilson interval)")
         ax.set_title(f"{title}: quality against cost ({results[key]['n']} problems)")
         ax.grid(alpha=0.3)

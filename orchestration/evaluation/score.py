@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..checks.sandbox import Limits, SandboxKind, SandboxMode, resolve
@@ -19,6 +19,7 @@ from ..core.errors import ModelOutputError
 from ..core.types import ToolCall
 from ..tools.extract import parse_calls
 from . import bfcl, humaneval, mbpp
+from .cost import with_modelled_seconds
 from .data import BfclItem
 from .runner import SYSTEMS, Dataset
 from .stats import compare, wilson
@@ -65,10 +66,15 @@ def _cost(recs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per item (all of its samples together): median seconds and mean completion tokens; failed runs."""
     secs: dict[str, float] = defaultdict(float)
     toks: dict[str, int] = defaultdict(int)
+    alone: dict[str, float] = defaultdict(float)
     for r in recs:
         secs[r["item"]] += r["seconds"]
         toks[r["item"]] += r.get("completion_tokens") or 0
-    return {"seconds_median": round(statistics.median(secs.values()), 2) if secs else None,
+        if r.get("modelled_seconds") is not None:
+            alone[r["item"]] += r["modelled_seconds"]
+    modelled = len(alone) == len(secs) and bool(secs)  # every item's steps have measured rates
+    return {"modelled_s_mean": round(statistics.mean(alone.values()), 2) if modelled else None,
+            "modelled_s_total": round(sum(alone.values()), 1) if modelled else None,"seconds_median": round(statistics.median(secs.values()), 2) if secs else None,
             "seconds_mean": round(statistics.mean(secs.values()), 2) if secs else None,
             "seconds_total": round(sum(secs.values()), 1),
             "completion_tokens_mean": round(statistics.mean(toks.values()), 1) if toks else None,
@@ -361,9 +367,12 @@ def _score_bfcl(data: Dataset, records: list[dict[str, Any]], seed: int) -> dict
 
 
 def score(data: Dataset, records: list[dict[str, Any]], *, seed: int = 0, limits: Limits | None = None,
-          sandbox: SandboxMode = "auto") -> dict[str, Any]:
-    """Score the records; HumanEval candidates run in the ``sandbox`` (refused up front where it cannot)."""
+          sandbox: SandboxMode = "auto", role_models: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Score the records; HumanEval candidates run in the ``sandbox`` (refused up front where it cannot).
+    ``role_models`` (role -> model) prices each record's steps run alone (``evaluation.cost``)."""
     out: dict[str, Any] = {}
+    if role_models is not None:
+        records = with_modelled_seconds(records, role_models)
     if data.humaneval:
         out["humaneval"] = _score_code("humaneval", {p.task_id: p for p in data.humaneval}, records,
                                        limits or Limits(), resolve(sandbox), seed)

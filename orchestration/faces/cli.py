@@ -334,7 +334,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         meta["scope"] = (f"only the items every system finished: {len({(r['suite'], r['item']) for r in kept})} "
                          f"items, {len(kept)} of {len(records)} records (--finished-only)")
         records = kept
-    results = score(data, records, seed=config.seed, sandbox=settings.sandbox)
+    results = score(data, records, seed=config.seed, sandbox=settings.sandbox,
+                    role_models={r: c.model for r, c in settings.roles.items()})
     report = markdown(results, config.model_dump(), meta)
     (out / "results.json").write_text(json.dumps({"config": config.model_dump(), "results": results}, indent=1))
     (out / "report.md").write_text(report)
