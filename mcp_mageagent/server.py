@@ -21,6 +21,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import Tool as MCPTool
 from pydantic import Field, ValidationError
@@ -30,8 +31,8 @@ from mcp_mageagent.guard import bounded_stdin, screened
 from mcp_mageagent.tasks import TasksExtension, TaskStore, current_task
 from orchestration.models.blas import preload_openblas
 from orchestration.patterns.engine import Engine
-from orchestration.faces.access import (api_key, check_prompt_size, check_verification, http_protocol, one_line,
-                                  require_bearer, transport_security)
+from orchestration.faces.access import (allowed_hosts, allowed_origins, api_key, check_prompt_size,
+                                        check_verification, http_protocol, one_line, require_bearer)
 from orchestration.core.errors import ConfigError, MageError, ModelNotFoundError, PatternError
 from orchestration.faces.format import for_host, result_text, trace_line
 from orchestration.core.settings import ROLES, Settings, load_settings
@@ -326,7 +327,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # The SDK's Host/Origin checks on every host (it enables them for loopback names only), our body limit,
         # and the API key off loopback.
-        app = server.streamable_http_app(transport_security=transport_security(settings.http), host=args.host,
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                             allowed_hosts=allowed_hosts(settings.http),
+                                             allowed_origins=allowed_origins(settings.http))
+        app = server.streamable_http_app(transport_security=security, host=args.host,
                                          max_request_body_size=settings.http.max_body_bytes)
         config = uvicorn.Config(require_bearer(app, key) if key else app, host=args.host, port=args.port,
                                 log_level=settings.log_level.lower(), http=http_protocol(settings.http))

@@ -242,6 +242,33 @@ def test_allowed_hosts_and_origins_extend_loopback() -> None:
         assert raw(srv, "GET", "/v1/models", headers={"Origin": "http://localhost:5173"})[0] == 200
 
 
+
+@pytest.mark.parametrize(("host", "origin"), [
+    ("127.0.0.1:3457", None), ("localhost", None), ("[::1]:80", "http://[::1]:5173"), ("127.0.0.1:", None),
+    ("mage.lan:1", "http://mage.lan:2"), ("mage.lan", None), ("10.0.0.2:3457", None), ("10.0.0.2:3458", None),
+    (None, None), ("", None), ("evil.example", None), ("127.0.0.1.evil:80", None), ("localhost:80", "null"),
+    ("localhost:80", "http://evil.example"), ("localhost:80", "https://localhost:80"), ("localhost:80", ""),
+    ("localhost:80", "http://localhost"), ("localhost:80", "http://10.0.0.2:3457"),
+])
+def test_the_host_origin_check_is_the_sdks(host: str | None, origin: str | None) -> None:
+    """The engine's own Host/Origin check answers as the MCP SDK's does (the MCP face's HTTP transport uses the
+    SDK's, fed the same lists), case by case."""
+    import anyio
+    from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+    from starlette.requests import Request
+
+    from orchestration.faces.access import allowed_hosts, allowed_origins, host_origin_refusal
+
+    http = HttpSettings(allowed_hosts=["mage.lan:*", "10.0.0.2:3457"], allowed_origins=["http://mage.lan:*",
+                                                                                         "http://10.0.0.2:3457"])
+    sdk = TransportSecurityMiddleware(TransportSecuritySettings(
+        allowed_hosts=allowed_hosts(http), allowed_origins=allowed_origins(http)))
+    headers = [(k.encode(), v.encode()) for k, v in (("host", host), ("origin", origin)) if v is not None]
+    answer = anyio.run(sdk.validate_request, Request({"type": "http", "method": "GET", "headers": headers}))
+    ours = host_origin_refusal(http, host, origin)
+    expected = None if answer is None else (answer.status_code, bytes(answer.body).decode())
+    assert (None if ours is None else ours[:2]) == expected
+
 @pytest.mark.parametrize(("body", "fragment"), [
     (b"[" * 100_000 + b"]" * 100_000, "nests deeper"),                       # was a RecursionError: plain 500
     (chat_body([{"type": "text", "text": "x", "n": [[[[[[[[]]]]]]]] * 0}]).replace(b'"n": []', b'"n": '

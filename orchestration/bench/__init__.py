@@ -8,7 +8,8 @@ Sections (all by default):
 - tools: constrained versus unconstrained extraction (tokens/s, valid-call rate, expected tool) and the grammar
   mask's cost per token over a fixed table;
 - mcp: the stdio server's start to ``initialize`` answer, ``tools/list``, first and warm ``tools/call`` against
-  the same call on the engine directly;
+  the same call on the engine directly (the client is the MCP face's, run as a process:
+  ``python -m mcp_mageagent.bench``);
 - http: a warm call through ``mageagent serve`` (the OpenAI-compatible API) against the engine directly;
 - remote: primary on ``mlx_lm.server`` (an OpenAI-compatible backend) against in-process, same model;
 - memory: peak resident memory of a fresh process running compete (short answers) on each memory profile
@@ -71,7 +72,7 @@ async def run_bench(settings: Settings, *, reps: int = 3, max_tokens: int = 48, 
     if "memory" in chosen:
         out["memory"] = memory.run(max_tokens, reps)
     if "footprint" in chosen:
-        out["footprint"] = await footprint.run(settings)
+        out["footprint"] = footprint.run(settings, config)
     if "peers" in chosen:
         out["peers"] = peers.run(settings)
     return out

@@ -3,7 +3,8 @@
 A host (Claude Code, Claude Desktop) sends each tool's name, description and input schema to its model with
 every turn; the output schema stays with the host. Each is counted as the compact JSON a host sends, with the
 embedded model's BPE tokenizer (SmolLM2's ``tokenizer.json``, read by ``tokenizers``): a real tokenizer,
-not a characters-per-token guess, though not the host model's own.
+not a characters-per-token guess, though not the host model's own. The tools are listed by the face
+(``python -m mcp_mageagent.bench tools``, in its own process: the engine imports no MCP).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.settings import Settings
+from .common import mcp_probe
 
-__all__ = ["BUDGET_TOKENS", "tokenizer_path", "count", "measure", "run"]
+__all__ = ["BUDGET_TOKENS", "tokenizer_path", "count", "run"]
 
 # All published tools' names + descriptions + input schemas together (the issue's target).
 BUDGET_TOKENS = 2000
@@ -35,8 +37,9 @@ def _compact(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def count(tools: list[Any], tokenizer_file: Path) -> dict[str, Any]:
-    """Tokens per tool (name + description + input schema as the host sends them; output schema apart)."""
+def count(tools: list[dict[str, Any]], tokenizer_file: Path) -> dict[str, Any]:
+    """Tokens per tool (name + description + input schema as the host sends them; output schema apart), from the
+    listed tools as plain data (``name``, ``description``, ``input_schema``, ``output_schema``)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_file))
@@ -46,28 +49,20 @@ def count(tools: list[Any], tokenizer_file: Path) -> dict[str, Any]:
 
     rows = {}
     for t in tools:
-        sent = {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
-        rows[t.name] = {"context_tokens": n(_compact(sent)), "description_tokens": n(t.description or ""),
-                        "input_schema_tokens": n(_compact(t.input_schema)),
-                        "output_schema_tokens": n(_compact(t.output_schema)) if t.output_schema else 0,
-                        "context_chars": len(_compact(sent))}
+        sent = {"name": t["name"], "description": t["description"] or "", "input_schema": t["input_schema"]}
+        out_schema = t.get("output_schema")
+        rows[t["name"]] = {"context_tokens": n(_compact(sent)), "description_tokens": n(sent["description"]),
+                           "input_schema_tokens": n(_compact(t["input_schema"])),
+                           "output_schema_tokens": n(_compact(out_schema)) if out_schema else 0,
+                           "context_chars": len(_compact(sent))}
     total = sum(r["context_tokens"] for r in rows.values())
     return {"tokenizer": str(tokenizer_file), "tools": rows, "context_tokens": total,
             "output_schema_tokens": sum(r["output_schema_tokens"] for r in rows.values()),
             "budget_tokens": BUDGET_TOKENS, "within_budget": total <= BUDGET_TOKENS}
 
 
-async def measure(server: Any, tokenizer_file: Path) -> dict[str, Any]:
-    """List the tools of an MCP server through the SDK's in-memory client and count them."""
-    from mcp import Client
-
-    async with Client(server) as client:
-        tools = (await client.list_tools()).tools
-    return count(tools, tokenizer_file)
-
-
-async def run(settings: Settings) -> dict[str, Any]:
-    """The footprint of the server these settings build (building it loads no model)."""
-    from mcp_mageagent.server import build_server
-
-    return await measure(build_server(settings), tokenizer_path(settings))
+def run(settings: Settings, config: str | None) -> dict[str, Any]:
+    """The footprint of the tools the MCP server publishes with these settings (``config`` is their file, for
+    the process that lists them; building the server loads no model)."""
+    tokenizer_file = tokenizer_path(settings)
+    return count(mcp_probe(["tools"], config), tokenizer_file)

@@ -1,7 +1,8 @@
 """Who may call and how much: what every face checks before the engine runs.
 
 Below the faces (the MCP server, the OpenAI-style HTTP API, the CLI): loopback binding and the API key, the
-Host/Origin allow-lists (the MCP SDK's transport security does the checking), a Bearer-token ASGI wrapper, the
+Host/Origin allow-lists and their check (the MCP SDK's rule, written here so the engine imports no MCP; the MCP
+face hands the same lists to the SDK for its own HTTP transport), a Bearer-token ASGI wrapper, the
 prompt-size cap every face applies before anything is tokenized, and uvicorn's HTTP/1.1 protocol with header and
 body deadlines and a connection cap (uvicorn has a keep-alive timeout only).
 """
@@ -16,7 +17,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -24,8 +24,8 @@ from ..core.errors import ConfigError, RequestError
 from ..core.settings import HttpSettings, Settings
 from ..core.types import PatternRequest
 
-__all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "is_loopback", "api_key", "transport_security", "require_bearer",
-           "error_body", "one_line", "check_prompt_size", "check_verification", "MAX_JSON_DEPTH", "check_json_tree",
+__all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "is_loopback", "api_key", "allowed_hosts", "allowed_origins",
+           "allowed", "host_origin_refusal", "require_bearer", "error_body", "one_line", "check_prompt_size", "check_verification", "MAX_JSON_DEPTH", "check_json_tree",
            "http_protocol"]
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,32 @@ def api_key(http: HttpSettings, host: str, env: Mapping[str, str]) -> str | None
     return key
 
 
-def transport_security(http: HttpSettings) -> TransportSecuritySettings:
-    """Host/Origin allow-lists for the SDK's checker: loopback plus the configured names, always enforced."""
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                     allowed_hosts=LOOPBACK_HOSTS + http.allowed_hosts,
-                                     allowed_origins=LOOPBACK_ORIGINS + http.allowed_origins)
+def allowed_hosts(http: HttpSettings) -> list[str]:
+    """Host header values allowed: loopback plus ``http.allowed_hosts`` (always enforced)."""
+    return LOOPBACK_HOSTS + http.allowed_hosts
+
+
+def allowed_origins(http: HttpSettings) -> list[str]:
+    """Origin header values allowed: loopback plus ``http.allowed_origins`` (always enforced)."""
+    return LOOPBACK_ORIGINS + http.allowed_origins
+
+
+def allowed(value: str, patterns: list[str]) -> bool:
+    """Whether ``value`` is one of ``patterns``, or matches one ending in ``:*`` (any port): the MCP SDK's rule
+    (``mcp.server.transport_security``), so both HTTP faces let in the same names."""
+    return value in patterns or any(p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
+
+
+def host_origin_refusal(http: HttpSettings, host: str | None, origin: str | None) -> tuple[int, str, str] | None:
+    """Status, message and error code refusing a request's Host (421: a foreign name for this machine, DNS
+    rebinding) or Origin (403; none is a same-origin request); None when both are allowed."""
+    if not host or not allowed(host, allowed_hosts(http)):
+        log.warning("refusing Host header %r", host)
+        return 421, "Invalid Host header", "invalid_host"
+    if origin and not allowed(origin, allowed_origins(http)):
+        log.warning("refusing Origin header %r", origin)
+        return 403, "Invalid Origin header", "invalid_origin"
+    return None
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

@@ -5,8 +5,8 @@ Tool calls come back in OpenAI's ``tool_calls`` field; the trace in the extra ``
 A thin face like the MCP one: parse, call the engine, map errors (OpenAI-style bodies, 4xx for the
 caller's mistakes).
 
-At the door, in this order: Host and Origin against an allow-list (DNS rebinding; the MCP SDK's
-``TransportSecurityMiddleware`` does the checking), a JSON content type for POST, the API key
+At the door, in this order: a JSON content type for POST, Host and Origin against an allow-list (DNS
+rebinding; ``access.host_origin_refusal``, the MCP SDK's rule and answers), the API key
 (``Authorization: Bearer``, compared in constant time), the body size, then parsing (bad UTF-8, deep
 nesting and lone surrogates are 400s), the prompt length in characters, and a bounded queue (429 with
 Retry-After beyond it). Every error, 404 and 500 included, has OpenAI's ``{"error": {...}}`` shape. A client
@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import anyio
-from mcp.server.transport_security import TransportSecurityMiddleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,7 +37,7 @@ from ..core.settings import HttpSettings
 from ..core.types import PatternRequest, PatternResult, ToolDefinition
 from ..patterns.engine import Engine
 from ..tools.catalogue import resolve_tools
-from .access import MAX_JSON_DEPTH, check_json_tree, check_prompt_size, error_body, transport_security
+from .access import MAX_JSON_DEPTH, check_json_tree, check_prompt_size, error_body, host_origin_refusal
 
 __all__ = ["build_app", "PREFIX", "parse_body", "to_pattern_request"]
 
@@ -306,7 +305,6 @@ class _Api:
 
     def __init__(self, engine: Engine, http: HttpSettings, key: str | None) -> None:
         self.engine, self.http = engine, http
-        self.security = TransportSecurityMiddleware(transport_security(http))
         self.key = key.encode() if key else None
         self.admitted = 0
 
@@ -316,11 +314,14 @@ class _Api:
                 for name in self.engine.pattern_names()]
 
     async def guard(self, request: Request) -> None:
-        refused = await self.security.validate_request(request, is_post=request.method == "POST")
-        if refused is not None:  # the SDK's plain-text refusal, in OpenAI's shape
-            codes = {400: "invalid_content_type", 421: "invalid_host", 403: "invalid_origin"}
-            raise _Refused(_error(refused.status_code, bytes(refused.body).decode(), "invalid_request_error",
-                                  code=codes.get(refused.status_code)))
+        if request.method == "POST" and not request.headers.get("content-type", "").lower().startswith(
+                "application/json"):
+            raise _Refused(_error(400, "Invalid Content-Type header", "invalid_request_error",
+                                  code="invalid_content_type"))
+        refused = host_origin_refusal(self.http, request.headers.get("host"), request.headers.get("origin"))
+        if refused is not None:
+            status, message, code = refused
+            raise _Refused(_error(status, message, "invalid_request_error", code=code))
         if self.key is not None:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.key):
