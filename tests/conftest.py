@@ -16,6 +16,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # Servers and CLIs the tests start run the tiny profile unless a test asks for another: the
     # Qwen layer (tests/test_qwen.py, the qwen_* fixtures) names its profile itself.
     os.environ.setdefault("MAGEAGENT_PROFILE", "tiny")
+    # Their answers have 4-24-token budgets, so every code block is cut off by design; continuing each by the
+    # default 384 tokens is most of what a plumbing test would spend. Continuation is tested on the scripted fake
+    # (tests/test_tool_decisions.py) and on the 0.5B's main job (qwen_settings reads no environment).
+    os.environ.setdefault("MAGEAGENT_CONTINUATION_TOKENS", "0")
 
 
 from orchestration.models import mlx_backend  # noqa: E402
@@ -41,6 +45,7 @@ def _forbid_real_loads(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 def real_settings() -> Settings:
     """The tiny profile (SmolLM2-135M) from the user's cache (prepared by the test command's set-up)."""
     settings = load_settings(env={}, profile="tiny", max_tokens=24, temperature=0.0, extraction_max_string=48,
+                             continuation_tokens=0,  # plumbing at 24 tokens: see pytest_configure
                              extraction_max_calls=2)
     _require_prepared(settings, "smollm2-135m")
     return settings

@@ -64,8 +64,17 @@ def test_unknown_pattern_names_the_valid_ones() -> None:
     assert "hybrid" in p.stderr
 
 
+# The CLI's path is the same for every pattern; each pattern runs on the real model in-process in
+# tests/test_real_model.py::test_every_pattern_once. Here: one step, no model step, the most steps.
+CLI_PATTERNS = ["primary", "tools", "compete"]
+
+
+def test_the_cli_patterns_are_real_patterns() -> None:
+    assert set(CLI_PATTERNS) <= set(PATTERNS)
+
+
 @pytest.mark.real_model
-@pytest.mark.parametrize("name", list(PATTERNS))
+@pytest.mark.parametrize("name", CLI_PATTERNS)
 def test_run_json_prints_one_pattern_result(name: str) -> None:
     p = mageagent("run", name, "Write a Python function that adds two numbers and save it to add.py",
                   "--max-tokens", "8", "--temperature", "0", "--json", "-q",

@@ -15,6 +15,7 @@ import pytest
 from orchestration.run import prompts
 from orchestration.patterns.engine import Engine
 from orchestration.core.errors import PatternError, SchemaError
+from orchestration.core.settings import Settings
 from orchestration.models.grammar import grammar_for
 from orchestration.models.testing import FAKE_MODELS, ScriptedBackend, fake_settings
 from orchestration.tools.catalogue import SEED_TOOLS
@@ -411,11 +412,15 @@ async def test_the_mcp_tools_argument_carries_the_convention() -> None:
 # -- the tiny real model, through mage_hybrid over the in-memory MCP client ---------------------------------
 @pytest.mark.real_model
 @pytest.mark.anyio
-async def test_tiny_model_writes_the_answers_code_to_the_named_file(real_engine: Engine) -> None:
+async def test_tiny_model_writes_the_answers_code_to_the_named_file(real_engine: Engine,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from mcp import Client
 
     from mcp_mageagent.server import build_server
 
+    # The product's continuation (the fixture turns it off for plumbing tests): the 96-token answer's code block
+    # is cut off, continued once, then written.
+    monkeypatch.setattr(real_engine.settings, "continuation_tokens", Settings().continuation_tokens)
     server = build_server(real_engine.settings, real_engine)
     # greedy SmolLM2-135M: for "adds two numbers ... add.py" it answers Bash "bash"; for this one it writes
     prompt = "Write a FizzBuzz program in Python and save it to fizzbuzz.py"
