@@ -295,3 +295,13 @@ async def test_a_whole_suite_runs_in_a_seeded_random_order_with_the_suites_inter
     await run_eval(EvalConfig(systems=["he-primary", "mbpp-primary"]), fake_settings(), tmp_path,
                    Dataset(humaneval=he, mbpp=mb), say=order.append, backends={"mlx": fake})
     assert [line.split()[0].lstrip("[") for line in order] == ["humaneval", "mbpp", "humaneval", "mbpp"]
+
+
+def test_a_partly_scored_suite_says_how_many_of_its_problems_were_scored():
+    from orchestration.evaluation.report import _code_section
+
+    one = {"k": 3, "n": 4, "rate": 0.75, "ci95": [0.3, 0.95], "description": "d"}
+    partial = _code_section({"n": 164, "systems": {"he-primary": one}}, "HumanEval")
+    assert partial[0] == "## HumanEval (4 of its 164 problems scored), pass@1"
+    whole = _code_section({"n": 4, "systems": {"he-primary": one}}, "HumanEval")
+    assert whole[0] == "## HumanEval (4 problems), pass@1"

@@ -42,7 +42,9 @@ def _code_section(he: dict[str, Any], title: str) -> list[str]:
     """One code suite: pass@1 and cost per system, how compete picked, the judge's accuracy, paired comparisons."""
     base = next((s for n, s in he["systems"].items() if n.endswith("-primary")), None)
     base_s = (base or {}).get("modelled_s_mean")
-    lines = [f"## {title} ({he['n']} problems), pass@1", "",
+    scored = max((s.get("n") or 0 for s in he["systems"].values()), default=0)
+    size = f"{he['n']} problems" if scored == he["n"] else f"{scored} of its {he['n']} problems scored"
+    lines = [f"## {title} ({size}), pass@1", "",
              "| system | pass@1 [95% CI] | mean s per problem, run alone | vs primary | mean wall s in this run | "
              "mean completion tokens | cut off | errors | what |", "|---|---|---|---|---|---|---|---|---|"]
     for name, s in he["systems"].items():
