@@ -301,7 +301,9 @@ def test_a_partly_scored_suite_says_how_many_of_its_problems_were_scored():
     from orchestration.evaluation.report import _code_section
 
     one = {"k": 3, "n": 4, "rate": 0.75, "ci95": [0.3, 0.95], "description": "d"}
-    partial = _code_section({"n": 164, "systems": {"he-primary": one}}, "HumanEval")
+    rest = {"comparisons": [], "sandbox": {"kind": "bwrap", "timeout_s": 10, "memory_mb": 1024, "file_mb": 16,
+                                           "open_files": 64}}
+    partial = _code_section({"n": 164, "systems": {"he-primary": one}, **rest}, "HumanEval")
     assert partial[0] == "## HumanEval (4 of its 164 problems scored), pass@1"
-    whole = _code_section({"n": 4, "systems": {"he-primary": one}}, "HumanEval")
+    whole = _code_section({"n": 4, "systems": {"he-primary": one}, **rest}, "HumanEval")
     assert whole[0] == "## HumanEval (4 problems), pass@1"
