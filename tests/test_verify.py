@@ -278,6 +278,25 @@ async def test_a_repeated_repair_is_no_change_and_the_stronger_model_repairs_fro
 
 
 @pytest.mark.anyio
+async def test_a_stronger_model_that_hands_the_code_back_writes_its_own_answer_without_it() -> None:
+    """The eval's records: shown the failing code, the 1.5B returned it unchanged in 3 of 5 escalations, though
+    on its own it wrote a passing answer to two of those problems."""
+    engine, fake = make()  # max_revisions 1, escalations 1
+    fake.enqueue(BAD, model=P).enqueue(ADD_TESTS, model=V).enqueue("CODE", model=V)
+    fake.enqueue(BAD, model=P)  # the primary repeats itself
+    fake.enqueue("Looks right to me:\n" + BAD, model=C)  # so does the competitor, shown the same code
+    fake.enqueue(GOOD, model=C)  # its own answer, the code not in sight
+    r = await engine.run("validated", req(ADD_TASK))
+    assert fake.models_asked == [P, V, V, P, C, C]
+    assert [(x.round, x.role, x.outcome) for x in r.trace.rounds] == [
+        (1, "primary", "no change"), (2, "competitor", "no change"), (3, "competitor", "fixed")]
+    assert r.text == GOOD and [s.purpose for s in r.trace.steps][-1] == "escalate (3): competitor writes its own answer"
+    own = fake.history[5].messages[-1].content
+    assert ADD_TASK in own and "add(1, 2) should be 3, but your code returned -1" in own
+    assert "return a - b" not in own  # the failing code is not shown
+
+
+@pytest.mark.anyio
 async def test_a_repair_cut_off_at_the_budget_is_never_a_success() -> None:
     engine, fake = make(escalations=0, continuation_tokens=0)
     fake.enqueue(BAD, model=P).enqueue(ADD_TESTS, model=V).enqueue("CODE", model=V)

@@ -279,7 +279,8 @@ class Settings(_Strict):
                                  "(the judge's probability that it is correct; the order cannot change the pick), "
                                  "'pairwise' asks which of A and B is better (in both orders with judge_swap)")
     escalations: int = Field(1, ge=0, le=5, description="validated: repair rounds by the competitor role (the "
-                             "profile's stronger model) once the primary's own repairs still fail or repeat")
+                             "profile's stronger model) once the primary's own repairs still fail or repeat; a repair that hands the "
+                             "code back is followed by that model's own answer, written without the failing code")
     code_max_tokens: int = Field(768, ge=1, le=32768, description="answer budget of validated and compete (where "
                                  "max_tokens is smaller and the request sets none): a whole function re-typed with "
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "

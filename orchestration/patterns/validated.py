@@ -5,7 +5,9 @@ sandbox exists) tests run against the code and PASS means they ran and passed. T
 reused by every round; where the request names the function, they are written while the answer is. A failing answer is repaired from one user turn holding the task, each failing test
 (input, expected, what came back) and the code shown as material: first by the primary (``max_revisions``
 rounds), then, once the primary's repair still fails or repeats itself, by the competitor role, the profile's
-stronger model (``escalations`` rounds). A repair that returns the same code is "no change", never a fix; the
+stronger model (``escalations`` rounds); where that model hands the code back, it writes its own answer from the
+request and the failing tests, the failing code not shown. A repair that returns the same code is "no change",
+never a fix; the
 candidate passing the most tests is the answer (ties: the later). Code cut off at the token budget is never
 run or counted as a success. Only where no test can run does the validator's PASS/FAIL opinion decide.
 """
@@ -72,9 +74,12 @@ def _outcome(new: _Candidate, best: _Candidate) -> str:
     return "improved" if new.score > best.score else "worse" if new.score < best.score else "still failing"
 
 
-async def _repair(ctx: RunContext, role: Role, base: _Candidate, purpose: str) -> str:
-    messages = prompts.revision(ctx.request, base.text, base.verdict.issues, ctx.settings.prompts,
-                                ctx.role_system(role), code=python_code(base.text))
+async def _repair(ctx: RunContext, role: Role, base: _Candidate, purpose: str, own: bool = False) -> str:
+    """``role`` repairs ``base`` from its failing checks; ``own``: writes its own answer from the request and the
+    failing checks, without ``base``'s code."""
+    messages = (prompts.fresh(ctx.request, base.verdict.issues, ctx.role_system(role)) if own else
+                prompts.revision(ctx.request, base.text, base.verdict.issues, ctx.settings.prompts,
+                                 ctx.role_system(role), code=python_code(base.text)))
     return (await ctx.generate(role, messages, purpose=purpose, max_tokens=code_budget(ctx), continue_code=True)).text
 
 
@@ -85,18 +90,23 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
     ctx.trace.verdicts.append(first.verdict)
     ctx.checkpoint(text, f"the first answer, tested: {first.verdict.verdict}")
     seen, best = [first], first
-    plan_roles: list[Role] = ["primary"] * ctx.settings.max_revisions + ["competitor"] * ctx.settings.escalations
+    # (role, writes its own answer instead of repairing the best one)
+    plan: list[tuple[Role, bool]] = ([("primary", False)] * ctx.settings.max_revisions
+                                     + [("competitor", False)] * ctx.settings.escalations)
     n = 0
-    while best.verdict.verdict == "FAIL" and plan_roles:
-        role = plan_roles.pop(0)
+    while best.verdict.verdict == "FAIL" and plan:
+        role, own = plan.pop(0)
         n += 1
-        purpose = f"revise ({n})" if role == "primary" else f"escalate ({n}): {role} repairs"
-        new_text = await _repair(ctx, role, best, purpose)
+        purpose = (f"revise ({n})" if role == "primary" else
+                   f"escalate ({n}): {role} writes its own answer" if own else f"escalate ({n}): {role} repairs")
+        new_text = await _repair(ctx, role, best, purpose, own)
         model = ctx.trace.steps[-1].model
         if any(same_code(new_text, c.text) for c in seen):
             ctx.trace.rounds.append(Round(round=n, role=role, model=model, outcome="no change"))
             if role == "primary":  # repeating itself: the stronger model takes over
-                plan_roles = [r for r in plan_roles if r != "primary"]
+                plan = [p for p in plan if p[0] != "primary"]
+            elif not own:  # the stronger model handed the code back: once more, without the code in sight
+                plan.insert(0, (role, True))
             continue
         new = _Candidate(new_text, await _executed(ctx, new_text, tests, set_aside, f"re-validate ({n})"))
         ctx.trace.verdicts.append(new.verdict)

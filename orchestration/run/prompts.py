@@ -110,6 +110,20 @@ def revision(request: PatternRequest, response: str, issues: list[str],
                         [Message(role="user", content=f"{user_content(request)}\n\n{body}")])
 
 
+FRESH = """An earlier answer to the task above fails these checks:
+{issues}
+
+Write your own solution from the start, complete, in one ```python block."""
+
+
+def fresh(request: PatternRequest, issues: list[str], role_system: str | None = None) -> list[Message]:
+    """The stronger model's own answer, with the failing checks but without the code that failed them: shown that
+    code, a repairing model tends to hand it back unchanged."""
+    listed = "\n".join(f"- {i}" for i in issues) or "- (no details given)"
+    return _with_system(request.system or role_system,
+                        [Message(role="user", content=f"{user_content(request)}\n\n{FRESH.replace('{issues}', listed)}")])
+
+
 def correctness(request: PatternRequest, response: str, overrides: PromptOverrides | None = None) -> list[Message]:
     """The pointwise judge: one answer alone, YES or NO (no other answer in sight, so no order to favour)."""
     body = f"Task:\n{user_content(request)}\n\nSolution:\n{response}\n\nIs the solution correct? Answer YES or NO."
