@@ -46,7 +46,7 @@ log = logging.getLogger("mcp_mageagent")
 # What a model needs to choose a tool and fill it; every word is sent with each turn of the host's model (see
 # orchestration/bench/footprint.py). What all tools share is said once, in the server's instructions.
 DESCRIPTIONS: dict[str, str] = {
-    "auto": "Unsure which tool? Routes code tasks to validated, analysis to hybrid, the rest to the fast "
+    "auto": "Unsure which tool? Routes code tasks to {auto_coding}, analysis to hybrid, the rest to the fast "
             "validator model.",
     "hybrid": "Best general use: the reasoning model answers, plus the tool calls it needs (files, shell). "
               "Cost ~1.5x primary.",
@@ -95,7 +95,7 @@ def tool_args(pattern: str) -> list[str]:
         names.append("tools")
         if pattern != "tools":  # the tools pattern always extracts
             names.append("extraction")
-    if pattern in ("validated", "compete"):  # the patterns that check code (auto routes code to validated)
+    if pattern in ("validated", "compete"):  # the patterns that check code
         names += ["verify", "tests"]
     if pattern in ("auto", "hybrid", "validated", "compete"):  # the multi-step ones (settings deadline_s: all)
         names.append("deadline_s")
@@ -215,6 +215,11 @@ def _make_tool(engine: Engine, pattern: str) -> Callable[..., Awaitable[CallTool
     return tool
 
 
+def _description(pattern: str, engine: Engine) -> str:
+    text = DESCRIPTIONS.get(pattern) or engine.descriptions[pattern]
+    return text.replace("{auto_coding}", engine.settings.auto_coding)  # the profile's measured route
+
+
 def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
     """The MCP server over an engine (built from ``settings`` when not given). Loads no model."""
     engine = engine or Engine(settings)
@@ -259,7 +264,7 @@ def build_server(settings: Settings, engine: Engine | None = None) -> MCPServer:
             continue
         server.add_tool(_make_tool(engine, pattern), name=tool_name(pattern),
                         title=f"MageAgent {pattern}",
-                        description=DESCRIPTIONS.get(pattern) or engine.descriptions[pattern],
+                        description=_description(pattern, engine),
                         annotations=ToolAnnotations(title=f"MageAgent {pattern}",
                                                     **annotations.model_dump(exclude={"title"})),
                         structured_output=True)

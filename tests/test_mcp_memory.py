@@ -60,7 +60,8 @@ async def test_tools_are_listed_with_schemas_and_annotations(mode: str) -> None:
     assert set(tools) == {f"mage_{p}" for p in PATTERNS}
     for name, tool in tools.items():
         pattern = name.removeprefix("mage_")
-        assert tool.description.startswith(DESCRIPTIONS[pattern])
+        expected = DESCRIPTIONS[pattern].replace("{auto_coding}", "validated")  # make(): the tiny profile's route
+        assert tool.description.startswith(expected) and "{" not in tool.description
         props = tool.input_schema["properties"]
         assert tool.input_schema["required"] == ["prompt"]
         assert set(props) == ARGS[pattern]  # only what the pattern reads
@@ -283,3 +284,13 @@ async def test_a_results_trace_is_compact_by_default_and_full_on_request(detail:
     judgement = result.structured_content["trace"]["judgement"]
     assert judgement["pick"] in ("A", "B")
     assert (judgement["candidates"] == {"A": "a", "B": "b"}) is kept
+
+
+async def test_auto_says_where_it_routes_code_on_this_profile() -> None:
+    from mcp_mageagent.server import build_server
+    from orchestration.models.testing import fake_settings
+
+    for route in ("compete", "primary"):
+        async with Client(build_server(fake_settings(auto_coding=route))) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert f"Routes code tasks to {route}," in tools["mage_auto"].description

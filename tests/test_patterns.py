@@ -557,3 +557,11 @@ def test_auto_coding_route_prices_by_run_alone_seconds_where_the_results_have_th
     he["systems"]["he-primary"]["modelled_s_total"] = 500.0
     he["systems"]["he-compete"]["modelled_s_total"] = 1500.0  # run alone it generates two answers and judges
     assert choose({"humaneval": he}, "qwen", source="x").coding == "primary"
+
+
+def test_the_shipped_measurement_sets_the_default_profiles_auto_route():
+    from orchestration.evaluation.routing import read_routes
+
+    routes = read_routes()
+    assert "qwen" in routes  # written by scripts/auto_routes.py from docs/eval-qwen-28
+    assert Settings(profile="qwen").auto_coding == routes["qwen"].coding

@@ -157,7 +157,9 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("mean seconds per problem, run alone (log)" if cost == "modelled_s_mean"
                       else "mean seconds per problem (log)")
         ax.set_ylabel("pass@1 % (95% Wilson interval)")
-        ax.set_title(f"{title}: quality against cost ({results[key]['n']} problems)")
+        scored = max((s.get("n") or 0 for s in systems.values()), default=0)
+        size = f"{scored} problems" if scored == results[key]["n"] else f"{scored} of {results[key]['n']} problems"
+        ax.set_title(f"{title}: quality against cost ({size})")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -94,7 +94,8 @@ class Route(BaseModel):
 
 
 def classify(prompt: str, context: str | None = None) -> Route:
-    """Auto's route: coding -> validated, reasoning -> hybrid, anything else -> validator (fast)."""
+    """Auto's route: coding -> validated (auto replaces it with the profile's measured ``auto_coding``), reasoning ->
+    hybrid, anything else -> validator (fast)."""
     coding = _matches(CODING, prompt)
     if _CODE_BLOCK.search(prompt) or (context and _CODE_BLOCK.search(context)):
         coding.append("code block")
