@@ -177,6 +177,19 @@ async def test_items_run_concurrently_and_every_record_lands(data, tmp_path):
     assert read_records(tmp_path / "records.jsonl") == records
 
 
+async def test_concurrency_counts_items_each_with_all_its_systems(eval_cache, tmp_path):
+    # Counting jobs held one item's six systems, which share their greedy answers, in flight: one distinct
+    # generation per model to batch. Two items at once means all eight of their jobs, and never a third item.
+    problems = load_humaneval(eval_cache, download=False)[:3]
+    fake = ScriptedBackend()
+    for _ in range(12):  # 3 problems x (he-primary + 3 k3 samples)
+        fake.enqueue(_code("def f(x):\n    return False\n"), model="primary-model", delay=0.05)
+    config = EvalConfig(systems=["he-primary", "he-primary-k3"], limit=3)
+    records = await run_eval(config, fake_settings(), tmp_path, Dataset(humaneval=problems), say=lambda m: None,
+                             backends={"mlx": fake}, concurrency=2)
+    assert fake.most_in_flight == 8 and not fake.replies and len(records) == 12
+
+
 async def test_reuse_generates_a_shared_greedy_answer_once(data, tmp_path):
     problem = data.humaneval[0]
     good = _code(problem.prompt + problem.canonical_solution)

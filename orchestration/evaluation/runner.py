@@ -310,8 +310,9 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
                    backends: Mapping[str, Backend] | None = None, concurrency: int = 1,
                    reuse: bool = False) -> list[dict[str, Any]]:
     """Generate every missing record into ``out_dir/records.jsonl``; returns all records of the selection.
-    ``backends`` replaces the settings' own (tests pass a scripted fake); ``concurrency`` items run at once
-    (their same-model generations share one batch on the MLX backend); ``reuse`` generates a deterministic
+    ``backends`` replaces the settings' own (tests pass a scripted fake); ``concurrency`` items run at once,
+    each with all its systems and samples (their same-model generations share one batch on the MLX backend;
+    1 runs one job at a time); ``reuse`` generates a deterministic
     request that several systems make (the same greedy answer) once in this run (``evaluation.memo``)."""
     from ..patterns.engine import Engine
 
@@ -336,25 +337,35 @@ async def run_eval(config: EvalConfig, base: Settings, out_dir: Path, data: Data
             engines[key] = Engine(derive(base, {**common, **overrides}), backends=shared)
         return engines[key]
 
-    jobs = _jobs(config, data, done)
-    # Up to ``concurrency`` items at once: the backend decodes their same-model steps as one batch.
+    # Up to ``concurrency`` items at once, each with all its systems and samples: the distinct generations in
+    # flight (the systems of one item share their greedy answers) are what the backend can batch. 1: one job
+    # at a time, in order.
     limiter = anyio.CapacityLimiter(max(1, concurrency))
     try:
         with records_path.open("a") as sink:
             async def one(job: _Job) -> None:
+                suite, i, n, item_id, item, system, sample = job
+                rec = await _generate_record(job, config, engine_for)
+                # One whole line per record, flushed and synced: a stop loses at most the items in flight.
+                sink.write(json.dumps(rec) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                status = "error" if rec["error"] is not None else "ok"
+                say(f"[{suite} {i}/{n}] {item_id} {system.name}#{sample}: {status} {rec['seconds']:.1f}s")
+
+            async def item_jobs(group: list[_Job]) -> None:
                 async with limiter:
-                    suite, i, n, item_id, item, system, sample = job
-                    rec = await _generate_record(job, config, engine_for)
-                    # One whole line per record, flushed and synced: a stop loses at most the items in flight.
-                    sink.write(json.dumps(rec) + "\n")
-                    sink.flush()
-                    os.fsync(sink.fileno())
-                    status = "error" if rec["error"] is not None else "ok"
-                    say(f"[{suite} {i}/{n}] {item_id} {system.name}#{sample}: {status} {rec['seconds']:.1f}s")
+                    if concurrency <= 1:  # one by one, in order
+                        for job in group:
+                            await one(job)
+                        return
+                    async with anyio.create_task_group() as tg:
+                        for job in group:
+                            tg.start_soon(one, job)
 
             async with anyio.create_task_group() as tg:
-                for job in jobs:
-                    tg.start_soon(one, job)
+                for group in _by_item(_jobs(config, data, done)):
+                    tg.start_soon(item_jobs, group)
     finally:
         root.close()
     return selected_records(records_path, config, data)
@@ -406,6 +417,14 @@ def _jobs(config: EvalConfig, data: Dataset, done: set[tuple[str, str, str, int]
                     if (suite, item_id, system.name, sample) not in done:
                         jobs.append((suite, i, len(pairs), item_id, item, system, sample))
     return jobs
+
+
+def _by_item(jobs: list[_Job]) -> list[list[_Job]]:
+    """The jobs grouped by item, in the order the items first appear."""
+    groups: dict[tuple[str, str], list[_Job]] = {}
+    for job in jobs:
+        groups.setdefault((job[0], job[3]), []).append(job)
+    return list(groups.values())
 
 
 async def _generate_record(job: _Job, config: EvalConfig, engine_for: Callable[[System, int], Any]

@@ -423,8 +423,8 @@ def _add_eval(sub: Any) -> None:
     e.add_argument("--out", default="eval-runs/latest", help="directory for records.jsonl, results.json, report.md; "
                    "an unfinished run there is resumed")
     e.add_argument("--concurrency", type=int, default=4, metavar="N",
-                   help="items generated at once (default 4); their same-model steps decode as one batch "
-                        "(settings batch_size); 1 = one by one")
+                   help="items generated at once, each with all its systems (default 4); their same-model steps "
+                        "decode as one batch (settings batch_size); 1 = one system of one item at a time")
     e.add_argument("--no-reuse", action="store_true",
                    help="generate every step, even a greedy request another system already made in this run")
     e.add_argument("--rescore", action="store_true", help="score the records in --out again without generating")
