@@ -39,7 +39,7 @@ def _script(problem, systems: tuple[str, ...] = ("he-primary", "he-validated-mod
     plan = {
         "he-primary": [(good, P)],
         "he-validated-model": [(bad, P), ("FAIL: always False", V), (good, P), ("PASS", V)],
-        "he-validated": [(bad, P), (good, P)],  # the prompt's >>> examples fail the first answer: revise
+        "he-validated": [(bad, P), (good, C)],  # the prompt's >>> examples fail the first answer: the 1.5B's own
         "he-compete-judge": [(good, P), (bad, C), ("NO", V), ("YES", V)],  # each scored alone: B, wrongly
         "he-compete": [(good, P), (bad, C)],  # the tests decide: no judge
         "he-primary-k3": [(bad, P), (good, P), (also_bad, P)],  # the majority (bad, same code) fails, one passes
@@ -78,7 +78,7 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     assert results["humaneval"]["canonical_passed"] == 1
     he = results["humaneval"]["systems"]
     assert he["he-primary"]["k"] == 1 and he["he-validated-model"]["k"] == 1
-    assert he["he-validated"]["k"] == 1  # the prompt's examples failed the first answer; the revision passed
+    assert he["he-validated"]["k"] == 1  # the prompt's examples failed the first answer; the competitor's passed
     assert he["he-compete-judge"]["k"] == 0  # the judge picked the wrong one ...
     assert (he["he-compete-judge:A"]["k"], he["he-compete-judge:B"]["k"]) == (1, 0)
     assert he["he-compete"]["k"] == 1  # ... the tests did not

@@ -5,8 +5,8 @@ only when the host says so),
 else the validator writes a handful of ``assert`` lines from the request alone (it sees the candidate's
 function signatures, never its body, so it cannot copy its bugs). The candidate runs isolated
 (:mod:`orchestration.checks.sandbox`: bubblewrap on Linux, sandbox-exec on macOS): this is the model's own code,
-never a host tool call. A failing *generated* test may be wrong itself: the validator is asked whether
-the code or the test is at fault, and a test it blames is set aside (reported, never hidden).
+never a host tool call. A failing *generated* test may be wrong itself: one that two independent answers both
+fail is set aside (reported, never hidden) by the patterns that have two answers (validated, compete).
 """
 
 from __future__ import annotations

@@ -278,9 +278,10 @@ class Settings(_Strict):
         "pointwise", description="compete, where tests tie or cannot run: 'pointwise' scores each answer on its own "
                                  "(the judge's probability that it is correct; the order cannot change the pick), "
                                  "'pairwise' asks which of A and B is better (in both orders with judge_swap)")
-    escalations: int = Field(1, ge=0, le=5, description="validated: repair rounds by the competitor role (the "
-                             "profile's stronger model) once the primary's own repairs still fail or repeat; a repair that hands the "
-                             "code back is followed by that model's own answer, written without the failing code")
+    escalations: int = Field(1, ge=0, le=5, description="validated: rounds by the competitor role (the "
+                             "profile's stronger model) when the first answer fails: first its own answer (neither the failing "
+                             "code nor the tests shown; tests both answers fail are set aside), then, after the primary's "
+                             "repairs, its repairs")
     code_max_tokens: int = Field(768, ge=1, le=32768, description="answer budget of validated and compete (where "
                                  "max_tokens is smaller and the request sets none): a whole function re-typed with "
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "

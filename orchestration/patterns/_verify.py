@@ -1,4 +1,4 @@
-"""The execution-grounded steps validated and compete share: decide, gather tests, run them, weigh them."""
+"""The execution-grounded steps validated and compete share: decide, gather tests, run them."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from ..core.types import Completion, Constraint, Execution
 from ..run import prompts
 from ..run.context import RunContext
 
-__all__ = ["plan", "gather_tests", "execute", "blame", "judge_model"]
+__all__ = ["plan", "gather_tests", "execute", "judge_model"]
 
-FAULT_CONSTRAINT = Constraint(options=["CODE", "TEST"], option_continuation={"CODE": None, "TEST": None})
 # The reply starts as a test must: a small model otherwise tends to write the function again.
 TESTS_CONSTRAINT = Constraint(options=["assert "], option_continuation={"assert ": ""})
 TESTS_MAX_TOKENS = 200  # about 24 tokens per assert line; small models go on writing more
-MAX_BLAMES = 3  # fault checks per round: each is a short constrained step
 
 
 def plan(ctx: RunContext, *texts: str) -> tuple[bool, str]:
@@ -71,31 +69,6 @@ async def execute(ctx: RunContext, code: str, tests: list[tuple[str, Origin]], l
     """Run the tests in the sandbox (a blocking subprocess: off the event loop, never on the MLX thread)."""
     await ctx.progress(label, "sandbox", 0, f"{label}: running {len(tests)} tests in the sandbox")
     return await anyio.to_thread.run_sync(lambda: run_tests(code, tests, mode=ctx.settings.sandbox))
-
-
-async def blame(ctx: RunContext, code: str, ex: Execution, set_aside: dict[str, bool]) -> Execution:
-    """For each failing generated test, the validator says whether the CODE or the TEST is wrong; a test it
-    blames is set aside (kept in the report). ``set_aside`` remembers answers across rounds."""
-    asked = 0
-    for t in ex.tests:
-        if t.passed or t.origin != "validator" or ex.load_error is not None:
-            continue
-        if t.test not in set_aside and asked < MAX_BLAMES:
-            asked += 1
-            messages = prompts.fault_request(ctx.request, code, t.test, t.error or "failed")
-
-            def parse(c: Completion) -> str:
-                word = c.text.strip()[:4].upper()
-                if word not in ("CODE", "TEST"):
-                    raise ModelOutputError(f"fault check starts with neither CODE nor TEST: {c.text[:80]!r}",
-                                           raw=c.text)
-                return word
-
-            _, word = await ctx.generate_parsed("validator", messages, parse, purpose="check a failing test",
-                                                constraint=FAULT_CONSTRAINT, max_tokens=4, temperature=0.0)
-            set_aside[t.test] = word == "TEST"
-        t.set_aside = set_aside.get(t.test, False)
-    return ex
 
 
 def judge_model(ctx: RunContext) -> tuple[str, bool]:

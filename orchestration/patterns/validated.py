@@ -2,14 +2,17 @@
 
 The check is a fact where it can be: with ``verify`` = execute (or auto, when the answer has Python code and a
 sandbox exists) tests run against the code and PASS means they ran and passed. The tests are gathered once and
-reused by every round; where the request names the function, they are written while the answer is. A failing answer is repaired from one user turn holding the task, each failing test
-(input, expected, what came back) and the code shown as material: first by the primary (``max_revisions``
-rounds), then, once the primary's repair still fails or repeats itself, by the competitor role, the profile's
-stronger model (``escalations`` rounds); where that model hands the code back, it writes its own answer from the
-request and the failing tests, the failing code not shown. A repair that returns the same code is "no change",
-never a fix; the
-candidate passing the most tests is the answer (ties: the later). Code cut off at the token budget is never
-run or counted as a success. Only where no test can run does the validator's PASS/FAIL opinion decide.
+reused by every round; where the request names the function, they are written while the answer is.
+
+Which failing test counts is a fact too, never the validator's opinion: when the first answer fails, the
+competitor role (the profile's stronger model) answers the request on its own, seeing neither the failing code
+nor the tests. A generated test that both answers fail is most likely wrong and is set aside (reported, never
+hidden); of the two answers the one passing more tests is kept (ties: the stronger model's). Where that still
+fails, repairs follow from one user turn holding the task, each failing test (input, expected, what came back)
+and the code shown as material: the primary's (``max_revisions`` rounds), then the competitor's (the rest of
+``escalations``). A repair that returns the same code is "no change", never a fix; the candidate passing the
+most tests is the answer (ties: the later). Code cut off at the token budget is never run or counted as a
+success. Only where no test can run does the validator's PASS/FAIL opinion decide.
 """
 
 from __future__ import annotations
@@ -20,15 +23,24 @@ from dataclasses import dataclass
 from ..checks.verify import (Origin, host_tests, incomplete_code, python_code, same_code, sandbox_problem,
                              signatures, syntax_problem)
 from ..core.settings import Role
-from ..core.types import PatternRequest, PatternResult, Round, Verdict
+from ..core.types import Execution, PatternRequest, PatternResult, Round, Verdict
 from ..run import prompts
 from ..run.context import RunContext
 from ..tools.extract import maybe_extract
 from ._common import answer, code_budget, finish, validate
-from ._verify import blame, execute, gather_tests, plan
+from ._verify import execute, gather_tests, plan
 
 
-async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]], set_aside: dict[str, bool],
+def _tested(ex: Execution) -> Verdict:
+    """The verdict of an execution, counting the tests not set aside."""
+    if not ex.counted and ex.load_error is None:  # every generated test was failed by both answers too
+        return Verdict(verdict="PASS", method="execute", execution=ex,
+                       issues=["no test counted: every test was failed by both independent answers (set aside)"])
+    return Verdict(verdict="PASS" if ex.all_passed else "FAIL", issues=ex.feedback(), method="execute",
+                   execution=ex)
+
+
+async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]], set_aside: set[str],
                     label: str) -> Verdict:
     cut = incomplete_code(text, ctx.is_cut_off(text))
     if cut is not None:
@@ -37,12 +49,10 @@ async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]],
     if code is None:
         return Verdict(verdict="FAIL", issues=[syntax_problem(text) or "the answer has no Python code to test"],
                        method="execute")
-    ex = await blame(ctx, code, await execute(ctx, code, tests, label), set_aside)
-    if not ex.counted and ex.load_error is None:  # every generated test was judged wrong: nothing counts against it
-        return Verdict(verdict="PASS", method="execute", execution=ex,
-                       issues=["no test counted: every generated test was set aside as wrong"])
-    return Verdict(verdict="PASS" if ex.all_passed else "FAIL", issues=ex.feedback(), method="execute",
-                   execution=ex)
+    ex = await execute(ctx, code, tests, label)
+    for t in ex.tests:
+        t.set_aside = t.test in set_aside
+    return _tested(ex)
 
 
 def _defs(text: str) -> str:
@@ -74,39 +84,74 @@ def _outcome(new: _Candidate, best: _Candidate) -> str:
     return "improved" if new.score > best.score else "worse" if new.score < best.score else "still failing"
 
 
-async def _repair(ctx: RunContext, role: Role, base: _Candidate, purpose: str, own: bool = False) -> str:
-    """``role`` repairs ``base`` from its failing checks; ``own``: writes its own answer from the request and the
-    failing checks, without ``base``'s code."""
-    messages = (prompts.fresh(ctx.request, base.verdict.issues, ctx.role_system(role)) if own else
-                prompts.revision(ctx.request, base.text, base.verdict.issues, ctx.settings.prompts,
-                                 ctx.role_system(role), code=python_code(base.text)))
+async def _repair(ctx: RunContext, role: Role, base: _Candidate, purpose: str) -> str:
+    """``role`` repairs ``base`` from its failing checks (the code shown as material, one user turn)."""
+    messages = prompts.revision(ctx.request, base.text, base.verdict.issues, ctx.settings.prompts,
+                                ctx.role_system(role), code=python_code(base.text))
     return (await ctx.generate(role, messages, purpose=purpose, max_tokens=code_budget(ctx), continue_code=True)).text
+
+
+def _failed_by_both(a: _Candidate, b: _Candidate, set_aside: set[str]) -> None:
+    """A generated test that two independent answers both fail is most likely wrong: it is set aside (kept in
+    the report) for every candidate. The host's tests and the prompt's examples always count."""
+    ea, eb = a.verdict.execution, b.verdict.execution
+    if ea is None or eb is None or ea.load_error is not None or eb.load_error is not None:
+        return
+    for ta, tb in zip(ea.tests, eb.tests, strict=True):
+        if ta.origin == "validator" and not ta.passed and not tb.passed:
+            set_aside.add(ta.test)
+    for c in (a, b):
+        ex = c.verdict.execution
+        assert ex is not None
+        for t in ex.tests:
+            t.set_aside = t.test in set_aside
+        c.verdict = _tested(ex)
+
+
+async def _independent(ctx: RunContext, first: _Candidate, tests: list[tuple[str, Origin]], set_aside: set[str]
+                       ) -> _Candidate:
+    """The stronger model answers the request on its own (neither the failing code nor the tests in sight): the
+    tests both answers fail are set aside, and of the two the one passing more tests is the answer (ties: the
+    stronger model's)."""
+    text = await answer(ctx, "competitor", "escalate (1): competitor answers on its own", code_budget(ctx))
+    model = ctx.trace.steps[-1].model
+    other = _Candidate(text, await _executed(ctx, text, tests, set_aside, "test the competitor's answer"))
+    _failed_by_both(first, other, set_aside)
+    ex = other.verdict.execution
+    outcome = "no change" if same_code(text, first.text) else _outcome(other, first)
+    ctx.trace.rounds.append(Round(round=1, role="competitor", model=model, outcome=outcome,
+                                  passed=ex.passed if ex is not None else None,
+                                  total=len(ex.counted) if ex is not None else None))
+    return other
 
 
 async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]]) -> str:
     """Rounds of repair against the same tests; the candidate passing the most is the answer."""
-    set_aside: dict[str, bool] = {}
+    set_aside: set[str] = set()
     first = _Candidate(text, await _executed(ctx, text, tests, set_aside, "validate"))
-    ctx.trace.verdicts.append(first.verdict)
-    ctx.checkpoint(text, f"the first answer, tested: {first.verdict.verdict}")
-    seen, best = [first], first
-    # (role, writes its own answer instead of repairing the best one)
-    plan: list[tuple[Role, bool]] = ([("primary", False)] * ctx.settings.max_revisions
-                                     + [("competitor", False)] * ctx.settings.escalations)
-    n = 0
+    seen, best, n = [first], first, 0
+    others: list[_Candidate] = []
+    escalations = ctx.settings.escalations
+    if first.verdict.verdict == "FAIL" and escalations and not ctx.same_model("primary", "competitor"):
+        n, escalations = 1, escalations - 1
+        others.append(await _independent(ctx, first, tests, set_aside))
+        if others[0].score >= first.score:  # ties: the stronger model's (its measured pass rate is higher)
+            best = others[0]
+        seen.append(others[0])
+    ctx.trace.verdicts += [c.verdict for c in [first, *others]]
+    which = "the better of the first answer and the competitor's" if others else "the first answer"
+    ctx.checkpoint(best.text, f"{which}, tested: {best.verdict.verdict}")
+    plan: list[Role] = ["primary"] * ctx.settings.max_revisions + ["competitor"] * escalations
     while best.verdict.verdict == "FAIL" and plan:
-        role, own = plan.pop(0)
+        role = plan.pop(0)
         n += 1
-        purpose = (f"revise ({n})" if role == "primary" else
-                   f"escalate ({n}): {role} writes its own answer" if own else f"escalate ({n}): {role} repairs")
-        new_text = await _repair(ctx, role, best, purpose, own)
+        purpose = f"revise ({n})" if role == "primary" else f"escalate ({n}): {role} repairs"
+        new_text = await _repair(ctx, role, best, purpose)
         model = ctx.trace.steps[-1].model
         if any(same_code(new_text, c.text) for c in seen):
             ctx.trace.rounds.append(Round(round=n, role=role, model=model, outcome="no change"))
             if role == "primary":  # repeating itself: the stronger model takes over
-                plan = [p for p in plan if p[0] != "primary"]
-            elif not own:  # the stronger model handed the code back: once more, without the code in sight
-                plan.insert(0, (role, True))
+                plan = [p for p in plan if p != "primary"]
             continue
         new = _Candidate(new_text, await _executed(ctx, new_text, tests, set_aside, f"re-validate ({n})"))
         ctx.trace.verdicts.append(new.verdict)

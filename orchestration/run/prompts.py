@@ -28,9 +28,7 @@ __all__ = [
     "extraction",
     "render_tools",
     "TEST_WRITING",
-    "TEST_FAULT",
     "tests_request",
-    "fault_request",
 ]
 
 VALIDATION = """Review the response for issues:
@@ -110,20 +108,6 @@ def revision(request: PatternRequest, response: str, issues: list[str],
                         [Message(role="user", content=f"{user_content(request)}\n\n{body}")])
 
 
-FRESH = """An earlier answer to the task above fails these checks:
-{issues}
-
-Write your own solution from the start, complete, in one ```python block."""
-
-
-def fresh(request: PatternRequest, issues: list[str], role_system: str | None = None) -> list[Message]:
-    """The stronger model's own answer, with the failing checks but without the code that failed them: shown that
-    code, a repairing model tends to hand it back unchanged."""
-    listed = "\n".join(f"- {i}" for i in issues) or "- (no details given)"
-    return _with_system(request.system or role_system,
-                        [Message(role="user", content=f"{user_content(request)}\n\n{FRESH.replace('{issues}', listed)}")])
-
-
 def correctness(request: PatternRequest, response: str, overrides: PromptOverrides | None = None) -> list[Message]:
     """The pointwise judge: one answer alone, YES or NO (no other answer in sight, so no order to favour)."""
     body = f"Task:\n{user_content(request)}\n\nSolution:\n{response}\n\nIs the solution correct? Answer YES or NO."
@@ -189,10 +173,6 @@ Rules:
 - Cover typical inputs and edge cases (empty, zero, negative, one element) the task allows.
 - Write at most {n} lines and nothing else: no imports, no prose, no code fences."""
 
-TEST_FAULT = """A unit test failed. Decide whether the TEST is wrong (its expected value contradicts the task) or the \
-CODE is wrong (it does not do what the task asks). Answer CODE or TEST, then one short sentence."""
-
-
 def tests_request(request: PatternRequest, signatures: list[str], n: int = 5) -> list[Message]:
     """The validator writes tests from the task and the candidate's signatures (never its body). The ask comes
     last: a small model given a task with code in it otherwise just completes the code."""
@@ -202,12 +182,6 @@ def tests_request(request: PatternRequest, signatures: list[str], n: int = 5) ->
            "No function definitions, no prose.")
     return [Message(role="system", content=TEST_WRITING.format(n=n)),
             Message(role="user", content=f"Task:\n{user_content(request)}\n\nSignatures:\n{sig}\n\n{ask}")]
-
-
-def fault_request(request: PatternRequest, code: str, test: str, error: str) -> list[Message]:
-    return [Message(role="system", content=TEST_FAULT),
-            Message(role="user", content=f"Task:\n{user_content(request)}\n\nCode:\n```python\n{code}```\n\n"
-                                         f"Test:\n{test}\n\nResult: {error}")]
 
 
 CHOOSE_CALLS = """You decide which action a coding assistant's host should carry out for the user's request. The \
