@@ -281,6 +281,24 @@ async def test_a_cut_off_answer_is_recorded_and_never_scored_as_a_pass(data, tmp
     assert he["systems"]["he-primary"]["k"] == 0 and he["systems"]["he-primary"]["cut_off"] == 1
 
 
+async def test_a_cut_off_candidate_of_compete_is_never_scored_as_a_pass(data, tmp_path):
+    """compete's A, B and oracle columns (and the judge's accuracy table) score each candidate as the pattern saw
+    it: a candidate cut off inside its code is a failure there too, even when what is there would pass."""
+    problem = data.humaneval[0]
+    cut = "```python\n" + problem.prompt + problem.canonical_solution
+    fake = ScriptedBackend(continues=False)
+    fake.enqueue(cut, model="primary-model", finish_reason="length")
+    fake.enqueue(_code(f"def {problem.entry_point}(numbers, threshold):\n    return False\n"), model="competitor-model")
+    fake.enqueue("YES", model="validator-model").enqueue("NO", model="validator-model")
+    config = EvalConfig(systems=["he-compete-judge"], limit=1)
+    records = await run_eval(config, fake_settings(), tmp_path, Dataset(humaneval=[problem]), say=lambda m: None,
+                             backends={"mlx": fake})
+    assert records[0]["judgement"]["candidates"]["A"] == cut
+    he = score(Dataset(humaneval=[problem]), records)["humaneval"]
+    row = next(r for r in he["per_item"] if r["system"] == "he-compete-judge")
+    assert row["A"] is False and row["B"] is False and he["systems"]["he-compete-judge:oracle"]["k"] == 0
+
+
 def test_the_quality_cost_chart_has_a_panel_per_code_suite(tmp_path):
     pytest.importorskip("matplotlib")
     from orchestration.evaluation.report import plot

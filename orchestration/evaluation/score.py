@@ -98,6 +98,13 @@ def _cut(rec: dict[str, Any]) -> bool:
     return bool(rec.get("cut_off"))
 
 
+def _candidate_cut(rec: dict[str, Any], label: str) -> bool:
+    """Whether compete's candidate ``label`` (A or B) stopped at its budget: the last step that wrote it
+    (its continuation, where there was one) ended by length."""
+    steps = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith(f"solution {label}")]
+    return bool(steps) and steps[-1].get("finish_reason") == "length"
+
+
 def _judge_stats(name: str, recs: list[dict[str, Any]], ab: dict[str, tuple[bool, bool]]) -> dict[str, Any]:
     """How a compete system picked: by tests or by which judge, position effects of a pairwise judge, and the
     judge's accuracy where exactly one of A and B passes the hidden tests (against always A and always B)."""
@@ -245,7 +252,7 @@ def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]
                "seconds": rec.get("seconds")}
         if pattern == "compete" and rec.get("judgement"):
             j = rec["judgement"]
-            a, b = runs.run(task, j["candidates"].get("A")), runs.run(task, j["candidates"].get("B"))
+            a, b = (runs.run(task, j["candidates"].get(k), _candidate_cut(rec, k)) for k in ("A", "B"))
             ab[task] = (a, b)
             row.update(A=a, B=b, pick=j["pick"], method=j.get("method", "judge"),
                        judge_kind=j.get("judge_kind"), scores=j.get("scores"),
