@@ -72,6 +72,21 @@ def test_plain_completion_with_trace(srv: ServerThread) -> None:
     assert sent.messages[0].content == "Be terse." and sent.max_tokens == 10 and sent.temperature == 0.2
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_cut_off_at_its_budget_finishes_by_length(srv: ServerThread, stream: bool) -> None:
+    srv.fake.enqueue("The answer is that two and two make", model=P, finish_reason="length")
+    kw = {"model": "mageagent:primary", "max_tokens": 8, "messages": [{"role": "user", "content": "2+2?"}]}
+    if stream:
+        finish, extra = None, None
+        for chunk in srv.client.chat.completions.create(stream=True, **kw):
+            finish = chunk.choices[0].finish_reason or finish
+            extra = (chunk.model_extra or {}).get("mageagent") or extra
+    else:
+        r = srv.client.chat.completions.create(**kw)
+        finish, extra = r.choices[0].finish_reason, r.model_extra["mageagent"]
+    assert finish == "length" and extra["cut_off"] is True and extra["finish_reason"] == "length"
+
+
 def test_earlier_turns_become_context(srv: ServerThread) -> None:
     srv.fake.enqueue("ok", model=P)
     srv.client.chat.completions.create(model="mageagent:primary", messages=[

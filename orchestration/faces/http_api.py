@@ -152,7 +152,14 @@ def _extra(result: PatternResult) -> dict[str, Any]:
     return {"pattern": result.pattern, "trace": result.trace.model_dump(mode="json"),
             "totals": result.totals.model_dump(), "models": result.models,
             "tool_calls": [c.model_dump() for c in result.tool_calls],
-            "partial": result.partial, "skipped": result.skipped}
+            "partial": result.partial, "skipped": result.skipped,
+            "cut_off": result.cut_off, "finish_reason": result.finish_reason}
+
+
+def _finish(result: PatternResult, calls: list[dict[str, Any]]) -> str:
+    """OpenAI's finish_reason: ``length`` where the answer stopped at its token budget (no calls come with a
+    cut-off answer), ``tool_calls`` where there are calls, else ``stop``."""
+    return "length" if result.cut_off else "tool_calls" if calls else "stop"
 
 
 def _usage(result: PatternResult) -> dict[str, int]:
@@ -253,7 +260,7 @@ def _completion(rid: str, model: str, result: PatternResult) -> JSONResponse:
         message["tool_calls"] = calls
     return JSONResponse({
         "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish(result, calls)}],
         "usage": _usage(result), "mageagent": _extra(result)})
 
 
@@ -296,7 +303,7 @@ async def _sse(engine: Engine, rid: str, model: str, name: str, preq: PatternReq
     calls = _tool_calls(result)
     if calls:
         yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]})
-    yield chunk({}, "tool_calls" if calls else "stop", usage=_usage(result), mageagent=_extra(result))
+    yield chunk({}, _finish(result, calls), usage=_usage(result), mageagent=_extra(result))
     yield "data: [DONE]\n\n"
 
 
