@@ -294,3 +294,19 @@ async def test_auto_says_where_it_routes_code_on_this_profile() -> None:
         async with Client(build_server(fake_settings(auto_coding=route))) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
         assert f"Routes code tasks to {route}," in tools["mage_auto"].description
+
+
+async def test_a_cut_off_answer_reaches_the_host_marked_with_its_rounds_and_no_write() -> None:
+    """What a host sees of #28's decisions: the rounds, the cut-off mark, and no Write of incomplete code."""
+    fake = ScriptedBackend(continues=False)
+    settings = fake_settings(verify="execute", continuation_tokens=0, escalations=0, max_revisions=1)
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    cut = "```python\ndef add(a, b):\n    return a +"
+    fake.enqueue(cut, model=P, finish_reason="length").enqueue(cut + " b", model=P, finish_reason="length")
+    async with Client(server) as client:
+        result = await client.call_tool("mage_validated", {"prompt": "Write add(a, b) and save it to add.py",
+                                                           "tests": ["assert add(2, 3) == 5"]})
+    out = result.structured_content
+    assert out["cut_off"] is True and out["finish_reason"] == "length" and out["tool_calls"] == []
+    assert [r["outcome"] for r in out["trace"]["rounds"]] == ["cut off"]
+    assert "never written" in out["trace"]["extraction"]
