@@ -200,3 +200,29 @@ def test_the_single_stream_rates_are_the_committed_measurement():
     for model, (prompt, gen) in SINGLE_STREAM.items():
         m = measured[model]["mlx_dense_fp32"]
         assert (m["prompt_tps"], m["generation_tps"]) == (prompt, gen)
+
+
+def test_answer_lengths_count_each_written_answer_once_with_its_continuation() -> None:
+    """scripts/answer_lengths.py, the basis of code_max_tokens: a reused answer is not counted again, and a
+    continuation adds to the answer it continues (its finish decides whether that answer was cut off)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "answer_lengths.py"
+    spec = importlib.util.spec_from_file_location("answer_lengths", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def step(purpose: str, n: int, finish: str = "stop", reused: bool = False, role: str = "primary") -> dict:
+        return {"purpose": purpose, "role": role, "completion_tokens": n, "finish_reason": finish, "reused": reused}
+
+    records = [
+        {"suite": "mbpp", "steps": [step("answer", 768, "length"), step("answer: continue the cut-off code", 100)]},
+        {"suite": "mbpp", "steps": [step("answer", 768, "length", reused=True), step("write tests", 120, "length",
+                                                                                      role="validator")]},
+        {"suite": "humaneval", "steps": [step("solution A", 50), step("solution B", 70, role="competitor"),
+                                         step("escalate (1): competitor answers on its own", 90, role="competitor")]},
+    ]
+    found = mod.summary(mod.answers(records))
+    assert found["all"] == {"n": 4, "p50": 70, "p95": 868, "p99": 868, "max": 868, "cut_off": 0}
+    assert found["humaneval competitor"]["n"] == 2 and found["mbpp primary"]["max"] == 868

@@ -388,3 +388,16 @@ async def test_context_asserts_count_only_when_the_host_says_so() -> None:
                                           context_tests=True))
     tests = r.trace.verdicts[0].execution.tests
     assert [(t.test, t.origin, t.passed) for t in tests] == [("assert 1 + 1 == 2", "context", True)]
+
+
+@pytest.mark.anyio
+async def test_code_answers_get_the_code_budget_not_the_general_one() -> None:
+    """code_max_tokens (768) was set from the lengths of the default profile's answers; validated's and compete's
+    code-writing steps ask for it, not for the smaller general max_tokens."""
+    engine, fake = make(max_tokens=100, code_max_tokens=777, max_revisions=0)
+    fake.enqueue(BAD, model=P).enqueue(ADD_TESTS, model=V).enqueue(GOOD, model=C)
+    await engine.run("validated", req(ADD_TASK))
+    fake.enqueue(GOOD, model=P).enqueue(BAD, model=C).enqueue(ADD_TESTS, model=V)
+    await engine.run("compete", req(ADD_TASK))
+    written = [(h.model, h.max_tokens) for h in fake.history if h.model != V]
+    assert written == [(P, 777), (C, 777), (P, 777), (C, 777)]

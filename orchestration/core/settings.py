@@ -285,7 +285,9 @@ class Settings(_Strict):
     code_max_tokens: int = Field(768, ge=1, le=32768, description="answer budget of validated and compete (where "
                                  "max_tokens is smaller and the request sets none): a whole function re-typed with "
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "
-                                 "(Qwen tokenizer), plus a short explanation")
+                                 "(Qwen tokenizer), plus a short explanation; the default profile's own code "
+                                 "answers on HumanEval and MBPP: 385 at the 95th percentile, 506 at the 99th "
+                                 "(scripts/answer_lengths.py, docs/eval-qwen-28/answer_lengths.json)")
     auto_coding: Literal["validated", "compete", "competitor", "primary"] = Field(
         "validated", description="auto's pattern for a coding request; left out: the one with the most passed "
                                  "problems per second measured on this profile (orchestration/evaluation/"
