@@ -226,3 +226,28 @@ def test_answer_lengths_count_each_written_answer_once_with_its_continuation() -
     found = mod.summary(mod.answers(records))
     assert found["all"] == {"n": 4, "p50": 70, "p95": 868, "p99": 868, "max": 868, "cut_off": 0}
     assert found["humaneval competitor"]["n"] == 2 and found["mbpp primary"]["max"] == 868
+
+
+def test_the_report_prints_cost_against_primary_and_the_judges_accuracy_where_one_answer_is_right() -> None:
+    from orchestration.evaluation.report import _code_section
+    from orchestration.evaluation.score import _judge_stats, _rate
+
+    def system(k: int, n: int, alone: float, what: str) -> dict:
+        return {**_rate([True] * k + [False] * (n - k)), "modelled_s_mean": alone, "description": what}
+
+    def judged(item: str, pick: str, method: str = "judge") -> dict:
+        return {"item": item, "judgement": {"pick": pick, "method": method, "judge_kind": "pointwise",
+                                            "verdicts": [], "candidates": {"A": "a" + item, "B": "b" + item}}}
+
+    # A right on t1, B right on t2 and t3, both on t4: the judge takes t1 and t2, misses t3
+    ab = {"t1": (True, False), "t2": (False, True), "t3": (False, True), "t4": (True, True)}
+    recs = [judged("t1", "A"), judged("t2", "B"), judged("t3", "A"), judged("t4", "B", "tests")]
+    he = {"n": 4, "canonical_passed": 4, "comparisons": [], "checks": {},
+          "sandbox": {"kind": "bwrap", "timeout_s": 10, "memory_mb": 1, "file_mb": 1, "open_files": 1},
+          "systems": {"he-primary": system(2, 4, 20.0, "p"), "he-compete-judge": system(3, 4, 50.0, "c")},
+          "compete": {"he-compete-judge": _judge_stats("he-compete-judge", recs, ab)}}
+    text = "\n".join(_code_section(he, "HumanEval"))
+    assert "| he-primary | 2/4 = 50.0% [15.0%, 85.0%] | 20.0 | 1.00x |" in text
+    assert "| he-compete-judge | 3/4 = 75.0% [30.1%, 95.4%] | 50.0 | 2.50x |" in text
+    assert ("| he-compete-judge | 2/3 = 66.7% [20.8%, 93.8%] | 2/3 = 66.7% [20.8%, 93.8%] | "
+            "1/3 = 33.3% [6.2%, 79.2%] | 2/3 = 66.7% [20.8%, 93.8%] |") in text
