@@ -373,3 +373,19 @@ def test_not_as_root_bwrap_also_disables_user_namespaces_where_it_can(monkeypatc
     assert argv[argv.index("--seccomp") + 1] == "4"
     if sandbox._bwrap_disables_userns(sandbox.shutil.which("bwrap")):  # bwrap 0.8+ with user namespaces
         assert {"--unshare-all", "--unshare-user", "--disable-userns"} <= set(argv)
+
+
+@needs_bwrap
+def test_concurrent_runs_do_not_share_one_process_budget() -> None:
+    """RLIMIT_NPROC counts a uid's processes host-wide: runs that all dropped to nobody shared one budget, and in
+    the re-measure's records concurrent runs failed to start their worker (BlockingIOError, EAGAIN), which was
+    scored as the candidate's failure. Each run now drops to a uid of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestration.checks.verify import run_tests
+
+    code = "def add(a, b):\n    return a + b\n"
+    tests = [("assert add(1, 2) == 3", "host"), ("assert add(0, 0) == 0", "host")]
+    with ThreadPoolExecutor(12) as pool:
+        runs = list(pool.map(lambda _: run_tests(code, tests, mode="bwrap"), range(24)))
+    assert [r.load_error for r in runs if r.load_error] == [] and all(r.all_passed for r in runs)

@@ -5,7 +5,7 @@ Kinds, best first:
 - ``bwrap`` (Linux, bubblewrap): new PID, network, IPC, UTS (and user, when we are not root) namespaces, so
   no network and no other process in sight; a root made of read-only binds of the system directories and the
   interpreter only (no home, no repository, no ``/etc`` beyond the loader's cache); a private, size-capped
-  tmpfs work dir and ``/tmp``; the candidate runs as uid 65534 when we are root; limits on CPU seconds,
+  tmpfs work dir and ``/tmp``; the candidate runs as a uid of its own (no account's) when we are root; limits on CPU seconds,
   address space, processes, file size, open files, core dumps. At the wall-clock limit the whole namespace is
   killed: bwrap's PID 1 goes and the kernel kills everything left, ``setsid`` children included.
   Inside, no new namespace and no mount: a seccomp filter (``--seccomp``, x86-64 and arm64) refuses
@@ -30,6 +30,7 @@ killed and reported. Nothing waits without a deadline.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import os
@@ -57,6 +58,14 @@ SandboxMode = Literal["auto", "bwrap", "sandbox-exec", "weak"]
 KilledReason = Literal["timeout", "output_limit", "cpu_limit", "signal"]
 
 _NOBODY = 65534
+# As root, each run drops to a uid of its own: RLIMIT_NPROC counts every process of a uid on the host, so runs
+# sharing nobody's uid shared one process budget, and concurrent runs failed to start their worker (EAGAIN,
+# scored as the candidate's failure). These ids belong to no account: 2^30 + (pid mod 2^16) * 256 + a counter.
+_RUN_UIDS = itertools.count()
+
+
+def _run_uid() -> int:
+    return (1 << 30) + ((os.getpid() & 0xFFFF) << 8) + (next(_RUN_UIDS) & 0xFF)
 _WORK = "/sandbox"  # the work dir inside bwrap
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _GRACE_S = 0.3  # weak mode: how long to drain pipes a leftover child keeps open after the program exited
@@ -145,14 +154,16 @@ def _rlimits(limits: Limits, *, nproc: bool, budget: Cap | None = None) -> list[
     return out
 
 
-def _launcher(limits: Limits, exe: str, budget: Cap) -> str:
-    """Run first inside bwrap: set the limits, drop root (NPROC binds no uid-0 process), exec the program."""
+def _launcher(limits: Limits, exe: str, budget: Cap, uid: int | None = None) -> str:
+    """Run first inside bwrap: set the limits, drop root (NPROC binds no uid-0 process) to this run's own uid
+    (``_run_uid``), exec the program."""
+    uid = _run_uid() if uid is None else uid
     return ("import os, resource\n"
             f"for name, value in {_rlimits(limits, nproc=True, budget=budget)!r}:\n"
             "    resource.setrlimit(getattr(resource, name), (value, value))\n"
             "if os.getuid() == 0:\n"
             f"    os.setgroups([]); os.setresgid({_NOBODY}, {_NOBODY}, {_NOBODY}); "
-            f"os.setresuid({_NOBODY}, {_NOBODY}, {_NOBODY})\n"
+            f"os.setresuid({uid}, {uid}, {uid})\n"
             f"os.execv({exe!r}, [{exe!r}, '-I', '-B', 'candidate.py'])\n")
 
 
