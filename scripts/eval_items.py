@@ -1,7 +1,7 @@
 """Run eval systems on named items only (the per-item records of another run say which), then score them.
 
-For a change that can alter only some items' outcome: e.g. the stronger model's own answer after it hands the
-failing code back, which only the items whose validated record shows a competitor "no change" round can reach.
+For a change that can alter only some items' outcome (the records of another run say which). It made
+docs/eval-qwen-28-escalation, on a step of validated since replaced (docs/eval.md):
 
     .venv/bin/python scripts/eval_items.py --systems he-validated mbpp-validated \\
         --items HumanEval/103 HumanEval/10 Mbpp/167 Mbpp/418 --out docs/eval-qwen-28-escalation

@@ -58,14 +58,6 @@ SandboxMode = Literal["auto", "bwrap", "sandbox-exec", "weak"]
 KilledReason = Literal["timeout", "output_limit", "cpu_limit", "signal"]
 
 _NOBODY = 65534
-# As root, each run drops to a uid of its own: RLIMIT_NPROC counts every process of a uid on the host, so runs
-# sharing nobody's uid shared one process budget, and concurrent runs failed to start their worker (EAGAIN,
-# scored as the candidate's failure). These ids belong to no account: 2^30 + (pid mod 2^16) * 256 + a counter.
-_RUN_UIDS = itertools.count()
-
-
-def _run_uid() -> int:
-    return (1 << 30) + ((os.getpid() & 0xFFFF) << 8) + (next(_RUN_UIDS) & 0xFF)
 _WORK = "/sandbox"  # the work dir inside bwrap
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _GRACE_S = 0.3  # weak mode: how long to drain pipes a leftover child keeps open after the program exited
@@ -154,10 +146,20 @@ def _rlimits(limits: Limits, *, nproc: bool, budget: Cap | None = None) -> list[
     return out
 
 
-def _launcher(limits: Limits, exe: str, budget: Cap, uid: int | None = None) -> str:
+# As root, each run drops to a uid of its own: RLIMIT_NPROC counts every process of a uid on the host, so runs
+# sharing nobody's uid shared one process budget, and concurrent runs failed to start their worker (EAGAIN,
+# scored as the candidate's failure). These ids belong to no account: 2^30 + (pid mod 2^16) * 256 + a counter.
+_RUN_UIDS = itertools.count()
+
+
+def _run_uid() -> int:
+    return (1 << 30) + ((os.getpid() & 0xFFFF) << 8) + (next(_RUN_UIDS) & 0xFF)
+
+
+def _launcher(limits: Limits, exe: str, budget: Cap) -> str:
     """Run first inside bwrap: set the limits, drop root (NPROC binds no uid-0 process) to this run's own uid
     (``_run_uid``), exec the program."""
-    uid = _run_uid() if uid is None else uid
+    uid = _run_uid()
     return ("import os, resource\n"
             f"for name, value in {_rlimits(limits, nproc=True, budget=budget)!r}:\n"
             "    resource.setrlimit(getattr(resource, name), (value, value))\n"

@@ -31,8 +31,10 @@ from ._common import answer, code_budget, finish, validate
 from ._verify import execute, gather_tests, plan
 
 
-def _tested(ex: Execution) -> Verdict:
-    """The verdict of an execution, counting the tests not set aside."""
+def _tested(ex: Execution, set_aside: set[str]) -> Verdict:
+    """The verdict of an execution, counting the tests not in ``set_aside`` (each test marked accordingly)."""
+    for t in ex.tests:
+        t.set_aside = t.test in set_aside
     if not ex.counted and ex.load_error is None:  # every generated test was failed by both answers too
         return Verdict(verdict="PASS", method="execute", execution=ex,
                        issues=["no test counted: every test was failed by both independent answers (set aside)"])
@@ -49,10 +51,7 @@ async def _executed(ctx: RunContext, text: str, tests: list[tuple[str, Origin]],
     if code is None:
         return Verdict(verdict="FAIL", issues=[syntax_problem(text) or "the answer has no Python code to test"],
                        method="execute")
-    ex = await execute(ctx, code, tests, label)
-    for t in ex.tests:
-        t.set_aside = t.test in set_aside
-    return _tested(ex)
+    return _tested(await execute(ctx, code, tests, label), set_aside)
 
 
 def _defs(text: str) -> str:
@@ -100,12 +99,7 @@ def _failed_by_both(a: _Candidate, b: _Candidate, set_aside: set[str]) -> None:
     for ta, tb in zip(ea.tests, eb.tests, strict=True):
         if ta.origin == "validator" and not ta.passed and not tb.passed:
             set_aside.add(ta.test)
-    for c in (a, b):
-        ex = c.verdict.execution
-        assert ex is not None
-        for t in ex.tests:
-            t.set_aside = t.test in set_aside
-        c.verdict = _tested(ex)
+    a.verdict, b.verdict = _tested(ea, set_aside), _tested(eb, set_aside)
 
 
 async def _independent(ctx: RunContext, first: _Candidate, tests: list[tuple[str, Origin]], set_aside: set[str]
@@ -130,20 +124,19 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
     set_aside: set[str] = set()
     first = _Candidate(text, await _executed(ctx, text, tests, set_aside, "validate"))
     seen, best, n = [first], first, 0
-    others: list[_Candidate] = []
     escalations = ctx.settings.escalations
     if first.verdict.verdict == "FAIL" and escalations and not ctx.same_model("primary", "competitor"):
         n, escalations = 1, escalations - 1
-        others.append(await _independent(ctx, first, tests, set_aside))
-        if others[0].score >= first.score:  # ties: the stronger model's (its measured pass rate is higher)
-            best = others[0]
-        seen.append(others[0])
-    ctx.trace.verdicts += [c.verdict for c in [first, *others]]
-    which = "the better of the first answer and the competitor's" if others else "the first answer"
+        other = await _independent(ctx, first, tests, set_aside)
+        if other.score >= first.score:  # ties: the stronger model's (its measured pass rate is higher)
+            best = other
+        seen.append(other)
+    ctx.trace.verdicts += [c.verdict for c in seen]
+    which = "the better of the first answer and the competitor's" if len(seen) > 1 else "the first answer"
     ctx.checkpoint(best.text, f"{which}, tested: {best.verdict.verdict}")
-    plan: list[Role] = ["primary"] * ctx.settings.max_revisions + ["competitor"] * escalations
-    while best.verdict.verdict == "FAIL" and plan:
-        role = plan.pop(0)
+    plan_roles: list[Role] = ["primary"] * ctx.settings.max_revisions + ["competitor"] * escalations
+    while best.verdict.verdict == "FAIL" and plan_roles:
+        role = plan_roles.pop(0)
         n += 1
         purpose = f"revise ({n})" if role == "primary" else f"escalate ({n}): {role} repairs"
         new_text = await _repair(ctx, role, best, purpose)
@@ -151,7 +144,7 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
         if any(same_code(new_text, c.text) for c in seen):
             ctx.trace.rounds.append(Round(round=n, role=role, model=model, outcome="no change"))
             if role == "primary":  # repeating itself: the stronger model takes over
-                plan = [p for p in plan if p != "primary"]
+                plan_roles = [r for r in plan_roles if r != "primary"]
             continue
         new = _Candidate(new_text, await _executed(ctx, new_text, tests, set_aside, f"re-validate ({n})"))
         ctx.trace.verdicts.append(new.verdict)
