@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,10 +109,23 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 
 def _release_memory() -> None:
+    """Give freed weights and caches back to the system: MLX's buffer cache, then the C heap. glibc keeps freed
+    blocks in the arena of the thread that freed them; each backend's owner thread has its own, so a model
+    unloaded (or a backend closed) stayed resident: 450 MB more per load and close of a 135M model."""
     import mlx.core as mx
 
     gc.collect()
     mx.clear_cache()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to trim
+        pass
 
 
 KV_RESERVE_TOKENS = 8192  # the KV cache one call may build is counted against the budget up to this length
