@@ -118,22 +118,30 @@ def test_requests_the_sdk_cannot_parse_get_an_error_naming_their_id(stdio: Stdio
 
 
 def test_a_host_that_stops_reading_cannot_grow_the_server(stdio: StdioServer) -> None:
-    """3,000 requests written while nothing reads the answers: the server stops reading instead of queueing them
-    (it was 77 -> 867 MB), and every request is answered once the host reads again."""
-    n = 3000
+    """600 requests written while nothing reads the answers: the server stops reading instead of queueing them,
+    and every request is answered once the host reads again. Each request carries 8 KB of _meta, so few fill the
+    pipe; each answer is a 90 KB tools list. With MAX_IN_FLIGHT unbounded the server reads on (143 MB more in
+    8 s); before the guard 3,000 unpadded requests took it from 77 to 867 MB. (3,000 tools lists took 2 minutes
+    to drain; 600 take 20 s.)"""
+    n = 600
+    pad = {"_meta": {"pad": "x" * 8000}}
     before = stdio.rss_mb()
     sent = [0]
 
     def write() -> None:
         for i in range(n):
-            stdio.send({"jsonrpc": "2.0", "id": i, "method": "tools/list"})
+            stdio.send({"jsonrpc": "2.0", "id": i, "method": "tools/list", "params": pad})
             sent[0] += 1
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
-    time.sleep(8)
+    time.sleep(3)
+    blocked_at = sent[0]
+    time.sleep(5)
     held = stdio.rss_mb()
     assert writer.is_alive() and sent[0] < n, "the server read every request though no answer was read"
+    # unbounded it reads on (about 30 requests and 18 MB a second here); bounded the writer stays blocked
+    assert sent[0] == blocked_at, (blocked_at, sent[0])
     assert held - before < 120, (before, held)
     ids = set()
     while len(ids) < n:
