@@ -228,6 +228,40 @@ def test_answer_lengths_count_each_written_answer_once_with_its_continuation() -
     assert found["humaneval competitor"]["n"] == 2 and found["mbpp primary"]["max"] == 868
 
 
+def test_validated_breakdown_says_who_answered_what_was_set_aside_and_what_was_won_and_lost() -> None:
+    """scripts/validated_breakdown.py, behind docs/eval.md's account of validated's gain."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "validated_breakdown.py"
+    spec = importlib.util.spec_from_file_location("validated_breakdown", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def test(origin: str, set_aside: bool = False) -> dict:
+        return {"origin": origin, "set_aside": set_aside}
+
+    def validated(item: str, text: str, rounds: list[tuple[str, str]], tests: list[dict]) -> dict:
+        return {"system": "he-validated", "item": item, "text": text, "verdicts": [{"execution": {"tests": tests}}],
+                "rounds": [{"round": i + 1, "role": r, "outcome": o} for i, (r, o) in enumerate(rounds)]}
+
+    records = [
+        {"system": "he-primary", "item": "a", "text": "first a"}, {"system": "he-primary", "item": "b", "text": "b"},
+        {"system": "he-primary", "item": "c", "text": "first c"},
+        validated("a", "the 1.5B's a", [("competitor", "fixed")], [test("validator", True), test("validator")]),
+        validated("b", "b", [], [test("example"), test("validator")]),
+        validated("c", "the 1.5B's c", [("competitor", "still failing"), ("primary", "no change"),
+                                        ("competitor", "improved")], [test("validator", True)]),
+    ]
+    per_item = [{"system": s, "item": i, "passed": p} for s, i, p in [
+        ("he-primary", "a", False), ("he-validated", "a", True), ("he-primary", "b", False),
+        ("he-validated", "b", False), ("he-primary", "c", True), ("he-validated", "c", False)]]
+    found = mod.breakdown(records, per_item, "he")
+    assert found == {"items": 3, "competitor_answered": 2, "tests_run": 5, "tests_generated": 4, "tests_set_aside": 2,
+                     "won": ["a"], "lost": ["c"], "kept_first_answer": 1, "kept_first_answer_wrong": 1,
+                     "repairs": {"primary: no change": 1, "competitor: improved": 1}}
+
+
 def test_the_report_prints_cost_against_primary_and_the_judges_accuracy_where_one_answer_is_right() -> None:
     from orchestration.evaluation.report import _code_section
     from orchestration.evaluation.score import _judge_stats, _rate
