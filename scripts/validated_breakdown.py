@@ -1,6 +1,7 @@
 """Where validated's gain comes from, read from a run's per-item records and its scored results.
 
-    .venv/bin/python scripts/validated_breakdown.py docs/eval-qwen-28-full > docs/eval-qwen-28-full/validated_breakdown.json
+    .venv/bin/python scripts/validated_breakdown.py docs/eval-qwen-28-full \
+        > docs/eval-qwen-28-full/validated_breakdown.json
 
 Per suite: on how many items the first answer failed a test and the competitor answered on its own; how many
 generated tests were set aside (failed by both answers); the items validated won and lost against primary
