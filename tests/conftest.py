@@ -20,6 +20,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # default 384 tokens is most of what a plumbing test would spend. Continuation is tested on the scripted fake
     # (tests/test_tool_decisions.py) and on the 0.5B's main job (qwen_settings reads no environment).
     os.environ.setdefault("MAGEAGENT_CONTINUATION_TOKENS", "0")
+    # Likewise the tests a code pattern writes: one assert (24 tokens), not five (120, the longest step of every
+    # validated, compete and auto run on the tiny model). Five are the default profile's (qwen_settings).
+    os.environ.setdefault("MAGEAGENT_GENERATED_TESTS", "1")
 
 
 from orchestration.models import mlx_backend  # noqa: E402
@@ -45,7 +48,7 @@ def _forbid_real_loads(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 def real_settings() -> Settings:
     """The tiny profile (SmolLM2-135M) from the user's cache (prepared by the test command's set-up)."""
     settings = load_settings(env={}, profile="tiny", max_tokens=24, temperature=0.0, extraction_max_string=48,
-                             continuation_tokens=0,  # plumbing at 24 tokens: see pytest_configure
+                             continuation_tokens=0, generated_tests=1,  # plumbing at 24 tokens: see pytest_configure
                              extraction_max_calls=2)
     _require_prepared(settings, "smollm2-135m")
     return settings

@@ -55,8 +55,9 @@ def mlx_server(real_settings) -> Iterator[MLXServer]:  # noqa: ANN001
 @pytest.mark.anyio
 async def test_pattern_with_remote_primary_and_in_process_validator(mlx_server: MLXServer) -> None:
     # plumbing at 16 tokens: the code budget too (its default, 768, let the tiny model write 211 tokens here),
-    # and no continuation of the cut-off code (see conftest.pytest_configure)
+    # no continuation of the cut-off code and one generated test (see conftest.pytest_configure)
     settings = load_settings(env={}, profile="tiny", max_tokens=16, code_max_tokens=16, continuation_tokens=0,
+                             generated_tests=1,
                              roles={"primary": {"model": str(mlx_server.model_dir), "backend": "openai",
                                                 "base_url": mlx_server.base_url, "structured_output": "none"}})
     engine = Engine(settings)
