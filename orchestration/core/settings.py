@@ -286,8 +286,8 @@ class Settings(_Strict):
                                  "max_tokens is smaller and the request sets none): a whole function re-typed with "
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "
                                  "(Qwen tokenizer), plus a short explanation; the default profile's own code "
-                                 "answers on HumanEval and MBPP: 430 at the 95th percentile, 504 at the 99th, 1 "
-                                 "of 238 past 768 (a loop; scripts/answer_lengths.py, "
+                                 "answers on HumanEval and MBPP: 414 at the 95th percentile, 539 at the 99th, 2 "
+                                 "of 491 past 768 (loops; scripts/answer_lengths.py, "
                                  "docs/eval-qwen-28-full/answer_lengths.json)")
     auto_coding: Literal["validated", "compete", "competitor", "primary"] = Field(
         "validated", description="auto's pattern for a coding request; left out: the one with the most passed "
