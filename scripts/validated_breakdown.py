@@ -22,15 +22,15 @@ def breakdown(records: list[dict], per_item: list[dict], prefix: str) -> dict:
     by_item = {r["item"]: r for r in records if r["system"] == f"{prefix}-validated"}
     primary_text = {r["item"]: r["text"] for r in records if r["system"] == f"{prefix}-primary"}
     out: dict = {"items": len(items), "competitor_answered": 0, "tests_run": 0, "tests_generated": 0,
-                 "tests_set_aside": 0,
-                 "won": [], "lost": [], "kept_first_answer": 0, "kept_first_answer_wrong": 0,
+                 "tests_set_aside": 0, "won": [], "lost": [], "kept_first_answer": 0, "kept_first_answer_wrong": 0,
                  "repairs": Counter()}
     for item in items:
         rec = by_item[item]
         rounds = rec.get("rounds") or []
-        if rounds and rounds[0]["role"] == "competitor" and rounds[0]["round"] == 1:
-            out["competitor_answered"] += 1
-        for r in rounds[1:] if rounds and rounds[0]["role"] == "competitor" else rounds:
+        # round 1 by the competitor is its own answer (validated's first escalation); the rest are repairs
+        answered = bool(rounds) and rounds[0]["role"] == "competitor" and rounds[0]["round"] == 1
+        out["competitor_answered"] += answered
+        for r in rounds[answered:]:
             out["repairs"][f"{r['role']}: {r['outcome']}"] += 1
         final = [v for v in rec.get("verdicts") or [] if v.get("execution")]
         tests = final[-1]["execution"]["tests"] if final else []

@@ -202,16 +202,21 @@ def test_the_single_stream_rates_are_the_committed_measurement():
         assert (m["prompt_tps"], m["generation_tps"]) == (prompt, gen)
 
 
-def test_answer_lengths_count_each_written_answer_once_with_its_continuation() -> None:
-    """scripts/answer_lengths.py, the basis of code_max_tokens: a reused answer is not counted again, and a
-    continuation adds to the answer it continues (its finish decides whether that answer was cut off)."""
+def _script(name: str):  # noqa: ANN202
+    """A module of scripts/ (not a package), loaded from its file."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "scripts" / "answer_lengths.py"
-    spec = importlib.util.spec_from_file_location("answer_lengths", path)
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_answer_lengths_count_each_written_answer_once_with_its_continuation() -> None:
+    """scripts/answer_lengths.py, the basis of code_max_tokens: a reused answer is not counted again, and a
+    continuation adds to the answer it continues (its finish decides whether that answer was cut off)."""
+    mod = _script("answer_lengths")
 
     def step(purpose: str, n: int, finish: str = "stop", reused: bool = False, role: str = "primary") -> dict:
         return {"purpose": purpose, "role": role, "completion_tokens": n, "finish_reason": finish, "reused": reused}
@@ -230,13 +235,7 @@ def test_answer_lengths_count_each_written_answer_once_with_its_continuation() -
 
 def test_validated_breakdown_says_who_answered_what_was_set_aside_and_what_was_won_and_lost() -> None:
     """scripts/validated_breakdown.py, behind docs/eval.md's account of validated's gain."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "validated_breakdown.py"
-    spec = importlib.util.spec_from_file_location("validated_breakdown", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("validated_breakdown")
 
     def test(origin: str, set_aside: bool = False) -> dict:
         return {"origin": origin, "set_aside": set_aside}
