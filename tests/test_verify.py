@@ -180,6 +180,24 @@ async def test_a_generated_test_both_independent_answers_fail_is_set_aside_witho
     assert [(t.test, t.passed, t.set_aside) for t in first.execution.tests] == [
         ("assert add(1, 2) == 3", True, False), ("assert add(2, 2) == 5", False, True)]
     assert r.text == also_good  # a tie: the stronger model's answer
+    # ... and reported as one: the first answer passes the counted test too, so the competitor fixed nothing.
+    assert [(x.role, x.outcome, x.passed, x.total) for x in r.trace.rounds] == [("competitor", "tie", 1, 1)]
+
+
+@pytest.mark.anyio
+async def test_a_round_where_every_test_was_set_aside_measured_nothing_and_says_so() -> None:
+    """Mbpp/16 in the re-measure: both answers failed every generated test, so 0 of 0 counted, and the round was
+    recorded as "fixed". It is a PASS that measured nothing."""
+    engine, fake = make(max_revisions=0, escalations=1)
+    fake.enqueue(BAD, model=P)
+    fake.enqueue("assert add(1, 2) == 7\nassert add(2, 2) == 9", model=V)  # both tests wrong
+    fake.enqueue(GOOD, model=C)
+    r = await engine.run("validated", req("Write a function add(a, b) that returns the sum."))
+    assert fake.models_asked == [P, V, C]
+    assert [(x.role, x.outcome, x.passed, x.total) for x in r.trace.rounds] == [
+        ("competitor", "no test counted", 0, 0)]
+    assert all(t.set_aside for v in r.trace.verdicts for t in v.execution.tests)
+    assert "no test counted" in r.trace.verdicts[-1].issues[0]
 
 
 @pytest.mark.anyio

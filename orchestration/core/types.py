@@ -263,7 +263,10 @@ class Round(_Model):
     round: int
     role: Role
     model: str
-    outcome: Literal["fixed", "improved", "still failing", "worse", "no change", "cut off", "no code"]
+    outcome: Literal["fixed", "improved", "still failing", "worse", "no change", "cut off", "no code", "tie",
+                     "no test counted"] = Field(description=(
+        "fixed: passes the tests the earlier best failed; tie: the earlier answer passes them too once the tests both "
+        "failed are set aside; no test counted: every test was set aside, so nothing was measured"))
     passed: int | None = Field(None, description="tests the repaired code passed")
     total: int | None = Field(None, description="tests counted")
 

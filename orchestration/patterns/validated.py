@@ -75,7 +75,9 @@ class _Candidate:
 
 def _outcome(new: _Candidate, best: _Candidate) -> str:
     if new.verdict.verdict == "PASS":
-        return "fixed"
+        if new.verdict.execution is not None and not new.verdict.execution.counted:
+            return "no test counted"  # every test set aside: a PASS that measured nothing
+        return "tie" if best.verdict.verdict == "PASS" else "fixed"
     if new.verdict.execution is None and new.verdict.issues and "cut off" in new.verdict.issues[0]:
         return "cut off"
     if new.verdict.execution is None:
