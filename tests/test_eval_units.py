@@ -261,6 +261,29 @@ def test_validated_breakdown_says_who_answered_what_was_set_aside_and_what_was_w
                      "repairs": {"primary: no change": 1, "competitor: improved": 1}}
 
 
+@pytest.mark.parametrize(("code", "stripped"), [
+    ('def f(x):\n    """Add one."""\n    # one more\n    return x + 1\n', "def f(x):\n    return x + 1"),
+    ('"""Module."""\nclass A:\n    """Doc."""\n', "class A:\n    pass"),
+    ("def f(:\n  # broken", "def f(:\n  # broken"),  # does not parse: unchanged
+])
+def test_the_reviewer_reads_the_code_without_its_docstrings_or_comments(code: str, stripped: str) -> None:
+    """scripts/judge_study.py: the reviewer scores the task given what the code does, not what it restates."""
+    assert _script("judge_study").strip_docs(code) == stripped
+
+
+def test_the_judge_study_tallies_each_judge_where_one_answer_is_right_and_a_tie_goes_to_b() -> None:
+    mod = _script("judge_study")
+
+    def row(suite: str, right: str, a: float, b: float) -> dict:
+        return {"suite": suite, "right": right, "scores": {"A": {"reviewer": a}, "B": {"reviewer": b}}}
+
+    rows = [row("humaneval", "A", -1, -2), row("humaneval", "B", -1, -2), row("humaneval", "B", -3, -3),
+            row("mbpp", "A", -5, -4)]
+    assert mod.tally(rows, ["reviewer"]) == {
+        "humaneval": {"n": 3, "always_A": 1, "always_B": 2, "reviewer": 2},
+        "mbpp": {"n": 1, "always_A": 1, "always_B": 0, "reviewer": 0}}
+
+
 def test_the_report_prints_cost_against_primary_and_the_judges_accuracy_where_one_answer_is_right() -> None:
     from orchestration.evaluation.report import _code_section
     from orchestration.evaluation.score import _judge_stats, _rate

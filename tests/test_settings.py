@@ -166,3 +166,23 @@ def test_settings_and_types_import_nothing_above_them() -> None:
         for node in ast.walk(ast.parse((root / name).read_text())):
             if isinstance(node, ast.ImportFrom) and node.level:
                 assert node.level == 1 and (node.module or "").split(".")[0] in ground, (name, ast.unparse(node))
+
+
+@pytest.mark.parametrize(("overrides", "judge", "stronger"), [
+    ({}, "stronger", "competitor"),  # measured: the 1.5B passes more (orchestration/evaluation/measured_routes.json)
+    ({"judge": "pointwise"}, "pointwise", "competitor"),  # asked for: kept
+    ({"roles": {"competitor": {"temperature": 0.2}}}, "stronger", "competitor"),  # same models: still measured
+    ({"roles": {"competitor": {"model": "smollm2-135m"}}}, "pointwise", None),  # another model: nothing measured
+    ({"profile": "tiny"}, "pointwise", None),
+    ({"profile": "tiny", "judge": "stronger", "stronger": "primary"}, "stronger", "primary"),  # stated
+])
+def test_compete_settles_ties_by_the_measured_stronger_model_where_there_is_a_measurement(
+        overrides: dict, judge: str, stronger: str | None) -> None:
+    s = load_settings(env={}, **overrides)
+    assert (s.judge, s.stronger) == (judge, stronger)
+
+
+def test_judge_stronger_with_nothing_measured_is_one_line() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={}, profile="tiny", judge="stronger")
+    assert "\n" not in str(e.value) and "judge = 'stronger' needs `stronger`" in str(e.value), str(e.value)

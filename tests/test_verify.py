@@ -277,6 +277,32 @@ async def test_compete_tests_failed_by_both_are_set_aside_and_a_tie_goes_to_the_
     assert all(run.tests[1].set_aside for run in j.execution.values())
 
 
+@pytest.mark.parametrize(("stronger", "pick"), [("competitor", "B"), ("primary", "A")])
+@pytest.mark.anyio
+async def test_compete_ties_go_to_the_stronger_model_without_asking_a_judge(stronger: str, pick: str) -> None:
+    """The same tie as above, where the pointwise judge (at chance on the default profile's one-right items)
+    picked A: with judge = stronger no judge model runs and the stronger model's answer stands."""
+    engine, fake = make(judge="stronger", stronger=stronger)
+    b = GOOD.replace("a + b", "b + a")
+    fake.enqueue(GOOD, model=P).enqueue(b, model=C)
+    fake.enqueue("assert add(1, 2) == 3\nassert add(2, 2) == 5", model=V)
+    r = await engine.run("compete", req("Write a function add(a, b) that returns the sum."))
+    assert fake.models_asked == [P, C, V]  # the validator wrote the tests; nobody judged
+    j = r.trace.judgement
+    assert j.method == "stronger" and j.pick == pick and j.test_scores == {"A": 1, "B": 1}
+    assert j.rule.startswith(f"tests tied (A 1, B 1); the {stronger}'s answer stands")
+    assert r.text == (GOOD if pick == "A" else b) and j.judge_model is None
+
+
+@pytest.mark.anyio
+async def test_compete_with_no_test_to_run_keeps_the_stronger_models_answer() -> None:
+    engine, fake = make(verify="model", judge="stronger", stronger="competitor")
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    r = await engine.run("compete", req("hello"))
+    assert fake.models_asked == [P, C] and r.text == "b" and r.trace.judgement.method == "stronger"
+    assert r.trace.judgement.test_scores is None
+
+
 @pytest.mark.anyio
 async def test_judge_recuses_when_the_validator_wrote_an_answer() -> None:
     # The validator shares the primary's model, the tools role has a third: that one judges.

@@ -274,10 +274,19 @@ class Settings(_Strict):
     max_revisions: int = Field(1, ge=0, le=5)
     judge_swap: bool = Field(True, description="compete: judge in both orders (LLM judges flip about a third of "
                                                "their verdicts when the answers swap places)")
-    judge: Literal["pointwise", "pairwise"] = Field(
-        "pointwise", description="compete, where tests tie or cannot run: 'pointwise' scores each answer on its own "
-                                 "(the judge's probability that it is correct; the order cannot change the pick), "
-                                 "'pairwise' asks which of A and B is better (in both orders with judge_swap)")
+    judge: Literal["pointwise", "pairwise", "stronger"] = Field(
+        "pointwise", description="compete, where tests tie or cannot run: 'stronger' keeps the answer of the model "
+                                 "that passes more problems on this profile (`stronger`; no judge runs), "
+                                 "'pointwise' scores each answer on its own (the judge's probability that it is "
+                                 "correct), 'pairwise' asks which of A and B is better (in both orders with "
+                                 "judge_swap); the order cannot change the pick of the first two. Left out: "
+                                 "'stronger' where the profile has measured pass rates (on the default profile "
+                                 "every model-scored judge was at chance where one answer is right: "
+                                 "docs/eval-qwen-28-full/judge_study.json), else 'pointwise'")
+    stronger: Literal["primary", "competitor"] | None = Field(
+        None, description="the role whose model passes more coding problems (judge = 'stronger'); left out: from "
+                          "the profile's measured pass rates (orchestration/evaluation/measured_routes.json) unless "
+                          "the primary's or the competitor's model is changed")
     escalations: int = Field(1, ge=0, le=5, description="validated: rounds by the competitor role (the "
                              "profile's stronger model) when the first answer fails: first its own answer (neither the failing "
                              "code nor the tests shown; tests both answers fail are set aside), then, after the primary's "
@@ -362,6 +371,38 @@ class Settings(_Strict):
 
     @model_validator(mode="before")
     @classmethod
+    def _measured_stronger(cls, data: Any) -> Any:
+        """The stronger of the primary and the competitor from the profile's measured pass rates, and the judge
+        that rests on it, unless set, or unless either model was changed (the measurement is of the profile's)."""
+        if not isinstance(data, dict) or "stronger" in data:
+            return data
+        profile = data.get("profile", DEFAULT_PROFILE)
+        if not isinstance(profile, str) or profile not in _MEASURED_STRONGER or profile not in PROFILES:
+            return data
+        roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
+        base = PROFILES[profile]()
+
+        def model(role: str) -> Any:
+            given = roles.get(role)
+            if isinstance(given, RoleConfig):
+                return given.model
+            return given.get("model", base[role].model) if isinstance(given, dict) else given or base[role].model
+
+        changed = any(model(r) != base[r].model for r in ("primary", "competitor"))
+        stronger = None if changed else _MEASURED_STRONGER[profile]
+        if stronger is None:
+            return data
+        return {**data, "stronger": stronger, "judge": data.get("judge", "stronger")}
+
+    @model_validator(mode="after")
+    def _stronger_known(self) -> Settings:
+        if self.judge == "stronger" and self.stronger is None:
+            raise ValueError(f"judge = 'stronger' needs `stronger` (primary or competitor): profile {self.profile!r} "
+                             "has no measured pass rates for its models; set stronger, or judge = 'pointwise'")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
     def _fill_roles(cls, data: Any) -> Any:
         # Roles not given come from the profile; a role given in part is merged over the profile's.
         if not isinstance(data, dict):
@@ -419,7 +460,23 @@ def _measured_routes(path: Path) -> dict[str, str]:
         return {}
 
 
-_MEASURED_ROUTES = _measured_routes(Path(__file__).parents[1] / "evaluation" / "measured_routes.json")
+def _measured_stronger(path: Path) -> dict[str, str]:
+    """profile -> the role (primary or competitor) whose model passed more problems in its measured figures."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for profile, v in doc.items():
+        passed = {f["pattern"]: f["passed"] for f in v.get("figures", []) if f["pattern"] in ("primary", "competitor")}
+        if len(passed) == 2 and passed["primary"] != passed["competitor"]:
+            out[profile] = max(passed, key=passed.__getitem__)
+    return out
+
+
+_MEASURED = Path(__file__).parents[1] / "evaluation" / "measured_routes.json"
+_MEASURED_ROUTES = _measured_routes(_MEASURED)
+_MEASURED_STRONGER = _measured_stronger(_MEASURED)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -244,7 +244,8 @@ class Judgement(_Model):
     verdicts: list[dict[str, Any]] = Field(default_factory=list, description="each judging pass: order, pick, probs")
     disagreement: bool = False
     candidates: dict[str, str] = Field(default_factory=dict, description="A and B texts")
-    method: Literal["judge", "tests"] = Field("judge", description="tests: the candidate passing more tests won")
+    method: Literal["judge", "tests", "stronger"] = Field(
+        "judge", description="tests: the candidate passing more tests won; stronger: the stronger model's stood")
     rule: str = Field("", description="how the pick was reached, a disagreement between orders included")
     consistent: bool | None = Field(None, description="swapped: both orders picked the same answer")
     judge_model: str | None = Field(None, description="the model that judged")
@@ -263,10 +264,10 @@ class Round(_Model):
     round: int
     role: Role
     model: str
+    # fixed: passes the tests the answer before it failed; tie: that answer passes them too once the tests both
+    # failed are set aside; no test counted: every test was set aside (nothing was measured)
     outcome: Literal["fixed", "improved", "still failing", "worse", "no change", "cut off", "no code", "tie",
-                     "no test counted"] = Field(description=(
-        "fixed: passes the tests the earlier best failed; tie: the earlier answer passes them too once the tests both "
-        "failed are set aside; no test counted: every test was set aside, so nothing was measured"))
+                     "no test counted"]
     passed: int | None = Field(None, description="tests the repaired code passed")
     total: int | None = Field(None, description="tests counted")
 

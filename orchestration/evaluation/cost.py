@@ -33,4 +33,8 @@ def modelled_seconds(steps: list[dict[str, Any]], role_models: Mapping[str, str]
 
 
 def with_modelled_seconds(records: list[dict[str, Any]], role_models: Mapping[str, str]) -> list[dict[str, Any]]:
-    return [{**r, "modelled_seconds": modelled_seconds(r.get("steps") or [], role_models)} for r in records]
+    def judging(r: dict[str, Any]) -> list[dict[str, Any]]:
+        return [s for s in r.get("steps") or [] if (s.get("purpose") or "").startswith("judge")]
+
+    return [{**r, "modelled_seconds": modelled_seconds(r.get("steps") or [], role_models),
+             "modelled_judge_seconds": modelled_seconds(judging(r), role_models) or 0.0} for r in records]

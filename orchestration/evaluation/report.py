@@ -58,8 +58,9 @@ def _code_section(he: dict[str, Any], title: str) -> list[str]:
                   "every system using it. Wall seconds in this run include queueing behind the other items in flight."]
     judges = [(n, c) for n, c in (he.get("compete") or {}).items() if "judged" in c]
     for name, c in judges:
-        lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, {c.get('by_pointwise', 0)} by "
-                      f"the pointwise judge, the rest by the pairwise judge), A {c['picked_A']} and B {c['picked_B']} "
+        lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, {c.get('by_stronger', 0)} by "
+                      f"the stronger model's answer, {c.get('by_pointwise', 0)} by the pointwise judge, the rest by "
+                      f"the pairwise judge), A {c['picked_A']} and B {c['picked_B']} "
                       f"times; pairwise position consistency with the order swapped {_rate(c['position_consistency'])};"
                       f" the candidate shown first was picked in {_rate(c['first_shown_picked'])} of the pairwise "
                       f"passes; A and B identical in {c['identical_candidates']}."]

@@ -68,10 +68,14 @@ def _code_systems(prefix: str, suite: Suite, k3: bool) -> list[System]:
                            "by the competitor (escalation); the candidate passing most tests"),
         System(name=f"{prefix}-validated-model", suite=suite, pattern="validated", overrides={"verify": "model"},
                description="primary, validator PASS/FAIL opinion, one revision on FAIL"),
-        System(name=f"{prefix}-compete", suite=suite, pattern="compete", overrides={"verify": "execute"},
+        # The judge is named: the default profile's default is now 'stronger', which these records give exactly
+        # (the ``:ties-to-B`` rows: the same candidates and tests, B where the tests tie).
+        System(name=f"{prefix}-compete", suite=suite, pattern="compete",
+               overrides={"verify": "execute", "judge": "pointwise"},
                description="A (primary) and B (competitor): more tests passed wins, else each scored alone by "
                            "the judge (pointwise)"),
-        System(name=f"{prefix}-compete-judge", suite=suite, pattern="compete", overrides={"verify": "model"},
+        System(name=f"{prefix}-compete-judge", suite=suite, pattern="compete",
+               overrides={"verify": "model", "judge": "pointwise"},
                description="A (primary) and B (competitor), the pointwise judge alone (each answer scored alone)"),
         System(name=f"{prefix}-compete-pairwise", suite=suite, pattern="compete", swap=True,
                overrides={"verify": "model", "judge": "pairwise"},

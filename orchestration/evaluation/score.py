@@ -34,6 +34,8 @@ HE_COMPARISONS = [  # (baseline, contender)
     ("he-compete-judge", "he-compete"),
     ("he-competitor", "he-compete"),
     ("he-compete:A", "he-compete"),
+    ("he-compete", "he-compete:ties-to-B"),
+    ("he-competitor", "he-compete:ties-to-B"),
     ("he-primary-k3", "he-compete"),
     ("he-primary", "he-primary-k3"),
     ("he-primary-k3:code-majority", "he-primary-k3"),
@@ -118,7 +120,8 @@ def _judge_stats(name: str, recs: list[dict[str, Any]], ab: dict[str, tuple[bool
     one_right = [(i, j) for i, j in judged if i in ab and ab[i][0] != ab[i][1]]
     right = {i: "A" if ab[i][0] else "B" for i, _ in one_right}
     judged_one = [(i, j) for i, j in one_right if j.get("method", "judge") == "judge"]
-    return {"judged": len(judged), "by_tests": len(judged) - len(by_judge),
+    return {"judged": len(judged), "by_tests": sum(1 for _, j in judged if j.get("method") == "tests"),
+            "by_stronger": sum(1 for _, j in judged if j.get("method") == "stronger"),
             "by_pointwise": sum(1 for _, j in by_judge if j.get("judge_kind") == "pointwise"),
             "picked_A": picks.get("A", 0), "picked_B": picks.get("B", 0),
             "position_consistency": _rate([j["verdicts"][0].get("pick") == j["verdicts"][1].get("pick")
@@ -260,6 +263,8 @@ def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]
             table.setdefault(f"{name}:A", {})[task] = a
             table.setdefault(f"{name}:B", {})[task] = b
             table.setdefault(f"{name}:oracle", {})[task] = a or b
+            # judge = stronger: the same tests decide, and where they tie or cannot run B (the 1.5B) stands
+            table.setdefault(f"{name}:ties-to-B", {})[task] = flags[task] if row["method"] == "tests" else b
         elif pattern == "compete":  # the pattern failed: A, B and oracle unknown, count as failures
             for part in ("A", "B", "oracle"):
                 table.setdefault(f"{name}:{part}", {})[task] = False
@@ -282,6 +287,16 @@ def _system_rows(name: str, items: dict[str, list[dict[str, Any]]], flags: dict[
                                                 "of the prompt's examples (ties: the first)"}
         rows[f"{name}:code-majority"] = {**_rate(list(table[f"{name}:code-majority"].values())),
                                          "description": "majority of the normalized code (the old vote)"}
+    tested = any((r.get("judgement") or {}).get("method") == "tests" for r in all_recs)
+    if spec.pattern == "compete" and tested:  # (without tests, B stands everywhere: the B column)
+        unjudged = [r.get("modelled_seconds") - r.get("modelled_judge_seconds", 0.0) for r in all_recs
+                    if r.get("modelled_seconds") is not None]
+        rows[f"{name}:ties-to-B"] = {
+            **_rate(list(table.get(f"{name}:ties-to-B", {}).values())),
+            "modelled_s_mean": round(statistics.mean(unjudged), 2) if unjudged and len(unjudged) == len(all_recs)
+            else None,
+            "description": "the same tests decide; where they tie or cannot run, B (the stronger model's answer) "
+                           "stands: judge = 'stronger', computed from these records (its cost: less the judge steps)"}
     if spec.pattern == "compete":
         for part in ("A", "B", "oracle"):
             key = f"{name}:{part}"

@@ -2,9 +2,11 @@
 
 Where tests can run (``verify``), the answer passing more of them wins; generated tests that both answers
 fail are set aside first (weighed by agreement, as CodeT does). An answer cut off inside its code is never
-run (it passes nothing). Where the tests tie or cannot run, the judge decides: by default each answer is
-scored on its own (``judge`` = pointwise: the judge's probability that it is correct), so the order they are
-shown in cannot change the pick; ``judge`` = pairwise asks which of the two is better, in both orders with
+run (it passes nothing). Where the tests tie or cannot run, ``judge`` decides: ``stronger`` (the default where
+the profile's pass rates are measured) keeps the answer of the model that passes more problems, a fact about the
+two models, since every model-scored judge tried on the default profile was at chance where one answer is right;
+``pointwise`` scores each answer on its own (the judge's probability that it is correct), so the order they are
+shown in cannot change the pick; ``pairwise`` asks which of the two is better, in both orders with
 ``judge_swap``, and a disagreement between the orders is reported with the rule that settled it. The judge is
 a model that wrote neither answer where the profile has one.
 """
@@ -59,6 +61,19 @@ async def _pairwise(ctx: RunContext, a: str, b: str, model: str) -> Judgement:
                                 "consistent": (not j.disagreement) if swap else None})
 
 
+def _stronger(ctx: RunContext, a: str, b: str) -> Judgement:
+    """The answer of the role whose model passes more problems on this profile (``settings.stronger``): no model
+    is asked, and which answer is shown first plays no part."""
+    role = ctx.settings.stronger
+    assert role is not None  # settings refuse judge = stronger without it
+    pick = "A" if role == "primary" else "B"
+    model = ctx.settings.roles[role].model
+    return Judgement(pick=pick, reason=f"the {role}'s answer ({model}): its model passes more problems on this "
+                                       "profile", method="stronger", candidates={"A": a, "B": b},
+                     rule=f"the {role}'s answer stands: its model passes more problems on this profile "
+                          "(settings.stronger, from the measured pass rates)")
+
+
 async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
     budget = code_budget(ctx)
     if ctx.same_model("primary", "competitor"):  # one model writes both: one batch
@@ -86,12 +101,16 @@ async def run(request: PatternRequest, ctx: RunContext) -> PatternResult:
                               rule=f"tests: A passed {scores['A']}, B passed {scores['B']}",
                               test_scores=scores, execution=runs, candidates={"A": a, "B": b})
     else:
-        judgement = await (judge_pointwise(ctx, a, b, model=model) if ctx.settings.judge == "pointwise"
-                           else _pairwise(ctx, a, b, model))
         tie = f"tests tied (A {scored[1]['A']}, B {scored[1]['B']}); " if scored is not None else ""
+        if ctx.settings.judge == "stronger":
+            judgement = _stronger(ctx, a, b)
+        else:
+            judgement = await (judge_pointwise(ctx, a, b, model=model) if ctx.settings.judge == "pointwise"
+                               else _pairwise(ctx, a, b, model))
+            judgement = judgement.model_copy(update={"judge_model": model, "recused": recused})
         judgement = judgement.model_copy(update={
             "rule": tie + judgement.rule, "test_scores": scored[1] if scored is not None else None,
-            "execution": scored[0] if scored is not None else None, "judge_model": model, "recused": recused})
+            "execution": scored[0] if scored is not None else None})
     ctx.trace.judgement = judgement
     winner = a if judgement.pick == "A" else b
     if incomplete_code(winner, ctx.is_cut_off(winner)):
