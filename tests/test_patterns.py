@@ -528,6 +528,17 @@ def test_auto_coding_route_is_the_most_passes_per_second(results, expected):
     assert choose(results, "qwen", source="x").coding == expected
 
 
+def test_auto_coding_route_measures_compete_as_it_now_decides_where_the_results_derive_it():
+    """compete:ties-to-B is compete with judge = stronger (the default profile's), from the same records."""
+    from orchestration.evaluation.routing import choose
+
+    he = _suite(**{"he-primary": (50, 100, 1000.0), "he-compete": (55, 100, 1000.0)})
+    assert choose({"humaneval": he}, "qwen", source="x").coding == "compete"
+    he["systems"]["he-compete:ties-to-B"] = {"k": 45, "n": 100, "seconds_total": 1000.0}
+    choice = choose({"humaneval": he}, "qwen", source="x")
+    assert choice.coding == "primary" and [f.passed for f in choice.figures] == [50, 45]
+
+
 def test_auto_coding_route_needs_a_code_suite():
     from orchestration.evaluation.routing import choose
 

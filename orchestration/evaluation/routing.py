@@ -65,7 +65,9 @@ def figures(results: dict[str, Any]) -> list[PatternFigure]:
         raise ConfigError("the results hold no code suite (humaneval, mbpp): nothing to route by")
     out = []
     for pattern in CODING_PATTERNS:
-        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}") for name, suite in suites.items()]
+        # compete as it runs now (judge = stronger: the tests' pick, else B) where the results derive it
+        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}:ties-to-B", suite["systems"].get(
+            f"{SUITES[name]}-{pattern}")) for name, suite in suites.items()]
         if any(r is None or not r.get("n") for r in rows):
             continue
         out.append(PatternFigure(pattern=pattern, passed=sum(r["k"] for r in rows), items=sum(r["n"] for r in rows),

@@ -293,8 +293,8 @@ def _system_rows(name: str, items: dict[str, list[dict[str, Any]]], flags: dict[
                     if r.get("modelled_seconds") is not None]
         rows[f"{name}:ties-to-B"] = {
             **_rate(list(table.get(f"{name}:ties-to-B", {}).values())),
-            "modelled_s_mean": round(statistics.mean(unjudged), 2) if unjudged and len(unjudged) == len(all_recs)
-            else None,
+            **({"modelled_s_mean": round(statistics.mean(unjudged), 2), "modelled_s_total": round(sum(unjudged), 1)}
+               if unjudged and len(unjudged) == len(all_recs) else {"modelled_s_mean": None}),
             "description": "the same tests decide; where they tie or cannot run, B (the stronger model's answer) "
                            "stands: judge = 'stronger', computed from these records (its cost: less the judge steps)"}
     if spec.pattern == "compete":
