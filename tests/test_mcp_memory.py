@@ -286,6 +286,39 @@ async def test_a_results_trace_is_compact_by_default_and_full_on_request(detail:
     assert (judgement["candidates"] == {"A": "a", "B": "b"}) is kept
 
 
+async def test_compete_on_a_profile_with_a_measured_stronger_model_keeps_its_answer_through_mcp() -> None:
+    """judge = stronger (the default profile's): no judge model runs, and the host sees why B stands."""
+    fake = ScriptedBackend()
+    settings = fake_settings(judge="stronger", stronger="competitor")
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    fake.enqueue("a", model=P).enqueue("b", model=C)
+    async with Client(server) as client:
+        schema = {t.name: t.output_schema for t in (await client.list_tools()).tools}["mage_compete"]
+        result = await client.call_tool("mage_compete", {"prompt": "Explain recursion."})
+    data = result.structured_content
+    jsonschema.validate(data, schema)
+    judgement = data["trace"]["judgement"]
+    assert fake.models_asked == [P, C] and data["text"] == "b"
+    assert judgement["method"] == "stronger" and judgement["pick"] == "B"
+    assert "the competitor's answer stands" in judgement["rule"]
+
+
+async def test_compete_decided_by_tests_reaches_the_host() -> None:
+    """A pick by tests has no probability: the server's log line formatted it as one and the call failed after
+    all its work ("Error executing tool mage_compete")."""
+    fake = ScriptedBackend()
+    settings = fake_settings(verify="execute")
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    good, bad = ("```python\ndef add(a, b):\n    return a " + op + " b\n```" for op in "+-")
+    fake.enqueue(bad, model=P).enqueue(good, model=C)
+    async with Client(server) as client:
+        result = await client.call_tool("mage_compete", {"prompt": "Write add(a, b).", "tests": ["assert add(1, 2) == 3"],
+                                                         "extraction": "never"})
+    assert not result.is_error, result.content
+    judgement = result.structured_content["trace"]["judgement"]
+    assert judgement["method"] == "tests" and judgement["pick"] == "B" and result.structured_content["text"] == good
+
+
 async def test_auto_says_where_it_routes_code_on_this_profile() -> None:
     from mcp_mageagent.server import build_server
     from orchestration.models.testing import fake_settings

@@ -30,7 +30,8 @@ def trace_line(result: PatternResult) -> str:
     if t.verdicts:
         extra += f" verdict={t.verdicts[-1].verdict} revisions={t.revisions}"
     if t.judgement:
-        extra += f" pick={t.judgement.pick} ({t.judgement.confidence:.2f})"
+        j = t.judgement  # a pick by tests or by the stronger model has no probability
+        extra += f" pick={j.pick} by {j.method}" + (f" ({j.confidence:.2f})" if j.confidence is not None else "")
     d = t.tool_decision
     if d is not None:
         extra += f" calls={d.decided_by}"
