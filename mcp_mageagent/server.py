@@ -52,8 +52,8 @@ DESCRIPTIONS: dict[str, str] = {
               "Cost ~1.5x primary.",
     "validated": "Code that must be right: answer, sandboxed tests (else a review), repair on failure, tool "
                  "calls. Cost ~2x primary.",
-    "compete": "Critical code: two models answer, tests (else a judge) pick one, tool calls from it. Cost ~3x "
-               "primary.",
+    "compete": "Critical code: two models answer; tests, else the stronger model or a judge, pick one; its tool "
+               "calls. Cost ~3x primary.",
     "tools": "Fastest: the request straight to tool calls (Read, Write, Edit, Bash, Glob, Grep or yours), "
              "no reasoning. Cost ~0.15x primary.",
     "primary": "The reasoning model alone, no tool calls: explain, reason, plan. Cost 1x.",

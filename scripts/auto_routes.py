@@ -26,7 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     results = json.loads(a.results.read_text())["results"]
     command = "scripts/auto_routes.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    choice = choose(results, a.profile, source=str(a.results), command=command)
+    from orchestration.core.settings import load_settings
+
+    # compete as the profile runs it: the tests' pick, else B where its judge keeps the competitor's answer. Its
+    # measured stronger model comes from the file this writes, so that is read first (as it stands).
+    s = load_settings(env={}, profile=a.profile)
+    ties_to_b = s.judge == "stronger" and s.stronger == "competitor"
+    choice = choose(results, a.profile, source=str(a.results), command=command, ties_to_b=ties_to_b)
     for row in choice.table():
         print(f"{row['pattern']:<11} {row['passed']}/{row['items']} = {row['rate']:.1%}  {row['seconds']:.0f} s  "
               f"{row['passed_per_hour']} passed/hour")

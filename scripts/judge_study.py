@@ -14,7 +14,8 @@ by one model, so the order they are shown in cannot matter:
 - ``coder``: the mean log-probability of the answer given the request (how natural the answer is);
 - ``reviewer``: the log-probability of the problem statement given the code with its docstrings and comments
   removed (how well the code explains the task; Zhang et al. 2023, Coder-Reviewer reranking);
-- ``coder+reviewer``: their sum.
+- ``coder+reviewer``: the coder score plus the reviewer score / 50 (the mean log-probability has a much smaller
+  scale than the summed one).
 
 Per-item rows are appended to ``--out`` as they are computed (a stopped study resumes); ``--summary`` tallies
 each judge's accuracy per suite against always A and always B (the stronger model).
@@ -56,7 +57,8 @@ def one_right_items(run: Path) -> list[dict]:
     out = []
     for suite, prefix in SUITES.items():
         for row in results.get(suite, {}).get("per_item", []):
-            if row["system"] != f"{prefix}-compete-judge" or row.get("A") == row.get("B") or row.get("A") is None:
+            if (row["system"] != f"{prefix}-compete-judge" or row.get("A") is None or row.get("B") is None
+                    or row["A"] == row["B"]):
                 continue
             j = records[(row["system"], row["item"])]["judgement"]
             out.append({"suite": suite, "item": row["item"], "right": "A" if row["A"] else "B",
@@ -74,15 +76,17 @@ def tally(rows: list[dict], judges: list[str]) -> dict:
         cell = {"n": len(mine), "always_A": sum(r["right"] == "A" for r in mine),
                 "always_B": sum(r["right"] == "B" for r in mine)}
         for judge in judges:
-            picks = [("A" if r["scores"]["A"][judge] > r["scores"]["B"][judge] else "B") for r in mine
-                     if judge in r["scores"]["A"]]
-            cell[judge] = sum(p == r["right"] for p, r in zip(picks, mine, strict=False)) if picks else None
+            scored = [r for r in mine if judge in r["scores"]["A"]]
+            right = sum(("A" if r["scores"]["A"][judge] > r["scores"]["B"][judge] else "B") == r["right"]
+                        for r in scored)
+            cell[judge] = right if len(scored) == len(mine) else {"right": right, "of": len(scored)}
         out[suite] = cell
     return out
 
 
-def _scorer(model_name: str) -> Callable[[list[dict], str], float]:
-    """log P(target | messages) under the model, summed over the target's tokens (and the token count)."""
+def _scorer(model_name: str) -> tuple[Callable[[list[dict], str], tuple[float, int]], Callable[[list[dict]], float]]:
+    """log P(target | messages) under the model, summed over the target's tokens (and the token count); and
+    P(YES) against NO as the first token of the reply."""
     import mlx.core as mx
     from mlx_lm import load
 
@@ -106,7 +110,7 @@ def _scorer(model_name: str) -> Callable[[list[dict], str], float]:
         a, b = logits[yes].item(), logits[no].item()
         return 1 / (1 + math.exp(b - a))
 
-    return logp, p_yes  # type: ignore[return-value]
+    return logp, p_yes
 
 
 def score_items(items: list[dict], model_name: str, out: Path) -> None:
@@ -158,6 +162,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--summary", type=Path)
     args = ap.parse_args(argv)
+    if args.models and args.out is None:
+        ap.error("--models needs --out (the per-item rows, appended as they are computed)")
     if args.summary:
         rows = [json.loads(line) for line in args.summary.open() if line.strip()]
         doc = {m: tally([r for r in rows if r["model"] == m], JUDGES) for m in sorted({r["model"] for r in rows})}

@@ -85,6 +85,10 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     # judge = stronger, from the same records: where the tests decide it is their pick, not B's (B is wrong here)
     assert he["he-compete:ties-to-B"]["k"] == 1 and he["he-compete:B"]["k"] == 0
     assert "he-compete-judge:ties-to-B" not in he  # no test ran there: it would be the B column
+    from orchestration.evaluation.routing import figures  # auto's route reads the derived row (no rates: wall)
+
+    assert {f.pattern: f.passed for f in figures(results, ties_to_b=True)} == {
+        "primary": 1, "validated": 1, "compete": 1}
     # the two always-False samples behave alike on the examples: the larger group (wrong) wins the vote
     assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1
     assert he["he-primary-k3:code-majority"]["k"] == 0

@@ -282,6 +282,9 @@ def test_the_judge_study_tallies_each_judge_where_one_answer_is_right_and_a_tie_
     assert mod.tally(rows, ["reviewer"]) == {
         "humaneval": {"n": 3, "always_A": 1, "always_B": 2, "reviewer": 2},
         "mbpp": {"n": 1, "always_A": 1, "always_B": 0, "reviewer": 0}}
+    # a judge scored on some rows only is counted on those, and says so
+    rows.insert(0, {"suite": "humaneval", "right": "B", "scores": {"A": {}, "B": {}}})
+    assert mod.tally(rows, ["reviewer"])["humaneval"]["reviewer"] == {"right": 2, "of": 3}
 
 
 def test_the_report_prints_cost_against_primary_and_the_judges_accuracy_where_one_answer_is_right() -> None:

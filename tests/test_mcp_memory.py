@@ -286,7 +286,7 @@ async def test_a_results_trace_is_compact_by_default_and_full_on_request(detail:
     assert (judgement["candidates"] == {"A": "a", "B": "b"}) is kept
 
 
-async def test_compete_on_a_profile_with_a_measured_stronger_model_keeps_its_answer_through_mcp() -> None:
+async def test_compete_with_judge_stronger_keeps_the_stronger_models_answer_through_mcp() -> None:
     """judge = stronger (the default profile's): no judge model runs, and the host sees why B stands."""
     fake = ScriptedBackend()
     settings = fake_settings(judge="stronger", stronger="competitor")

@@ -533,9 +533,9 @@ def test_auto_coding_route_measures_compete_as_it_now_decides_where_the_results_
     from orchestration.evaluation.routing import choose
 
     he = _suite(**{"he-primary": (50, 100, 1000.0), "he-compete": (55, 100, 1000.0)})
-    assert choose({"humaneval": he}, "qwen", source="x").coding == "compete"
     he["systems"]["he-compete:ties-to-B"] = {"k": 45, "n": 100, "seconds_total": 1000.0}
-    choice = choose({"humaneval": he}, "qwen", source="x")
+    assert choose({"humaneval": he}, "qwen", source="x").coding == "compete"  # a profile that judges ties
+    choice = choose({"humaneval": he}, "qwen", source="x", ties_to_b=True)
     assert choice.coding == "primary" and [f.passed for f in choice.figures] == [50, 45]
 
 

@@ -175,6 +175,8 @@ def test_settings_and_types_import_nothing_above_them() -> None:
     ({"roles": {"competitor": {"model": "smollm2-135m"}}}, "pointwise", None),  # another model: nothing measured
     ({"profile": "tiny"}, "pointwise", None),
     ({"profile": "tiny", "judge": "stronger", "stronger": "primary"}, "stronger", "primary"),  # stated
+    ({"profile": "tiny", "stronger": "primary"}, "stronger", "primary"),  # stated: its judge follows
+    ({"stronger": "primary", "judge": "pairwise"}, "pairwise", "primary"),
 ])
 def test_compete_settles_ties_by_the_measured_stronger_model_where_there_is_a_measurement(
         overrides: dict, judge: str, stronger: str | None) -> None:
@@ -186,3 +188,17 @@ def test_judge_stronger_with_nothing_measured_is_one_line() -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(env={}, profile="tiny", judge="stronger")
     assert "\n" not in str(e.value) and "judge = 'stronger' needs `stronger`" in str(e.value), str(e.value)
+
+
+def test_derived_settings_with_other_models_measure_the_stronger_one_again() -> None:
+    """The eval and the remote bench derive settings: the measurement was of the models being replaced."""
+    from orchestration.core.settings import derive
+
+    s = load_settings(env={})
+    swapped = derive(s, {"roles": {"primary": {"model": "qwen2.5-coder-1.5b"},
+                                   "competitor": {"model": "qwen2.5-coder-0.5b"}}})
+    assert (swapped.judge, swapped.stronger) == ("pointwise", None)
+    assert (derive(s, {"verify": "execute"}).judge, derive(s, {"verify": "execute"}).stronger) == ("stronger",
+                                                                                                  "competitor")
+    kept = derive(load_settings(env={}, judge="pairwise"), {"roles": {"competitor": {"model": "smollm2-135m"}}})
+    assert (kept.judge, kept.stronger) == ("pairwise", None)  # a judge that was asked for stays

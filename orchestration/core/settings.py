@@ -374,7 +374,11 @@ class Settings(_Strict):
     def _measured_stronger(cls, data: Any) -> Any:
         """The stronger of the primary and the competitor from the profile's measured pass rates, and the judge
         that rests on it, unless set, or unless either model was changed (the measurement is of the profile's)."""
-        if not isinstance(data, dict) or "stronger" in data:
+        if not isinstance(data, dict):
+            return data
+        if data.get("stronger") is not None:  # stated: the judge that rests on it, unless one is named
+            return {**data, "judge": data.get("judge", "stronger")}
+        if "stronger" in data:
             return data
         profile = data.get("profile", DEFAULT_PROFILE)
         if not isinstance(profile, str) or profile not in _MEASURED_STRONGER or profile not in PROFILES:
@@ -468,9 +472,10 @@ def _measured_stronger(path: Path) -> dict[str, str]:
         return {}
     out = {}
     for profile, v in doc.items():
-        passed = {f["pattern"]: f["passed"] for f in v.get("figures", []) if f["pattern"] in ("primary", "competitor")}
-        if len(passed) == 2 and passed["primary"] != passed["competitor"]:
-            out[profile] = max(passed, key=passed.__getitem__)
+        rate = {f["pattern"]: f["passed"] / f["items"] for f in v.get("figures", [])
+                if f["pattern"] in ("primary", "competitor") and f.get("items")}
+        if len(rate) == 2 and rate["primary"] != rate["competitor"]:
+            out[profile] = max(rate, key=rate.__getitem__)
     return out
 
 
@@ -523,8 +528,16 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 def derive(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
     """A copy of ``settings`` with nested ``overrides`` merged in (e.g. {"roles": {"tools": {"model": ...}}}),
     validated like any settings."""
+    base = settings.model_dump()
+    roles = overrides.get("roles") if isinstance(overrides.get("roles"), Mapping) else {}
+    if any(isinstance(roles.get(r), Mapping) and roles[r].get("model", settings.roles[r].model)
+           != settings.roles[r].model for r in ("primary", "competitor")):
+        # which model is stronger was measured for the models being replaced: measure it again (or not at all)
+        base.pop("stronger")
+        if base["judge"] == "stronger":
+            base.pop("judge")
     try:
-        return Settings.model_validate(_merge(settings.model_dump(), overrides))
+        return Settings.model_validate(_merge(base, overrides))
     except ValidationError as e:
         raise ConfigError(f"invalid settings overrides {dict(overrides)}: "
                           f"{_explain(e, {}, {}, None).removeprefix('invalid settings:').strip()}") from e

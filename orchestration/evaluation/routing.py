@@ -57,16 +57,17 @@ def _seconds(row: dict[str, Any]) -> float:
     return float(alone if alone is not None else row["seconds_total"])
 
 
-def figures(results: dict[str, Any]) -> list[PatternFigure]:
+def figures(results: dict[str, Any], ties_to_b: bool = False) -> list[PatternFigure]:
     """Each coding pattern's passes, items and seconds summed over the code suites the results hold; a pattern
-    missing from a suite that others have is left out (its figure would not be comparable)."""
+    missing from a suite that others have is left out (its figure would not be comparable). ``ties_to_b``: compete
+    as it runs where its judge is the stronger model and that is B (the ``:ties-to-B`` rows), where derived."""
     suites = {s: results[s] for s in SUITES if s in results}
     if not suites:
         raise ConfigError("the results hold no code suite (humaneval, mbpp): nothing to route by")
     out = []
     for pattern in CODING_PATTERNS:
-        # compete as it runs now (judge = stronger: the tests' pick, else B) where the results derive it
-        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}:ties-to-B", suite["systems"].get(
+        derived = ":ties-to-B" if ties_to_b else ""
+        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}{derived}", suite["systems"].get(
             f"{SUITES[name]}-{pattern}")) for name, suite in suites.items()]
         if any(r is None or not r.get("n") for r in rows):
             continue
@@ -77,8 +78,11 @@ def figures(results: dict[str, Any]) -> list[PatternFigure]:
     return out
 
 
-def choose(results: dict[str, Any], profile: str, source: str, command: str = "") -> RouteChoice:
-    figs = figures(results)
+def choose(results: dict[str, Any], profile: str, source: str, command: str = "",
+           ties_to_b: bool = False) -> RouteChoice:
+    """``ties_to_b``: the profile's compete keeps B's answer where the tests tie (judge = stronger, the competitor
+    stronger), so its figure is the derived row."""
+    figs = figures(results, ties_to_b)
     best = max(figs, key=lambda f: (f.per_second, f.rate))
     return RouteChoice(profile=profile, coding=best.pattern, source=source, command=command, figures=figs)
 

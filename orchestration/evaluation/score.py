@@ -266,7 +266,7 @@ def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]
             # judge = stronger: the same tests decide, and where they tie or cannot run B (the 1.5B) stands
             table.setdefault(f"{name}:ties-to-B", {})[task] = flags[task] if row["method"] == "tests" else b
         elif pattern == "compete":  # the pattern failed: A, B and oracle unknown, count as failures
-            for part in ("A", "B", "oracle"):
+            for part in ("A", "B", "oracle", "ties-to-B"):
                 table.setdefault(f"{name}:{part}", {})[task] = False
         per_item.append(row)
     return flags, ab
@@ -295,6 +295,7 @@ def _system_rows(name: str, items: dict[str, list[dict[str, Any]]], flags: dict[
             **_rate(list(table.get(f"{name}:ties-to-B", {}).values())),
             **({"modelled_s_mean": round(statistics.mean(unjudged), 2), "modelled_s_total": round(sum(unjudged), 1)}
                if unjudged and len(unjudged) == len(all_recs) else {"modelled_s_mean": None}),
+            "seconds_total": rows[name]["seconds_total"],  # wall, judge steps included: an upper bound
             "description": "the same tests decide; where they tie or cannot run, B (the stronger model's answer) "
                            "stands: judge = 'stronger', computed from these records (its cost: less the judge steps)"}
     if spec.pattern == "compete":
