@@ -281,7 +281,7 @@ class Settings(_Strict):
                                  "correct), 'pairwise' asks which of A and B is better (in both orders with "
                                  "judge_swap); the order cannot change the pick of the first two. Left out: "
                                  "'stronger' where the profile has measured pass rates (on the default profile "
-                                 "every model-scored judge was at chance where one answer is right: "
+                                 "every model-scored judge fell short of it where one answer is right: "
                                  "docs/eval-qwen-28-full/judge_study.json), else 'pointwise'")
     stronger: Literal["primary", "competitor"] | None = Field(
         None, description="the role whose model passes more coding problems (judge = 'stronger'); left out: from "

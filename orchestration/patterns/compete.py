@@ -4,7 +4,7 @@ Where tests can run (``verify``), the answer passing more of them wins; generate
 fail are set aside first (weighed by agreement, as CodeT does). An answer cut off inside its code is never
 run (it passes nothing). Where the tests tie or cannot run, ``judge`` decides: ``stronger`` (the default where
 the profile's pass rates are measured) keeps the answer of the model that passes more problems, a fact about the
-two models, since every model-scored judge tried on the default profile was at chance where one answer is right;
+two models, since every model-scored judge tried on the default profile fell short of it where one answer is right;
 ``pointwise`` scores each answer on its own (the judge's probability that it is correct), so the order they are
 shown in cannot change the pick; ``pairwise`` asks which of the two is better, in both orders with
 ``judge_swap``, and a disagreement between the orders is reported with the rule that settled it. The judge is
