@@ -187,7 +187,9 @@ def test_compete_settles_ties_by_the_measured_stronger_model_where_there_is_a_me
 def test_judge_stronger_with_nothing_measured_is_one_line() -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(env={}, profile="tiny", judge="stronger")
-    assert "\n" not in str(e.value) and "judge = 'stronger' needs `stronger`" in str(e.value), str(e.value)
+    assert "\n" not in str(e.value) and "key 'stronger': judge = 'stronger' needs it" in str(e.value), str(e.value)
+    with pytest.raises(ConfigError, match="key 'stronger'"):  # the measurement was of other models
+        load_settings(env={}, judge="stronger", roles={"primary": {"model": "qwen2.5-coder-1.5b"}})
 
 
 def test_derived_settings_with_other_models_measure_the_stronger_one_again() -> None:

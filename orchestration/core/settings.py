@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .custom import CustomPattern
 from .errors import ConfigError
@@ -398,12 +398,13 @@ class Settings(_Strict):
             return data
         return {**data, "stronger": stronger, "judge": data.get("judge", "stronger")}
 
-    @model_validator(mode="after")
-    def _stronger_known(self) -> Settings:
-        if self.judge == "stronger" and self.stronger is None:
-            raise ValueError(f"judge = 'stronger' needs `stronger` (primary or competitor): profile {self.profile!r} "
-                             "has no measured pass rates for its models; set stronger, or judge = 'pointwise'")
-        return self
+    @field_validator("stronger")
+    @classmethod
+    def _stronger_known(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None and info.data.get("judge") == "stronger":
+            raise ValueError("judge = 'stronger' needs it (primary or competitor): nothing is measured for this "
+                             "profile's primary and competitor models; set it, or judge = 'pointwise'")
+        return v
 
     @model_validator(mode="before")
     @classmethod
