@@ -65,8 +65,8 @@ def figures(results: dict[str, Any], ties_to_b: bool = False) -> list[PatternFig
     if not suites:
         raise ConfigError("the results hold no code suite (humaneval, mbpp): nothing to route by")
     out = []
+    derived = ":ties-to-B" if ties_to_b else ""
     for pattern in CODING_PATTERNS:
-        derived = ":ties-to-B" if ties_to_b else ""
         rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}{derived}", suite["systems"].get(
             f"{SUITES[name]}-{pattern}")) for name, suite in suites.items()]
         if any(r is None or not r.get("n") for r in rows):

@@ -287,8 +287,8 @@ def _system_rows(name: str, items: dict[str, list[dict[str, Any]]], flags: dict[
                                                 "of the prompt's examples (ties: the first)"}
         rows[f"{name}:code-majority"] = {**_rate(list(table[f"{name}:code-majority"].values())),
                                          "description": "majority of the normalized code (the old vote)"}
-    tested = any((r.get("judgement") or {}).get("method") == "tests" for r in all_recs)
-    if spec.pattern == "compete" and tested:  # (without tests, B stands everywhere: the B column)
+    # (a compete where no test ran keeps B everywhere: its B column)
+    if spec.pattern == "compete" and any((r.get("judgement") or {}).get("method") == "tests" for r in all_recs):
         unjudged = [r.get("modelled_seconds") - r.get("modelled_judge_seconds", 0.0) for r in all_recs
                     if r.get("modelled_seconds") is not None]
         rows[f"{name}:ties-to-B"] = {
