@@ -28,11 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     command = "scripts/auto_routes.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     from orchestration.core.settings import load_settings
 
-    # compete as the profile runs it: the tests' pick, else B where its judge keeps the competitor's answer. Its
-    # measured stronger model comes from the file this writes, so that is read first (as it stands).
+    # compete and validated as the profile runs them (derived rows): compete keeps B where the tests tie when its
+    # judge keeps the stronger competitor's answer; validated has no primary repair after the stronger competitor's
+    # answer. The measured stronger model comes from the file this writes, so that is read first (as it stands).
     s = load_settings(env={}, profile=a.profile)
-    ties_to_b = s.judge == "stronger" and s.stronger == "competitor"
-    choice = choose(results, a.profile, source=str(a.results), command=command, ties_to_b=ties_to_b)
+    derived = {}
+    if s.judge == "stronger" and s.stronger == "competitor":
+        derived["compete"] = "ties-to-B"
+    if s.max_revisions is None and s.stronger == "competitor":
+        derived["validated"] = "no-primary-repair"
+    choice = choose(results, a.profile, source=str(a.results), command=command, derived=derived)
     for row in choice.table():
         print(f"{row['pattern']:<11} {row['passed']}/{row['items']} = {row['rate']:.1%}  {row['seconds']:.0f} s  "
               f"{row['passed_per_hour']} passed/hour")

@@ -87,7 +87,7 @@ async def test_run_records_every_output_and_scores_them(data, tmp_path):
     assert "he-compete-judge:ties-to-B" not in he  # no test ran there: it would be the B column
     from orchestration.evaluation.routing import figures  # auto's route reads the derived row (no rates: wall)
 
-    assert {f.pattern: f.passed for f in figures(results, ties_to_b=True)} == {
+    assert {f.pattern: f.passed for f in figures(results, derived={"compete": "ties-to-B"})} == {
         "primary": 1, "validated": 1, "compete": 1}
     # the two always-False samples behave alike on the examples: the larger group (wrong) wins the vote
     assert he["he-primary-k3"]["k"] == 0 and he["he-primary-k3:oracle"]["k"] == 1

@@ -310,3 +310,60 @@ def test_the_report_prints_cost_against_primary_and_the_judges_accuracy_where_on
     assert "| he-compete-judge | 3/4 = 75.0% [30.1%, 95.4%] | 50.0 | 2.50x |" in text
     assert ("| he-compete-judge | 2/3 = 66.7% [20.8%, 93.8%] | 2/3 = 66.7% [20.8%, 93.8%] | "
             "1/3 = 33.3% [6.2%, 79.2%] | 2/3 = 66.7% [20.8%, 93.8%] |") in text
+
+
+# -- validated as it now decides, from the records (no primary repair after the stronger model's answer) -------
+def _he(task: str) -> HumanEvalProblem:
+    return HumanEvalProblem(task_id=task, prompt="def add(a, b):\n", entry_point="add",
+                            canonical_solution="    return a + b\n",
+                            test="def check(f):\n    assert f(1, 2) == 3\n    assert f(0, 0) == 0\n")
+
+
+def _rec(system: str, task: str, text: str, steps: list[dict], **kw) -> dict:  # noqa: ANN003
+    return {"suite": "humaneval", "item": task, "system": system, "sample": 0, "seconds": 1.0, "text": text,
+            "cut_off": False, "steps": steps, **kw}
+
+
+def test_validated_without_the_primarys_repair_is_the_answer_the_repair_replaced() -> None:
+    from orchestration.evaluation.runner import Dataset
+    from orchestration.evaluation.score import score
+
+    code = {k: f"```python\ndef add(a, b):\n    return {body}\n```" for k, body in
+            (("good", "a + b"), ("bad", "a - b"), ("odd", "a + b + (a == 0)"))}
+    answer = {"purpose": "answer", "role": "primary", "prompt_tokens": 0, "completion_tokens": 552}  # 100 s
+    esc = {"purpose": "escalate (1): competitor answers on its own", "role": "competitor", "prompt_tokens": 643,
+           "completion_tokens": 207}  # 110 s
+    revise = {"purpose": "revise (2)", "role": "primary", "prompt_tokens": 0, "completion_tokens": 276}  # 50 s
+    validated = [
+        # the competitor's own answer (odd) was the best; the primary's repair (good) took its place
+        _rec("he-validated", "T/1", code["good"], [answer, esc, revise], first_answer=code["bad"],
+             rounds=[{"round": 1, "role": "competitor", "outcome": "improved"},
+                     {"round": 2, "role": "primary", "outcome": "improved"}]),
+        # the first answer (good, failing a wrong generated test) stayed best; the repair tied and took its place
+        _rec("he-validated", "T/2", code["bad"], [answer, esc, revise], first_answer=code["good"],
+             rounds=[{"round": 1, "role": "competitor", "outcome": "worse"},
+                     {"round": 2, "role": "primary", "outcome": "still failing"}]),
+        # a repeat: the answer is the run's own, for less
+        _rec("he-validated", "T/3", code["odd"], [answer, esc, revise],
+             rounds=[{"round": 1, "role": "competitor", "outcome": "improved"},
+                     {"round": 2, "role": "primary", "outcome": "no change"}]),
+        # the competitor's system answered otherwise (other token counts): not derivable, counted as run
+        _rec("he-validated", "T/4", code["good"], [answer, esc, revise], first_answer=code["bad"],
+             rounds=[{"round": 1, "role": "competitor", "outcome": "improved"},
+                     {"round": 2, "role": "primary", "outcome": "fixed"}]),
+        # the first answer passed: nothing to derive
+        _rec("he-validated", "T/5", code["good"], [answer], rounds=[]),
+    ]
+    theirs = {"purpose": "answer", "role": "competitor", "prompt_tokens": 643, "completion_tokens": 207}
+    competitor = [_rec("he-competitor", f"T/{i}", code["odd"], [theirs]) for i in (1, 2, 3, 5)]
+    competitor.append(_rec("he-competitor", "T/4", code["odd"], [{**theirs, "completion_tokens": 9}]))
+    data = Dataset(humaneval=[_he(f"T/{i}") for i in range(1, 6)])
+    roles = {"primary": "qwen2.5-coder-0.5b", "competitor": "qwen2.5-coder-1.5b"}
+    he = score(data, validated + competitor, role_models=roles)["humaneval"]["systems"]
+    row = he["he-validated:no-primary-repair"]
+    assert he["he-validated"]["k"] == 3  # T/1, T/4, T/5 (odd fails add(0, 0))
+    assert row["k"] == 3 and row["answer_changed"] == ["T/1", "T/2"] and row["unverified"] == ["T/4"]
+    comparison = next(c for c in score(data, validated + competitor)["humaneval"]["comparisons"]
+                      if c["b"] == "he-validated:no-primary-repair" and c["a"] == "he-validated")
+    assert (comparison["a_only"], comparison["b_only"]) == (1, 1)  # T/1 lost, T/2 won
+    assert he["he-validated"]["modelled_s_mean"] == 228.0 and row["modelled_s_mean"] == 188.0

@@ -319,6 +319,22 @@ async def test_compete_decided_by_tests_reaches_the_host() -> None:
     assert judgement["method"] == "tests" and judgement["pick"] == "B" and result.structured_content["text"] == good
 
 
+async def test_validated_ends_at_the_stronger_models_answer_through_mcp() -> None:
+    """Where the stronger model's own answer failed too, no repair by the weaker primary follows by default: the
+    host gets the better tested answer and rounds that say so."""
+    fake = ScriptedBackend()
+    settings = fake_settings(verify="execute", stronger="competitor")
+    server = build_server(settings, Engine(settings, {"mlx": fake}))
+    bad, odd = ("```python\ndef add(a, b):\n    return " + body + "\n```" for body in ("a - b", "a + b + (a == 0)"))
+    fake.enqueue(bad, model=P).enqueue(odd, model=C)
+    async with Client(server) as client:
+        result = await client.call_tool("mage_validated", {"prompt": "Write add(a, b).", "extraction": "never",
+                                                           "tests": ["assert add(1, 2) == 3", "assert add(0, 2) == 2"]})
+    out = result.structured_content
+    assert fake.models_asked == [P, C] and out["text"] == odd
+    assert [(r["role"], r["outcome"]) for r in out["trace"]["rounds"]] == [("competitor", "improved")]
+
+
 async def test_auto_says_where_it_routes_code_on_this_profile() -> None:
     from mcp_mageagent.server import build_server
     from orchestration.models.testing import fake_settings

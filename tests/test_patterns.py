@@ -535,8 +535,20 @@ def test_auto_coding_route_measures_compete_as_it_now_decides_where_the_results_
     he = _suite(**{"he-primary": (50, 100, 1000.0), "he-compete": (55, 100, 1000.0)})
     he["systems"]["he-compete:ties-to-B"] = {"k": 45, "n": 100, "seconds_total": 1000.0}
     assert choose({"humaneval": he}, "qwen", source="x").coding == "compete"  # a profile that judges ties
-    choice = choose({"humaneval": he}, "qwen", source="x", ties_to_b=True)
+    choice = choose({"humaneval": he}, "qwen", source="x", derived={"compete": "ties-to-B"})
     assert choice.coding == "primary" and [f.passed for f in choice.figures] == [50, 45]
+
+
+def test_auto_coding_route_measures_validated_without_the_primarys_repair_where_the_results_derive_it():
+    """validated:no-primary-repair is validated as the default profile now runs it: the same passes here, for
+    less time, which turns the route."""
+    from orchestration.evaluation.routing import choose
+
+    he = _suite(**{"he-primary": (50, 100, 1000.0), "he-validated": (60, 100, 1300.0)})
+    he["systems"]["he-validated:no-primary-repair"] = {"k": 60, "n": 100, "seconds_total": 1100.0}
+    assert choose({"humaneval": he}, "qwen", source="x").coding == "primary"  # 50/1000 > 60/1300
+    choice = choose({"humaneval": he}, "qwen", source="x", derived={"validated": "no-primary-repair"})
+    assert choice.coding == "validated" and [f.seconds for f in choice.figures] == [1000.0, 1100.0]
 
 
 def test_auto_coding_route_needs_a_code_suite():

@@ -382,6 +382,39 @@ async def test_the_candidate_passing_most_tests_is_the_answer_even_when_a_later_
     assert r.text == ODD
 
 
+@pytest.mark.parametrize(("settings", "asked", "rounds"), [
+    # the stronger model's own answer failed too: the weaker primary's repair is skipped (0 fixes in 27)
+    ({"stronger": "competitor"}, [P, V, C], [(1, "competitor", "improved")]),
+    # stated, it stands
+    ({"stronger": "competitor", "max_revisions": 1}, [P, V, C, P], [(1, "competitor", "improved"),
+                                                                    (2, "primary", "fixed")]),
+    # nothing measured, or the primary is the stronger model: its repair follows
+    ({}, [P, V, C, P], [(1, "competitor", "improved"), (2, "primary", "fixed")]),
+    ({"stronger": "primary"}, [P, V, C, P], [(1, "competitor", "improved"), (2, "primary", "fixed")]),
+])
+@pytest.mark.anyio
+async def test_the_weaker_primary_repairs_after_the_stronger_models_answer_only_when_asked(
+        settings: dict, asked: list[str], rounds: list[tuple]) -> None:
+    engine, fake = make(**settings)  # escalations 1
+    fake.enqueue(BAD, model=P).enqueue(THREE, model=V)  # BAD passes 1 of 3
+    fake.enqueue(ODD, model=C)  # 2 of 3
+    fake.enqueue(GOOD, model=P)  # a repair that would fix it
+    r = await engine.run("validated", req(ADD_TASK))
+    assert fake.models_asked == asked
+    assert [(x.round, x.role, x.outcome) for x in r.trace.rounds] == rounds
+    assert r.text == (ODD if len(asked) == 3 else GOOD)
+
+
+@pytest.mark.parametrize("stronger", ["competitor", None])
+@pytest.mark.anyio
+async def test_without_a_distinct_stronger_model_the_primary_still_repairs(stronger: str | None) -> None:
+    engine, fake = make(escalations=0, **({"stronger": stronger} if stronger else {}))
+    fake.enqueue(BAD, model=P).enqueue(ADD_TESTS, model=V).enqueue(GOOD, model=P)
+    r = await engine.run("validated", req(ADD_TASK))
+    assert fake.models_asked == [P, V, P]
+    assert [(x.role, x.outcome) for x in r.trace.rounds] == [("primary", "fixed")] and r.text == GOOD
+
+
 @pytest.mark.anyio
 async def test_compete_never_runs_an_answer_cut_off_inside_its_code() -> None:
     engine, fake = make(continuation_tokens=0)

@@ -271,7 +271,10 @@ class Settings(_Strict):
     blas: Literal["auto", "openblas", "bundled"] = "auto"
     allow_download: bool = Field(False, description="let mlx-lm fetch a missing model id from the hub")
     warmup: bool = Field(False, description="load the models in the background when the server starts")
-    max_revisions: int = Field(1, ge=0, le=5)
+    max_revisions: int | None = Field(
+        None, ge=0, le=5, description="validated: the primary's repair rounds. Left out: 1, except after the "
+        "stronger model's own answer (`stronger` = competitor) failed the tests too: then none, as the default "
+        "profile's 0.5B fixed 0 of 27 there (docs/eval-qwen-28-full/validated_breakdown.json)")
     judge_swap: bool = Field(True, description="compete: judge in both orders (LLM judges flip about a third of "
                                                "their verdicts when the answers swap places)")
     judge: Literal["pointwise", "pairwise", "stronger"] = Field(

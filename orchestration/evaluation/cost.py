@@ -33,8 +33,11 @@ def modelled_seconds(steps: list[dict[str, Any]], role_models: Mapping[str, str]
 
 
 def with_modelled_seconds(records: list[dict[str, Any]], role_models: Mapping[str, str]) -> list[dict[str, Any]]:
-    def judging(r: dict[str, Any]) -> list[dict[str, Any]]:
-        return [s for s in r.get("steps") or [] if (s.get("purpose") or "").startswith("judge")]
+    def steps(r: dict[str, Any], purpose: str, role: str | None = None) -> list[dict[str, Any]]:
+        return [s for s in r.get("steps") or [] if (s.get("purpose") or "").startswith(purpose)
+                and role in (None, s.get("role"))]
 
     return [{**r, "modelled_seconds": modelled_seconds(r.get("steps") or [], role_models),
-             "modelled_judge_seconds": modelled_seconds(judging(r), role_models) or 0.0} for r in records]
+             "modelled_judge_seconds": modelled_seconds(steps(r, "judge"), role_models) or 0.0,
+             "modelled_primary_repair_seconds": modelled_seconds(steps(r, "revise", "primary"), role_models) or 0.0}
+            for r in records]

@@ -8,6 +8,7 @@ default (an explicit ``auto_coding`` still wins).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,18 @@ def _seconds(row: dict[str, Any]) -> float:
     return float(alone if alone is not None else row["seconds_total"])
 
 
-def figures(results: dict[str, Any], ties_to_b: bool = False) -> list[PatternFigure]:
+def figures(results: dict[str, Any], derived: Mapping[str, str] | None = None) -> list[PatternFigure]:
     """Each coding pattern's passes, items and seconds summed over the code suites the results hold; a pattern
-    missing from a suite that others have is left out (its figure would not be comparable). ``ties_to_b``: compete
-    as it runs where its judge is the stronger model and that is B (the ``:ties-to-B`` rows), where derived."""
+    missing from a suite that others have is left out (its figure would not be comparable). ``derived``: pattern ->
+    the row suffix that gives it as the profile now runs it, where the results derive it (compete: ``ties-to-B``
+    where its judge keeps the stronger competitor's answer; validated: ``no-primary-repair``)."""
     suites = {s: results[s] for s in SUITES if s in results}
     if not suites:
         raise ConfigError("the results hold no code suite (humaneval, mbpp): nothing to route by")
     out = []
-    derived = ":ties-to-B" if ties_to_b else ""
     for pattern in CODING_PATTERNS:
-        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}{derived}", suite["systems"].get(
+        suffix = f":{derived[pattern]}" if derived and pattern in derived else ""
+        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}{suffix}", suite["systems"].get(
             f"{SUITES[name]}-{pattern}")) for name, suite in suites.items()]
         if any(r is None or not r.get("n") for r in rows):
             continue
@@ -79,10 +81,10 @@ def figures(results: dict[str, Any], ties_to_b: bool = False) -> list[PatternFig
 
 
 def choose(results: dict[str, Any], profile: str, source: str, command: str = "",
-           ties_to_b: bool = False) -> RouteChoice:
-    """``ties_to_b``: the profile's compete keeps B's answer where the tests tie (judge = stronger, the competitor
-    stronger), so its figure is the derived row."""
-    figs = figures(results, ties_to_b)
+           derived: Mapping[str, str] | None = None) -> RouteChoice:
+    """``derived``: the patterns the profile runs otherwise than the measured systems did, and the derived rows
+    that give them (``figures``)."""
+    figs = figures(results, derived)
     best = max(figs, key=lambda f: (f.per_second, f.rate))
     return RouteChoice(profile=profile, coding=best.pattern, source=source, command=command, figures=figs)
 

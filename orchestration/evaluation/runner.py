@@ -63,9 +63,12 @@ def _code_systems(prefix: str, suite: Suite, k3: bool) -> list[System]:
     tests = "the prompt's examples, else the validator's" if suite == "humaneval" else "written by the validator"
     out = [
         System(name=f"{prefix}-primary", suite=suite, pattern="primary", description="primary alone, greedy"),
-        System(name=f"{prefix}-validated", suite=suite, pattern="validated", overrides={"verify": "execute"},
-               description=f"primary, tests run in the harness ({tests}); failures repaired by the primary, then "
-                           "by the competitor (escalation); the candidate passing most tests"),
+        # The primary's repair rounds are named (1, as recorded): left out they are now none after the competitor's
+        # own answer, which these records give exactly (the ``:no-primary-repair`` rows).
+        System(name=f"{prefix}-validated", suite=suite, pattern="validated",
+               overrides={"verify": "execute", "max_revisions": 1},
+               description=f"primary, tests run in the harness ({tests}); where it fails, the competitor's own "
+                           "answer, then one repair by the primary; the candidate passing most tests"),
         System(name=f"{prefix}-validated-model", suite=suite, pattern="validated", overrides={"verify": "model"},
                description="primary, validator PASS/FAIL opinion, one revision on FAIL"),
         # The judge is named: the default profile's default is now 'stronger', which these records give exactly

@@ -28,6 +28,8 @@ __all__ = ["score"]
 
 HE_COMPARISONS = [  # (baseline, contender)
     ("he-primary", "he-validated"),
+    ("he-validated", "he-validated:no-primary-repair"),
+    ("he-primary", "he-validated:no-primary-repair"),
     ("he-validated-model", "he-validated"),
     ("he-primary", "he-validated-model"),
     ("he-primary", "he-compete"),
@@ -194,6 +196,8 @@ def _score_code(suite: str, problems: dict[str, Any], records: list[dict[str, An
                 compete[name] = _judge_stats(name, [r for recs in items.values() for r in recs], ab)
         table[name] = flags
         systems.update(_system_rows(name, items, flags, table))
+        if spec.pattern == "validated" and spec.overrides.get("verify") != "model":
+            systems.update(_without_primary_repair(name, items, by, runs, table))
     checks = _detectors(by, lambda r: runs.run(r["item"], r.get("first_answer") or r["text"], _cut(r)))
     items = list(problems)
     # The harness's own check: each problem's reference solution must pass in the same harness and sandbox.
@@ -270,6 +274,72 @@ def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]
                 table.setdefault(f"{name}:{part}", {})[task] = False
         per_item.append(row)
     return flags, ab
+
+
+# a round whose candidate became the best (it passed at least as many tests as the best so far)
+_REPLACED = frozenset({"fixed", "tie", "improved", "still failing", "no test counted", "no change"})
+
+
+def _without_primary_repair(name: str, items: dict[str, list[dict[str, Any]]],
+                            by: Mapping[str, Mapping[str, list[dict[str, Any]]]], runs: _CodeRuns,
+                            table: dict[str, dict[str, bool]]) -> dict[str, Any]:
+    """validated as it now decides where the competitor is the stronger model: once the competitor's own answer
+    failed too, no repair by the primary follows; the best of the first answer and the competitor's stands.
+
+    Exact from the records: the rounds before the primary's repair are the same, and they end at that best.
+    Where a repair never became the best ("no code", "worse", "cut off", or a repeat dropped before it ran) the
+    answer is the run's own. Where it did, the answer is the one it replaced: the first answer (recorded), or the
+    competitor's own answer, which is the competitor system's greedy answer to the same prompt (the same prompt
+    and completion token counts are checked; an item where they differ, or where a later round built on the
+    repair, is counted as run and listed under ``unverified``)."""
+    other = by.get(name.split("-", 1)[0] + "-competitor", {})
+    flags: dict[str, bool] = {}
+    costs: list[float] = []
+    changed: list[str] = []
+    unverified: list[str] = []
+    for task, recs in items.items():
+        rec, flag = recs[0], table[name].get(task, False)
+        rounds = rec.get("rounds") or []
+        cost = rec.get("modelled_seconds")
+        escalated = bool(rounds) and rounds[0].get("role") == "competitor"
+        if escalated and cost is not None:
+            cost -= rec.get("modelled_primary_repair_seconds", 0.0)
+        repairs = [i for i, x in enumerate(rounds) if x.get("role") == "primary"]
+        took = [i for i in repairs if escalated and rounds[i].get("outcome") in _REPLACED - {"no change"}]
+        if took:
+            later = rounds[took[0] + 1:]
+            text = None
+            if rounds[0].get("outcome") in _REPLACED:  # the competitor's own answer was the best
+                esc = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("escalate (1)")]
+                mine = (other.get(task) or [{}])[0]
+                theirs = [s for s in mine.get("steps") or [] if s.get("purpose") == "answer"]
+                if (len(esc) == 1 and len(theirs) == 1 and not later and all(
+                        esc[0].get(k) == theirs[0].get(k) for k in ("prompt_tokens", "completion_tokens"))):
+                    text = mine.get("text")
+                    cut = _cut(mine)
+            elif rec.get("first_answer") is not None and not later:
+                text = rec["first_answer"]
+                answer = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("answer")]
+                cut = bool(answer) and answer[-1].get("finish_reason") == "length"
+            if text is None:
+                unverified.append(task)
+            else:
+                flag = runs.run(task, text, cut)
+                changed.append(task)
+        flags[task] = flag
+        if cost is not None:
+            costs.append(cost)
+    key = f"{name}:no-primary-repair"
+    table[key] = flags
+    priced = bool(costs) and len(costs) == len(items)
+    return {key: {**_rate(list(flags.values())),
+                  **({"modelled_s_mean": round(statistics.mean(costs), 2), "modelled_s_total": round(sum(costs), 1)}
+                     if priced else {"modelled_s_mean": None}),
+                  "seconds_total": round(sum(r["seconds"] for recs in items.values() for r in recs), 1),
+                  "answer_changed": sorted(changed), "unverified": sorted(unverified),
+                  "description": "no repair by the primary once the competitor's own answer failed too (the "
+                                 "default where the competitor is the stronger model), computed from these "
+                                 "records (its cost: less the primary's repair steps)"}}
 
 
 def _system_rows(name: str, items: dict[str, list[dict[str, Any]]], flags: dict[str, bool],
