@@ -345,3 +345,26 @@ def test_a_partly_scored_suite_says_how_many_of_its_problems_were_scored():
     assert partial[0] == "## HumanEval (4 of its 164 problems scored), pass@1"
     whole = _code_section({"n": 4, "systems": {"he-primary": one}, **rest}, "HumanEval")
     assert whole[0] == "## HumanEval (4 problems), pass@1"
+
+
+def test_the_charts_labels_name_each_point_once_and_do_not_overlap() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from orchestration.evaluation.report import _label
+
+    fig, ax = plt.subplots()
+    ax.plot([10, 10.2, 30, 10], [50, 50.1, 70, 50], "o")
+    ax.set_xscale("log")
+    ax.autoscale_view()
+    # primary and auto share a point; validated-model sits right beside it; compete stands apart
+    _label(ax, {(10, 50): ["primary", "auto"], (10.2, 50.1): ["validated-model"], (30, 70): ["compete"]})
+    texts = {t.get_text(): t for t in ax.texts}
+    assert set(texts) == {"primary = auto", "validated-model", "compete"}
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)

@@ -129,6 +129,21 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _label(ax: Any, same: dict[tuple[float, float], list[str]], size: float = 7) -> None:
+    """One label per point, right of it, moved down a line while it would overlap a label already placed
+    (positions in points: an estimate of each label's width, no renderer needed)."""
+    placed: list[tuple[float, float, float]] = []  # left, right, baseline of the labels so far
+    to_pt = 72 / ax.figure.dpi
+    for (x, y), names in sorted(same.items(), key=lambda p: (-p[0][1], p[0][0])):
+        text = " = ".join(names)
+        px, py = (v * to_pt for v in ax.transData.transform((x, y)))
+        left, right, dy = px + 4, px + 4 + 0.55 * size * len(text), 3.0
+        while any(left < r and l < right and abs(py + dy - b) < size + 2 for l, r, b in placed):
+            dy -= size + 2
+        placed.append((left, right, py + dy))
+        ax.annotate(text, (x, y), fontsize=size, xytext=(4, dy), textcoords="offset points")
+
+
 def plot(results: dict[str, Any], path: Path) -> bool:
     """Quality against cost: pass@1 (with its 95% interval) against mean seconds per problem, one point per system,
     one panel per code suite; False where matplotlib is absent or there is nothing to plot."""
@@ -149,12 +164,16 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         cost = "modelled_s_mean" if all(s.get("modelled_s_mean") for s in systems.values() if s.get("n")
                                         and "seconds_mean" in s) else "seconds_mean"
         points = [(n, s) for n, s in systems.items() if s.get(cost) and s.get("n")]
+        # systems at the same point share one label ("primary = auto"), without the suite's prefix (the title)
+        same: dict[tuple[float, float], list[str]] = {}
         for name, s in points:
             lo, hi = s["ci95"]
             ax.errorbar(s[cost], 100 * s["rate"], yerr=[[100 * (s["rate"] - lo)], [100 * (hi - s["rate"])]],
                         fmt="o", capsize=3)
-            ax.annotate(name, (s[cost], 100 * s["rate"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            same.setdefault((s[cost], 100 * s["rate"]), []).append(name.split("-", 1)[1] if "-" in name else name)
         ax.set_xscale("log")
+        ax.autoscale_view()
+        _label(ax, same)
         ax.set_xlabel("mean seconds per problem, run alone (log)" if cost == "modelled_s_mean"
                       else "mean seconds per problem (log)")
         ax.set_ylabel("pass@1 % (95% Wilson interval)")
