@@ -405,6 +405,19 @@ async def test_the_weaker_primary_repairs_after_the_stronger_models_answer_only_
     assert r.text == (ODD if len(asked) == 3 else GOOD)
 
 
+@pytest.mark.parametrize(("stronger", "kept"), [("primary", BAD), ("competitor", "C"), (None, "C")])
+@pytest.mark.anyio
+async def test_a_tie_between_the_first_answer_and_the_competitors_keeps_the_stronger_models(
+        stronger: str | None, kept: str) -> None:
+    engine, fake = make(max_revisions=0, **({"stronger": stronger} if stronger else {}))
+    three = "```python\ndef add(a, b):\n    return 3\n```"  # passes add(1, 2) only; BAD passes add(0, 0) only
+    fake.enqueue(BAD, model=P).enqueue(THREE, model=V).enqueue(three, model=C)
+    r = await engine.run("validated", req(ADD_TASK))
+    assert [(x.role, x.outcome, x.passed, x.total) for x in r.trace.rounds] == [
+        ("competitor", "still failing", 1, 2)]  # add(2, 2) == 4, failed by both, set aside
+    assert r.text == (three if kept == "C" else kept)
+
+
 @pytest.mark.parametrize("stronger", ["competitor", None])
 @pytest.mark.anyio
 async def test_without_a_distinct_stronger_model_the_primary_still_repairs(stronger: str | None) -> None:

@@ -287,7 +287,8 @@ class Settings(_Strict):
                                  "every model-scored judge fell short of it where one answer is right: "
                                  "docs/eval-qwen-28-full/judge_study.json), else 'pointwise'")
     stronger: Literal["primary", "competitor"] | None = Field(
-        None, description="the role whose model passes more coding problems (judge = 'stronger'); left out: from "
+        None, description="the role whose model passes more coding problems (compete's judge = 'stronger'; "
+                          "validated's ties and repairs); left out: from "
                           "the profile's measured pass rates (orchestration/evaluation/measured_routes.json) unless "
                           "the primary's or the competitor's model is changed")
     escalations: int = Field(1, ge=0, le=5, description="validated: rounds by the competitor role (the "

@@ -7,7 +7,8 @@ reused by every round; where the request names the function, they are written wh
 Which failing test counts is a fact too, never the validator's opinion: when the first answer fails, the
 competitor role (the profile's stronger model) answers the request on its own, seeing neither the failing code
 nor the tests. A generated test that both answers fail is most likely wrong and is set aside (reported, never
-hidden); of the two answers the one passing more tests is kept (ties: the stronger model's). Where that still
+hidden); of the two answers the one passing more tests is kept (ties: the stronger model's, the competitor's
+unless ``stronger`` names the primary). Where that still
 fails, repairs follow from one user turn holding the task, each failing test (input, expected, what came back)
 and the code shown as material: the primary's (``max_revisions`` rounds; left out, none once the stronger
 model's own answer failed too), then the competitor's (the rest of ``escalations``). A repair that returns the
@@ -140,7 +141,8 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
     if first.verdict.verdict == "FAIL" and escalations and not ctx.same_model("primary", "competitor"):
         n, escalations = 1, escalations - 1
         other = await _independent(ctx, first, tests, set_aside)
-        if other.score >= first.score:  # ties: the stronger model's (its measured pass rate is higher)
+        # ties: the stronger model's, the competitor's unless the profile measured the primary stronger
+        if other.score > first.score or (other.score == first.score and ctx.settings.stronger != "primary"):
             best = other
         seen.append(other)
     ctx.trace.verdicts += [c.verdict for c in seen]
