@@ -324,8 +324,22 @@ def _rec(system: str, task: str, text: str, steps: list[dict], **kw) -> dict:  #
             "cut_off": False, "steps": steps, **kw}
 
 
+def _v(passed: int | None, total: int = 3, load_error: str | None = None) -> dict:
+    """A recorded verdict: ``passed`` of ``total`` counted tests; None: nothing ran (cut off, no code)."""
+    if passed is None:
+        return {"verdict": "FAIL", "execution": None}
+    tests = [{"passed": i < passed, "set_aside": False} for i in range(total)]
+    return {"verdict": "PASS" if passed == total and load_error is None else "FAIL",
+            "execution": {"tests": tests, "load_error": load_error}}
+
+
+def _rounds(*outcomes: str) -> list[dict]:
+    return [{"round": i + 1, "role": "competitor" if i == 0 else "primary", "outcome": o}
+            for i, o in enumerate(outcomes)]
+
+
 def test_validated_without_the_primarys_repair_is_the_answer_the_repair_replaced() -> None:
-    from orchestration.evaluation.runner import Dataset
+    from orchestration.evaluation.runner import SYSTEMS, Dataset
     from orchestration.evaluation.score import score
 
     code = {k: f"```python\ndef add(a, b):\n    return {body}\n```" for k, body in
@@ -334,36 +348,47 @@ def test_validated_without_the_primarys_repair_is_the_answer_the_repair_replaced
     esc = {"purpose": "escalate (1): competitor answers on its own", "role": "competitor", "prompt_tokens": 643,
            "completion_tokens": 207}  # 110 s
     revise = {"purpose": "revise (2)", "role": "primary", "prompt_tokens": 0, "completion_tokens": 276}  # 50 s
+    steps = [answer, esc, revise]
     validated = [
-        # the competitor's own answer (odd) was the best; the primary's repair (good) took its place
-        _rec("he-validated", "T/1", code["good"], [answer, esc, revise], first_answer=code["bad"],
-             rounds=[{"round": 1, "role": "competitor", "outcome": "improved"},
-                     {"round": 2, "role": "primary", "outcome": "improved"}]),
+        # the competitor's own answer (odd, 2 of 3) was the best; the primary's repair (good) took its place
+        _rec("he-validated", "T/1", code["good"], steps, first_answer=code["bad"],
+             rounds=_rounds("improved", "improved"), verdicts=[_v(1), _v(2), _v(3)]),
         # the first answer (good, failing a wrong generated test) stayed best; the repair tied and took its place
-        _rec("he-validated", "T/2", code["bad"], [answer, esc, revise], first_answer=code["good"],
-             rounds=[{"round": 1, "role": "competitor", "outcome": "worse"},
-                     {"round": 2, "role": "primary", "outcome": "still failing"}]),
+        _rec("he-validated", "T/2", code["bad"], steps, first_answer=code["good"],
+             rounds=_rounds("worse", "still failing"), verdicts=[_v(2), _v(1), _v(2)]),
         # a repeat: the answer is the run's own, for less
-        _rec("he-validated", "T/3", code["odd"], [answer, esc, revise],
-             rounds=[{"round": 1, "role": "competitor", "outcome": "improved"},
-                     {"round": 2, "role": "primary", "outcome": "no change"}]),
-        # the competitor's system answered otherwise (other token counts): not derivable, counted as run
-        _rec("he-validated", "T/4", code["good"], [answer, esc, revise], first_answer=code["bad"],
-             rounds=[{"round": 1, "role": "competitor", "outcome": "improved"},
-                     {"round": 2, "role": "primary", "outcome": "fixed"}]),
+        _rec("he-validated", "T/3", code["odd"], steps, rounds=_rounds("improved", "no change"),
+             verdicts=[_v(1), _v(2)]),
+        # the competitor's system answered otherwise (other token counts): not shown, counted as run, full cost
+        _rec("he-validated", "T/4", code["good"], steps, first_answer=code["bad"],
+             rounds=_rounds("improved", "fixed"), verdicts=[_v(1), _v(2), _v(3)]),
         # the first answer passed: nothing to derive
-        _rec("he-validated", "T/5", code["good"], [answer], rounds=[]),
+        _rec("he-validated", "T/5", code["good"], [answer], rounds=[], verdicts=[_v(3)]),
+        # nothing ran of either (a load error; the competitor's cut off): the tie went to the competitor's, which
+        # the repair then replaced. Without it the competitor's answer stands, not the first one.
+        _rec("he-validated", "T/6", code["good"], steps, first_answer=code["good"],
+             rounds=_rounds("cut off", "improved"), verdicts=[_v(0, load_error="Timeout"), _v(None), _v(2)]),
     ]
     theirs = {"purpose": "answer", "role": "competitor", "prompt_tokens": 643, "completion_tokens": 207}
-    competitor = [_rec("he-competitor", f"T/{i}", code["odd"], [theirs]) for i in (1, 2, 3, 5)]
+    competitor = [_rec("he-competitor", f"T/{i}", code["odd"], [theirs]) for i in (1, 2, 3, 5, 6)]
     competitor.append(_rec("he-competitor", "T/4", code["odd"], [{**theirs, "completion_tokens": 9}]))
-    data = Dataset(humaneval=[_he(f"T/{i}") for i in range(1, 6)])
+    data = Dataset(humaneval=[_he(f"T/{i}") for i in range(1, 7)])
     roles = {"primary": "qwen2.5-coder-0.5b", "competitor": "qwen2.5-coder-1.5b"}
-    he = score(data, validated + competitor, role_models=roles)["humaneval"]["systems"]
+    scored = score(data, validated + competitor, role_models=roles)["humaneval"]
+    he = scored["systems"]
     row = he["he-validated:no-primary-repair"]
-    assert he["he-validated"]["k"] == 3  # T/1, T/4, T/5 (odd fails add(0, 0))
-    assert row["k"] == 3 and row["answer_changed"] == ["T/1", "T/2"] and row["unverified"] == ["T/4"]
+    from orchestration.evaluation.report import _code_section
+
+    assert ("he-validated:no-primary-repair: the answer differs from the run's on 3 items (T/1, T/2, T/6); not "
+            "derivable, counted as run at full cost: 1 (T/4).") in "\n".join(_code_section(scored, "HumanEval"))
+    assert he["he-validated"]["k"] == 4  # T/1, T/4, T/5, T/6 (odd fails add(0, 0))
+    assert row["k"] == 3 and row["answer_changed"] == ["T/1", "T/2", "T/6"] and row["unverified"] == ["T/4"]
     comparison = next(c for c in score(data, validated + competitor)["humaneval"]["comparisons"]
                       if c["b"] == "he-validated:no-primary-repair" and c["a"] == "he-validated")
-    assert (comparison["a_only"], comparison["b_only"]) == (1, 1)  # T/1 lost, T/2 won
-    assert he["he-validated"]["modelled_s_mean"] == 228.0 and row["modelled_s_mean"] == 188.0
+    assert (comparison["a_only"], comparison["b_only"]) == (2, 1)  # T/1 and T/6 lost, T/2 won
+    # 260 s with the repair, 210 without; T/4 (not shown) keeps its 260, T/5 is 100: 1400 / 6 and 1200 / 6
+    assert he["he-validated"]["modelled_s_mean"] == 233.33 and row["modelled_s_mean"] == 200.0
+    # records of the older validated, the primary repairing first, give no such row
+    old = [{**r, "rounds": [{**x, "role": "primary"} for x in r["rounds"]]} for r in validated]
+    assert "he-validated:no-primary-repair" not in score(data, old)["humaneval"]["systems"]
+    assert SYSTEMS["he-validated"].overrides["max_revisions"] == 1  # the run measures what it recorded

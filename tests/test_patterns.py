@@ -549,6 +549,9 @@ def test_auto_coding_route_measures_validated_without_the_primarys_repair_where_
     assert choose({"humaneval": he}, "qwen", source="x").coding == "primary"  # 50/1000 > 60/1300
     choice = choose({"humaneval": he}, "qwen", source="x", derived={"validated": "no-primary-repair"})
     assert choice.coding == "validated" and [f.seconds for f in choice.figures] == [1000.0, 1100.0]
+    del he["systems"]["he-validated:no-primary-repair"]  # results scored before the row existed
+    with pytest.raises(ConfigError, match="lack he-validated:no-primary-repair .* --rescore"):
+        choose({"humaneval": he}, "qwen", source="x", derived={"validated": "no-primary-repair"})
 
 
 def test_auto_coding_route_needs_a_code_suite():

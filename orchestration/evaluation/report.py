@@ -56,6 +56,12 @@ def _code_section(he: dict[str, Any], title: str) -> list[str]:
     lines += ["", "Run alone: each step's prompt and completion tokens at its model's single-stream rates measured on "
                   f"this machine ({COST_SOURCE}; no prompt cache, batching or drafting), a shared answer counted for "
                   "every system using it. Wall seconds in this run include queueing behind the other items in flight."]
+    for name, s in he["systems"].items():
+        if "answer_changed" in s:  # a row derived from the records: which items it changed, which it could not
+            n = len(s["answer_changed"])
+            lines += ["", f"{name}: the answer differs from the run's on {n} item{'' if n == 1 else 's'} "
+                          f"({', '.join(s['answer_changed']) or 'none'}); not derivable, counted as run at full cost: "
+                          f"{len(s['unverified'])} ({', '.join(s['unverified']) or 'none'})."]
     judges = [(n, c) for n, c in (he.get("compete") or {}).items() if "judged" in c]
     for name, c in judges:
         lines += ["", f"{name}: {c['judged']} picks ({c.get('by_tests', 0)} by tests, {c.get('by_stronger', 0)} by "
@@ -130,18 +136,24 @@ def markdown(results: dict[str, Any], config: dict[str, Any], meta: dict[str, An
 
 
 def _label(ax: Any, same: dict[tuple[float, float], list[str]], size: float = 7) -> None:
-    """One label per point, right of it, moved down a line while it would overlap a label already placed
-    (positions in points: an estimate of each label's width, no renderer needed)."""
+    """One label per point, right of it (left where it would leave the axes), moved down a line while it would
+    overlap a label already placed, then tied to its point by a line (positions in points: an estimate of each
+    label's width, no renderer needed)."""
     placed: list[tuple[float, float, float]] = []  # left, right, baseline of the labels so far
     to_pt = 72 / ax.figure.dpi
+    edge = ax.get_window_extent().x1 * to_pt
     for (x, y), names in sorted(same.items(), key=lambda p: (-p[0][1], p[0][0])):
         text = " = ".join(names)
         px, py = (v * to_pt for v in ax.transData.transform((x, y)))
-        left, right, dy = px + 4, px + 4 + 0.55 * size * len(text), 3.0
+        width = 0.55 * size * len(text)
+        flip = px + 4 + width > edge
+        (left, right), dy = ((px - 4 - width, px - 4) if flip else (px + 4, px + 4 + width)), 3.0
         while any(left < r and l < right and abs(py + dy - b) < size + 2 for l, r, b in placed):
             dy -= size + 2
         placed.append((left, right, py + dy))
-        ax.annotate(text, (x, y), fontsize=size, xytext=(4, dy), textcoords="offset points")
+        ax.annotate(text, (x, y), fontsize=size, xytext=(-4 if flip else 4, dy), textcoords="offset points",
+                    ha="right" if flip else "left", va="center" if dy != 3.0 else "baseline",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if dy != 3.0 else None)
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
@@ -158,6 +170,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 4.8), squeeze=False)
+    labels: list[tuple[Any, dict[tuple[float, float], list[str]]]] = []
     for ax, (key, title) in zip(axes[0], suites):
         systems = results[key]["systems"]
         # Cost run alone where every system has it (the wall seconds of a batched run hold queueing), else wall.
@@ -172,8 +185,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
                         fmt="o", capsize=3)
             same.setdefault((s[cost], 100 * s["rate"]), []).append(name.split("-", 1)[1] if "-" in name else name)
         ax.set_xscale("log")
-        ax.autoscale_view()
-        _label(ax, same)
+        labels.append((ax, same))
         ax.set_xlabel("mean seconds per problem, run alone (log)" if cost == "modelled_s_mean"
                       else "mean seconds per problem (log)")
         ax.set_ylabel("pass@1 % (95% Wilson interval)")
@@ -182,6 +194,9 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ax.set_title(f"{title}: quality against cost ({size})")
         ax.grid(alpha=0.3)
     fig.tight_layout()
+    for ax, same in labels:  # placed once the layout is final (it moves the axes)
+        ax.autoscale_view()
+        _label(ax, same)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

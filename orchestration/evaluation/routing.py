@@ -69,8 +69,12 @@ def figures(results: dict[str, Any], derived: Mapping[str, str] | None = None) -
     out = []
     for pattern in CODING_PATTERNS:
         suffix = f":{derived[pattern]}" if derived and pattern in derived else ""
-        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}{suffix}", suite["systems"].get(
-            f"{SUITES[name]}-{pattern}")) for name, suite in suites.items()]
+        rows = [suite["systems"].get(f"{SUITES[name]}-{pattern}{suffix}") for name, suite in suites.items()]
+        missing = [f"{SUITES[name]}-{pattern}{suffix}" for (name, suite), r in zip(suites.items(), rows, strict=True)
+                   if r is None and f"{SUITES[name]}-{pattern}" in suite["systems"]]
+        if suffix and missing:  # measured, but not as the profile now runs it: routing on the old row would mislead
+            raise ConfigError(f"the results lack {', '.join(missing)} (the pattern as this profile runs it): "
+                              "score the run again (mageagent eval --out DIR --rescore)")
         if any(r is None or not r.get("n") for r in rows):
             continue
         out.append(PatternFigure(pattern=pattern, passed=sum(r["k"] for r in rows), items=sum(r["n"] for r in rows),

@@ -276,8 +276,17 @@ def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]
     return flags, ab
 
 
-# a round whose candidate became the best (it passed at least as many tests as the best so far)
-_REPLACED = frozenset({"fixed", "tie", "improved", "still failing", "no test counted", "no change"})
+def _standing(verdict: dict[str, Any] | None) -> int:
+    """A recorded verdict's standing in validated's pick (``_Candidate.score``): tests passed, -1 where nothing
+    ran (cut off, no code, it did not load), above all where it passed."""
+    if verdict is None:
+        return -1
+    if verdict.get("verdict") == "PASS":
+        return 1 << 20
+    ex = verdict.get("execution")
+    if ex is None or ex.get("load_error") is not None:
+        return -1
+    return sum(1 for t in ex.get("tests") or [] if t.get("passed") and not t.get("set_aside"))
 
 
 def _without_primary_repair(name: str, items: dict[str, list[dict[str, Any]]],
@@ -286,12 +295,16 @@ def _without_primary_repair(name: str, items: dict[str, list[dict[str, Any]]],
     """validated as it now decides where the competitor is the stronger model: once the competitor's own answer
     failed too, no repair by the primary follows; the best of the first answer and the competitor's stands.
 
-    Exact from the records: the rounds before the primary's repair are the same, and they end at that best.
-    Where a repair never became the best ("no code", "worse", "cut off", or a repeat dropped before it ran) the
-    answer is the run's own. Where it did, the answer is the one it replaced: the first answer (recorded), or the
-    competitor's own answer, which is the competitor system's greedy answer to the same prompt (the same prompt
-    and completion token counts are checked; an item where they differ, or where a later round built on the
-    repair, is counted as run and listed under ``unverified``)."""
+    Exact from the records: the rounds before the primary's repair are the same, and they end at that best. The
+    pick is replayed from the recorded verdicts (the candidates that ran, in order; a later one replaces the best
+    when it stands at least as high). Where no repair by the primary became the best, the answer is the run's
+    own. Where one did, it is the one that repair replaced: the first answer (recorded), or the competitor's own
+    answer, which is the competitor system's greedy answer to the same prompt (the same prompt and completion
+    token counts are checked). An item where that cannot be shown (other counts, a continued answer, verdicts
+    that do not match the rounds, a later round that built on the repair) is counted as run, at its full cost,
+    and listed under ``unverified``. Records of the older validated (the primary repairing first) give no row."""
+    if any(((recs[0].get("rounds") or [{}])[0]).get("role") == "primary" for recs in items.values()):
+        return {}
     other = by.get(name.split("-", 1)[0] + "-competitor", {})
     flags: dict[str, bool] = {}
     costs: list[float] = []
@@ -302,33 +315,51 @@ def _without_primary_repair(name: str, items: dict[str, list[dict[str, Any]]],
         rounds = rec.get("rounds") or []
         cost = rec.get("modelled_seconds")
         escalated = bool(rounds) and rounds[0].get("role") == "competitor"
-        if escalated and cost is not None:
-            cost -= rec.get("modelled_primary_repair_seconds", 0.0)
-        repairs = [i for i, x in enumerate(rounds) if x.get("role") == "primary"]
-        took = [i for i in repairs if escalated and rounds[i].get("outcome") in _REPLACED - {"no change"}]
-        if took:
-            later = rounds[took[0] + 1:]
-            text = None
-            if rounds[0].get("outcome") in _REPLACED:  # the competitor's own answer was the best
-                esc = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("escalate (1)")]
-                mine = (other.get(task) or [{}])[0]
-                theirs = [s for s in mine.get("steps") or [] if s.get("purpose") == "answer"]
-                if (len(esc) == 1 and len(theirs) == 1 and not later and all(
-                        esc[0].get(k) == theirs[0].get(k) for k in ("prompt_tokens", "completion_tokens"))):
-                    text = mine.get("text")
-                    cut = _cut(mine)
-            elif rec.get("first_answer") is not None and not later:
+        if not escalated or not any(x.get("role") == "primary" for x in rounds):
+            flags[task] = flag
+            costs += [cost] if cost is not None else []
+            continue
+        verdicts = rec.get("verdicts") or []
+        # the candidates that ran: the first answer, the competitor's own, then each repair that was no repeat
+        ran = [("first", -1), ("competitor", 0)] + [(x.get("role"), i) for i, x in enumerate(rounds)
+                                                     if i > 0 and x.get("outcome") != "no change"]
+        text: str | None = None
+        if len(verdicts) != len(ran):
+            unverified.append(task)
+        else:
+            best = 1 if _standing(verdicts[1]) >= _standing(verdicts[0]) else 0  # ties: the competitor's
+            before, took = best, None
+            for k in range(2, len(ran)):
+                if _standing(verdicts[k]) >= _standing(verdicts[best]):
+                    if ran[k][0] == "primary" and took is None:
+                        took = ran[k][1]
+                    best = k
+            if took is None:
+                text = ""  # no repair by the primary became the best: the run's own answer
+            elif rounds[took + 1:]:
+                unverified.append(task)  # a later round started from the repair
+            elif before == 0 and rec.get("first_answer") is not None:
                 text = rec["first_answer"]
                 answer = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("answer")]
                 cut = bool(answer) and answer[-1].get("finish_reason") == "length"
-            if text is None:
-                unverified.append(task)
+            elif before == 1:
+                esc = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("escalate (1)")]
+                mine = (other.get(task) or [{}])[0]
+                theirs = [s for s in mine.get("steps") or [] if (s.get("purpose") or "").startswith("answer")]
+                if len(esc) == 1 and len(theirs) == 1 and all(
+                        esc[0].get(k) == theirs[0].get(k) for k in ("prompt_tokens", "completion_tokens")):
+                    text, cut = mine.get("text"), _cut(mine)
+                else:
+                    unverified.append(task)
             else:
-                flag = runs.run(task, text, cut)
-                changed.append(task)
+                unverified.append(task)
+        if text:
+            flag = runs.run(task, text, cut)
+            changed.append(task)
+        if cost is not None and task not in unverified:
+            cost -= rec.get("modelled_primary_repair_seconds", 0.0)
         flags[task] = flag
-        if cost is not None:
-            costs.append(cost)
+        costs += [cost] if cost is not None else []
     key = f"{name}:no-primary-repair"
     table[key] = flags
     priced = bool(costs) and len(costs) == len(items)

@@ -8,12 +8,12 @@ Which failing test counts is a fact too, never the validator's opinion: when the
 competitor role (the profile's stronger model) answers the request on its own, seeing neither the failing code
 nor the tests. A generated test that both answers fail is most likely wrong and is set aside (reported, never
 hidden); of the two answers the one passing more tests is kept (ties: the stronger model's, the competitor's
-unless ``stronger`` names the primary). Where that still
-fails, repairs follow from one user turn holding the task, each failing test (input, expected, what came back)
-and the code shown as material: the primary's (``max_revisions`` rounds; left out, none once the stronger
-model's own answer failed too), then the competitor's (the rest of ``escalations``). A repair that returns the
-same code is "no change", never a fix; the candidate passing the most tests is the answer (ties: the later).
-Code cut off at the token budget is never run or counted as a success. Only where no test can run does the
+unless ``stronger`` names the primary). Where that still fails, repairs follow from one user turn holding the
+task, each failing test (input, expected, what came back) and the code shown as material: the primary's
+(``max_revisions`` rounds; left out, none once the competitor's own answer failed too where ``stronger`` is the
+competitor), then the competitor's (the rest of ``escalations``). A repair that returns the same code is "no
+change", never a fix; the candidate passing the most tests is the answer (ties: the later). Code cut off at the
+token budget is never run or counted as a success. Only where no test can run does the
 validator's PASS/FAIL opinion decide.
 """
 
