@@ -289,6 +289,39 @@ def _standing(verdict: dict[str, Any] | None) -> int:
     return sum(1 for t in ex.get("tests") or [] if t.get("passed") and not t.get("set_aside"))
 
 
+def _answer_without_repair(rec: dict[str, Any], theirs: dict[str, Any]) -> tuple[str, bool] | None:
+    """What validated answers for ``rec`` (the competitor answered, the primary repaired) without the primary's
+    repairs: ``("", False)`` for the run's own answer, else the answer a repair replaced and whether it was cut off
+    (``theirs``: the competitor system's record of the same item); None where that cannot be shown."""
+    rounds, verdicts = rec.get("rounds") or [], rec.get("verdicts") or []
+    # the candidates that ran: the first answer, the competitor's own, then each repair that was no repeat
+    ran = [("first", -1), ("competitor", 0)] + [(x.get("role"), i) for i, x in enumerate(rounds)
+                                                 if i > 0 and x.get("outcome") != "no change"]
+    if len(verdicts) != len(ran):
+        return None
+    best = 1 if _standing(verdicts[1]) >= _standing(verdicts[0]) else 0  # ties: the competitor's
+    before, took = best, None
+    for k in range(2, len(ran)):
+        if _standing(verdicts[k]) >= _standing(verdicts[best]):
+            if ran[k][0] == "primary" and took is None:
+                took = ran[k][1]
+            best = k
+    if took is None:
+        return "", False  # no repair by the primary became the best
+    if rounds[took + 1:]:
+        return None  # a later round started from the repair
+    steps = rec.get("steps") or []
+    if before == 0 and rec.get("first_answer") is not None:
+        answer = [s for s in steps if (s.get("purpose") or "").startswith("answer")]
+        return rec["first_answer"], bool(answer) and answer[-1].get("finish_reason") == "length"
+    esc = [s for s in steps if (s.get("purpose") or "").startswith("escalate (1)")]
+    mine = [s for s in theirs.get("steps") or [] if (s.get("purpose") or "").startswith("answer")]
+    if before == 1 and theirs.get("text") and len(esc) == 1 and len(mine) == 1 and all(
+            esc[0].get(k) == mine[0].get(k) for k in ("prompt_tokens", "completion_tokens")):
+        return theirs["text"], _cut(theirs)
+    return None
+
+
 def _without_primary_repair(name: str, items: dict[str, list[dict[str, Any]]],
                             by: Mapping[str, Mapping[str, list[dict[str, Any]]]], runs: _CodeRuns,
                             table: dict[str, dict[str, bool]]) -> dict[str, Any]:
@@ -314,50 +347,16 @@ def _without_primary_repair(name: str, items: dict[str, list[dict[str, Any]]],
         rec, flag = recs[0], table[name].get(task, False)
         rounds = rec.get("rounds") or []
         cost = rec.get("modelled_seconds")
-        escalated = bool(rounds) and rounds[0].get("role") == "competitor"
-        if not escalated or not any(x.get("role") == "primary" for x in rounds):
-            flags[task] = flag
-            costs += [cost] if cost is not None else []
-            continue
-        verdicts = rec.get("verdicts") or []
-        # the candidates that ran: the first answer, the competitor's own, then each repair that was no repeat
-        ran = [("first", -1), ("competitor", 0)] + [(x.get("role"), i) for i, x in enumerate(rounds)
-                                                     if i > 0 and x.get("outcome") != "no change"]
-        text: str | None = None
-        if len(verdicts) != len(ran):
-            unverified.append(task)
-        else:
-            best = 1 if _standing(verdicts[1]) >= _standing(verdicts[0]) else 0  # ties: the competitor's
-            before, took = best, None
-            for k in range(2, len(ran)):
-                if _standing(verdicts[k]) >= _standing(verdicts[best]):
-                    if ran[k][0] == "primary" and took is None:
-                        took = ran[k][1]
-                    best = k
-            if took is None:
-                text = ""  # no repair by the primary became the best: the run's own answer
-            elif rounds[took + 1:]:
-                unverified.append(task)  # a later round started from the repair
-            elif before == 0 and rec.get("first_answer") is not None:
-                text = rec["first_answer"]
-                answer = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("answer")]
-                cut = bool(answer) and answer[-1].get("finish_reason") == "length"
-            elif before == 1:
-                esc = [s for s in rec.get("steps") or [] if (s.get("purpose") or "").startswith("escalate (1)")]
-                mine = (other.get(task) or [{}])[0]
-                theirs = [s for s in mine.get("steps") or [] if (s.get("purpose") or "").startswith("answer")]
-                if len(esc) == 1 and len(theirs) == 1 and all(
-                        esc[0].get(k) == theirs[0].get(k) for k in ("prompt_tokens", "completion_tokens")):
-                    text, cut = mine.get("text"), _cut(mine)
-                else:
-                    unverified.append(task)
-            else:
+        if rounds and rounds[0].get("role") == "competitor" and any(x.get("role") == "primary" for x in rounds):
+            found = _answer_without_repair(rec, (other.get(task) or [{}])[0])
+            if found is None:
                 unverified.append(task)
-        if text:
-            flag = runs.run(task, text, cut)
-            changed.append(task)
-        if cost is not None and task not in unverified:
-            cost -= rec.get("modelled_primary_repair_seconds", 0.0)
+            else:
+                if found[0]:
+                    flag = runs.run(task, *found)
+                    changed.append(task)
+                if cost is not None:
+                    cost -= rec.get("modelled_primary_repair_seconds", 0.0)
         flags[task] = flag
         costs += [cost] if cost is not None else []
     key = f"{name}:no-primary-repair"
