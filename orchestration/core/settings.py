@@ -299,8 +299,8 @@ class Settings(_Strict):
                                  "max_tokens is smaller and the request sets none): a whole function re-typed with "
                                  "its docstring is 367 tokens at the 95th percentile of HumanEval, 560 at most "
                                  "(Qwen tokenizer), plus a short explanation; the default profile's own code "
-                                 "answers on HumanEval and MBPP: 394 at the 95th percentile, 518 at the 99th, 2 "
-                                 "of 725 past 768 (loops; scripts/answer_lengths.py, "
+                                 "answers on HumanEval and MBPP: 385 at the 95th percentile, 526 at the 99th, 2 "
+                                 "of 1,110 past 768 (loops; scripts/answer_lengths.py, "
                                  "docs/eval-qwen-28-full/answer_lengths.json)")
     auto_coding: Literal["validated", "compete", "competitor", "primary"] = Field(
         "validated", description="auto's pattern for a coding request; left out: the one with the most passed "
