@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     results = json.loads(a.results.read_text())["results"]
     command = "scripts/auto_routes.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     from orchestration.core.settings import load_settings
+    from orchestration.patterns.validated import primary_revisions
 
     # compete and validated as the profile runs them (derived rows): compete keeps B where the tests tie when its
     # judge keeps the stronger competitor's answer; validated has no primary repair after the stronger competitor's
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     derived = {}
     if s.judge == "stronger" and s.stronger == "competitor":
         derived["compete"] = "ties-to-B"
-    if s.max_revisions is None and s.stronger == "competitor":
+    if primary_revisions(s, escalated=True) == 0:
         derived["validated"] = "no-primary-repair"
     choice = choose(results, a.profile, source=str(a.results), command=command, derived=derived)
     for row in choice.table():

@@ -325,12 +325,15 @@ def _rec(system: str, task: str, text: str, steps: list[dict], **kw) -> dict:  #
 
 
 def _v(passed: int | None, total: int = 3, load_error: str | None = None) -> dict:
-    """A recorded verdict: ``passed`` of ``total`` counted tests; None: nothing ran (cut off, no code)."""
+    """A recorded verdict, as a run dumps it: ``passed`` of ``total`` counted tests; None: nothing ran (cut off,
+    no code)."""
+    from orchestration.core.types import Execution, TestOutcome, Verdict
+
     if passed is None:
-        return {"verdict": "FAIL", "execution": None}
-    tests = [{"passed": i < passed, "set_aside": False} for i in range(total)]
-    return {"verdict": "PASS" if passed == total and load_error is None else "FAIL",
-            "execution": {"tests": tests, "load_error": load_error}}
+        return Verdict(verdict="FAIL", method="execute").model_dump(mode="json")
+    tests = [TestOutcome(test=f"assert t{i}", origin="validator", passed=i < passed) for i in range(total)]
+    return Verdict(verdict="PASS" if passed == total and load_error is None else "FAIL", method="execute",
+                   execution=Execution(sandbox="bwrap", tests=tests, load_error=load_error)).model_dump(mode="json")
 
 
 def _rounds(*outcomes: str) -> list[dict]:

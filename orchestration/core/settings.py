@@ -274,7 +274,7 @@ class Settings(_Strict):
     max_revisions: int | None = Field(
         None, ge=0, le=5, description="validated: the primary's repair rounds. Left out: 1, except after the "
         "stronger model's own answer (`stronger` = competitor) failed the tests too: then none, as the default "
-        "profile's 0.5B fixed 0 of 27 there (docs/eval-qwen-28-full/validated_breakdown.json)")
+        "profile's 0.5B fixed 0 of 39 there (docs/eval-qwen-28-full/validated_breakdown.json)")
     judge_swap: bool = Field(True, description="compete: judge in both orders (LLM judges flip about a third of "
                                                "their verdicts when the answers swap places)")
     judge: Literal["pointwise", "pairwise", "stronger"] = Field(

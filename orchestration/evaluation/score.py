@@ -16,7 +16,8 @@ from typing import Any
 from ..checks.sandbox import Limits, SandboxKind, SandboxMode, resolve
 from ..checks.verify import host_tests, incomplete_code, python_code, run_tests
 from ..core.errors import ModelOutputError
-from ..core.types import ToolCall
+from ..core.types import ToolCall, Verdict
+from ..patterns import validated
 from ..tools.extract import parse_calls
 from . import bfcl, humaneval, mbpp
 from .cost import with_modelled_seconds
@@ -276,19 +277,6 @@ def _score_single(name: str, pattern: str, items: dict[str, list[dict[str, Any]]
     return flags, ab
 
 
-def _standing(verdict: dict[str, Any] | None) -> int:
-    """A recorded verdict's standing in validated's pick (``_Candidate.score``): tests passed, -1 where nothing
-    ran (cut off, no code, it did not load), above all where it passed."""
-    if verdict is None:
-        return -1
-    if verdict.get("verdict") == "PASS":
-        return 1 << 20
-    ex = verdict.get("execution")
-    if ex is None or ex.get("load_error") is not None:
-        return -1
-    return sum(1 for t in ex.get("tests") or [] if t.get("passed") and not t.get("set_aside"))
-
-
 def _answer_without_repair(rec: dict[str, Any], theirs: dict[str, Any]) -> tuple[str, bool] | None:
     """What validated answers for ``rec`` (the competitor answered, the primary repaired) without the primary's
     repairs: ``("", False)`` for the run's own answer, else the answer a repair replaced and whether it was cut off
@@ -299,10 +287,11 @@ def _answer_without_repair(rec: dict[str, Any], theirs: dict[str, Any]) -> tuple
                                                  if i > 0 and x.get("outcome") != "no change"]
     if len(verdicts) != len(ran):
         return None
-    best = 1 if _standing(verdicts[1]) >= _standing(verdicts[0]) else 0  # ties: the competitor's
+    standing = [validated.standing(Verdict.model_validate(v)) for v in verdicts]  # as the pattern ranks them
+    best = 1 if standing[1] >= standing[0] else 0  # ties: the competitor's
     before, took = best, None
     for k in range(2, len(ran)):
-        if _standing(verdicts[k]) >= _standing(verdicts[best]):
+        if standing[k] >= standing[best]:
             if ran[k][0] == "primary" and took is None:
                 took = ran[k][1]
             best = k

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..checks.verify import (Origin, host_tests, incomplete_code, python_code, same_code, sandbox_problem,
                              signatures, syntax_problem)
-from ..core.settings import Role
+from ..core.settings import Role, Settings
 from ..core.types import Execution, PatternRequest, PatternResult, Round, Verdict
 from ..run import prompts
 from ..run.context import RunContext
@@ -61,6 +61,15 @@ def _defs(text: str) -> str:
     return "".join(f"{m.group(1)}\n    pass\n" for m in re.finditer(r"^\s*(def \w+\(.*\)\s*(?:->.*)?:)", text, re.M))
 
 
+def standing(verdict: Verdict) -> int:
+    """A tested candidate's place in the pick: tests passed; -1 where nothing ran (cut off, no code, it did not
+    load); above all where it passed."""
+    ex = verdict.execution
+    if verdict.verdict == "PASS":
+        return 1 << 20
+    return -1 if ex is None or ex.load_error is not None else ex.passed
+
+
 @dataclass
 class _Candidate:
     text: str
@@ -68,11 +77,7 @@ class _Candidate:
 
     @property
     def score(self) -> int:
-        """Tests passed; -1 where nothing ran (cut off, no code, it did not load)."""
-        ex = self.verdict.execution
-        if self.verdict.verdict == "PASS":
-            return 1 << 20
-        return -1 if ex is None or ex.load_error is not None else ex.passed
+        return standing(self.verdict)
 
 
 def _outcome(new: _Candidate, best: _Candidate) -> str:
@@ -123,13 +128,13 @@ async def _independent(ctx: RunContext, first: _Candidate, tests: list[tuple[str
     return other
 
 
-def _revisions(ctx: RunContext, escalated: bool) -> int:
+def primary_revisions(settings: Settings, escalated: bool) -> int:
     """The primary's repair rounds: as set; left out, 1, or none once the stronger model's own answer failed too
-    (the default profile's 0.5B repaired 0 of 27 such failures: a weaker model's repair after the stronger one's
+    (the default profile's 0.5B repaired 0 of 39 such failures: a weaker model's repair after the stronger one's
     answer is cost without a fix)."""
-    if ctx.settings.max_revisions is not None:
-        return ctx.settings.max_revisions
-    return 0 if escalated and ctx.settings.stronger == "competitor" else 1
+    if settings.max_revisions is not None:
+        return settings.max_revisions
+    return 0 if escalated and settings.stronger == "competitor" else 1
 
 
 async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]]) -> str:
@@ -148,7 +153,7 @@ async def _by_tests(ctx: RunContext, text: str, tests: list[tuple[str, Origin]])
     ctx.trace.verdicts += [c.verdict for c in seen]
     which = "the better of the first answer and the competitor's" if len(seen) > 1 else "the first answer"
     ctx.checkpoint(best.text, f"{which}, tested: {best.verdict.verdict}")
-    plan_roles: list[Role] = ["primary"] * _revisions(ctx, escalated=n > 0) + ["competitor"] * escalations
+    plan_roles: list[Role] = ["primary"] * primary_revisions(ctx.settings, escalated=n > 0) + ["competitor"] * escalations
     while best.verdict.verdict == "FAIL" and plan_roles:
         role = plan_roles.pop(0)
         n += 1
@@ -183,7 +188,7 @@ async def _by_opinion(ctx: RunContext, text: str) -> str:
     ctx.trace.verdicts.append(verdict)
     ctx.checkpoint(text, f"the first answer, the validator's verdict: {verdict.verdict}")
     n = 0
-    while verdict.verdict == "FAIL" and n < _revisions(ctx, escalated=False):
+    while verdict.verdict == "FAIL" and n < primary_revisions(ctx.settings, escalated=False):
         n += 1
         new = await _repair(ctx, "primary", _Candidate(text, verdict), f"revise ({n})")
         model = ctx.trace.steps[-1].model
